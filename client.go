@@ -1,0 +1,111 @@
+package herald
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// Client publishes, subscribes and inspects. It is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	db     *rdb.DB
+	log    *slog.Logger
+	topics topics
+
+	mu      sync.Mutex
+	closed  bool
+	subs    map[*Subscription]struct{}
+	writers sync.WaitGroup // flushing partition writers
+
+	// testHookAppended, when set, runs after each append script returns and
+	// may turn a success into an error (tests simulate a lost reply with it).
+	testHookAppended func() error
+}
+
+// New connects to Redis and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	if cfg.ProducerID == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		cfg.ProducerID = hex.EncodeToString(b[:])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := rdb.Open(ctx, rdb.Options{URL: cfg.URL, TLS: cfg.TLS, Namespace: cfg.Namespace, Client: cfg.Redis})
+	if err != nil {
+		if cfg.Redis == nil {
+			if _, perr := rdb.ParseURL(cfg.URL); perr != nil {
+				return nil, invalid("%v", perr)
+			}
+		}
+		return nil, err
+	}
+	return &Client{cfg: cfg, db: db, log: cfg.Logger, topics: topics{m: map[string]*topic{}}, subs: map[*Subscription]struct{}{}}, nil
+}
+
+// Namespace is the key prefix in use.
+func (c *Client) Namespace() string { return c.cfg.Namespace }
+
+func (c *Client) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close drains every subscription (in-flight handlers finish and their acks
+// are sent, bounded by 30 s), waits for pending publishes, and closes the
+// Redis connection if New opened it. It is idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	subs := make([]*Subscription, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Shutdown order: subscriptions first (their acks and retries need the
+	// connection), then publishers' in-flight batches, then the connection.
+	var wg sync.WaitGroup
+	for _, s := range subs {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.Drain(ctx) }()
+	}
+	wg.Wait()
+	c.writers.Wait()
+	c.db.Close()
+	return nil
+}
+
+func (c *Client) addSub(s *Subscription) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.subs[s] = struct{}{}
+	return nil
+}
+
+func (c *Client) removeSub(s *Subscription) {
+	c.mu.Lock()
+	delete(c.subs, s)
+	c.mu.Unlock()
+}

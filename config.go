@@ -1,0 +1,138 @@
+package herald
+
+import (
+	"crypto/tls"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Defaults used when a Config or TopicConfig field is zero.
+const (
+	DefaultURL            = "redis://127.0.0.1:6379"
+	DefaultNamespace      = "herald"
+	DefaultPartitions     = 1
+	DefaultDedupeWindow   = 2 * time.Minute
+	DefaultMaxEventBytes  = 1 << 20
+	DefaultPublishTimeout = 10 * time.Second
+	DefaultMaxBatch       = 512
+	// MaxPartitions bounds TopicConfig.Partitions.
+	MaxPartitions = 1024
+	// MaxTopicNameLen bounds topic and group names.
+	MaxTopicNameLen = 200
+)
+
+// Config configures a Client. The zero value connects to DefaultURL.
+type Config struct {
+	// URL of Redis: redis://[user:password@]host:port[/db], rediss:// for
+	// TLS; several seeds separated by commas for a cluster.
+	URL string
+	// TLS overrides the TLS configuration of a rediss:// URL.
+	TLS *tls.Config
+	// Redis is an existing client to use instead of dialing URL. Close
+	// leaves it open.
+	Redis rueidis.Client
+	// Namespace prefixes every key (default "herald").
+	Namespace string
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// DisableAutoCreate makes Publish to an unknown topic fail with
+	// ErrTopicNotFound instead of creating it with DefaultTopic.
+	DisableAutoCreate bool
+	// DefaultTopic configures topics created by Publish or Subscribe.
+	DefaultTopic TopicConfig
+	// PublishTimeout bounds how long a batch is retried after errors whose
+	// outcome is unknown (default 10s).
+	PublishTimeout time.Duration
+	// MaxBatch is the most events appended in one script call (default 512).
+	MaxBatch int
+	// ProducerID names this client's idempotent producer; default random.
+	ProducerID string
+}
+
+// TopicConfig configures a topic at creation. Zero fields take defaults.
+type TopicConfig struct {
+	// Partitions is fixed at creation (default 1, at most MaxPartitions).
+	Partitions int
+	// MaxLen trims each partition to about this many events (0: no limit).
+	MaxLen int64
+	// MaxAge trims events older than this (0: no limit).
+	MaxAge time.Duration
+	// DedupeWindow is how long a caller-set event id is remembered (default 2m).
+	DedupeWindow time.Duration
+	// DedupeAll deduplicates every event by id, also generated ones.
+	DedupeAll bool
+	// MaxEventBytes bounds one event's size (default 1 MiB).
+	MaxEventBytes int
+}
+
+func (c *Config) fill() error {
+	if c.URL == "" {
+		c.URL = DefaultURL
+	}
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if strings.ContainsAny(c.Namespace, "{} \t\r\n") {
+		return invalid("namespace %q contains braces or spaces; use letters, digits and ':._-'", c.Namespace)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	return c.DefaultTopic.fill()
+}
+
+func (t *TopicConfig) fill() error {
+	if t.Partitions == 0 {
+		t.Partitions = DefaultPartitions
+	}
+	if t.Partitions < 0 || t.Partitions > MaxPartitions {
+		return invalid("partitions %d out of range; use 1..%d", t.Partitions, MaxPartitions)
+	}
+	if t.MaxLen < 0 {
+		return invalid("max length %d is negative; use 0 for no limit", t.MaxLen)
+	}
+	if t.MaxAge < 0 {
+		return invalid("max age %s is negative; use 0 for no limit", t.MaxAge)
+	}
+	if t.DedupeWindow == 0 {
+		t.DedupeWindow = DefaultDedupeWindow
+	}
+	if t.DedupeWindow < time.Millisecond {
+		return invalid("dedupe window %s is too short; use at least 1ms", t.DedupeWindow)
+	}
+	if t.MaxEventBytes == 0 {
+		t.MaxEventBytes = DefaultMaxEventBytes
+	}
+	if t.MaxEventBytes < 0 || t.MaxEventBytes > 512<<20 {
+		return invalid("max event size %d out of range; use 1..%d bytes", t.MaxEventBytes, 512<<20)
+	}
+	return nil
+}
+
+// ValidateName checks a topic or group name: 1-200 characters of letters,
+// digits, '.', '-', '_' and '/'.
+func ValidateName(kind, name string) error {
+	if name == "" {
+		return invalid("%s name is empty; use 1-%d letters, digits, '.', '-', '_' or '/'", kind, MaxTopicNameLen)
+	}
+	if len(name) > MaxTopicNameLen {
+		return invalid("%s name is %d characters long; use at most %d", kind, len(name), MaxTopicNameLen)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/' {
+			continue
+		}
+		return invalid("%s name %q has %q at byte %d; use only letters, digits, '.', '-', '_' and '/'", kind, name, string(rune(c)), i)
+	}
+	return nil
+}

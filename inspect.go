@@ -1,0 +1,398 @@
+package herald
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/heraldbus/herald/internal/codec"
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// TopicInfo describes a topic and its partitions.
+type TopicInfo struct {
+	Name        string
+	Config      TopicConfig
+	Created     time.Time
+	Length      int64 // events stored, all partitions
+	MemoryBytes int64
+	DeadLetters int64
+	Partitions  []PartitionInfo
+}
+
+// PartitionInfo describes one partition.
+type PartitionInfo struct {
+	Partition   int
+	Stream      string // the stream key
+	Length      int64
+	FirstID     string
+	LastID      string
+	MemoryBytes int64
+	DeadLetters int64
+}
+
+// Topics lists every topic with its details.
+func (c *Client) Topics(ctx context.Context) ([]TopicInfo, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	names, err := c.db.TopicNames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TopicInfo, 0, len(names))
+	for _, n := range names {
+		ti, err := c.TopicInfo(ctx, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}
+
+// TopicInfo describes one topic.
+func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) {
+	if err := c.checkOpen(); err != nil {
+		return TopicInfo{}, err
+	}
+	t, err := c.topic(ctx, name, false)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	ti := TopicInfo{Name: name, Config: t.cfg, Created: t.created}
+	for p, pk := range t.parts {
+		si, err := c.db.StreamInfo(ctx, pk.Stream)
+		if err != nil {
+			return ti, err
+		}
+		dl, err := c.db.StreamInfo(ctx, pk.DLQ)
+		if err != nil {
+			return ti, err
+		}
+		ti.Partitions = append(ti.Partitions, PartitionInfo{Partition: p, Stream: pk.Stream, Length: si.Length,
+			FirstID: si.FirstID, LastID: si.LastID, MemoryBytes: si.MemoryBytes, DeadLetters: dl.Length})
+		ti.Length += si.Length
+		ti.MemoryBytes += si.MemoryBytes
+		ti.DeadLetters += dl.Length
+	}
+	return ti, nil
+}
+
+// GroupInfo describes a consumer group over all partitions of a topic.
+type GroupInfo struct {
+	Name             string
+	Consumers        int64 // the most seen on one partition
+	Pending          int64 // delivered, not yet acknowledged (partition and retry streams)
+	Lag              int64 // events not yet delivered; -1 when Redis cannot tell
+	ScheduledRetries int64
+	OldestPending    time.Duration // age of the oldest pending entry
+	Partitions       []GroupPartitionInfo
+}
+
+// GroupPartitionInfo is a group's state on one partition.
+type GroupPartitionInfo struct {
+	Partition       int
+	Pending         int64
+	Lag             int64
+	LastDeliveredID string
+}
+
+// Groups describes the consumer groups of a topic.
+func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	t, err := c.topic(ctx, topicName, false)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*GroupInfo{}
+	now := time.Now()
+	for p, pk := range t.parts {
+		gs, err := c.db.Groups(ctx, pk.Stream)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range gs {
+			gi := byName[g.Name]
+			if gi == nil {
+				gi = &GroupInfo{Name: g.Name}
+				byName[g.Name] = gi
+			}
+			gi.Consumers = max(gi.Consumers, g.Consumers)
+			gi.Pending += g.Pending
+			switch {
+			case g.Lag < 0 || gi.Lag < 0:
+				gi.Lag = -1
+			default:
+				gi.Lag += g.Lag
+			}
+			gi.agePending(now, g.OldestPendingID)
+			rs, _ := c.db.Groups(ctx, pk.Retry(g.Name))
+			for _, r := range rs {
+				if r.Name == g.Name {
+					gi.Pending += r.Pending
+					gi.agePending(now, r.OldestPendingID)
+				}
+			}
+			n, _ := c.db.ScheduledRetries(ctx, pk, g.Name)
+			gi.ScheduledRetries += n
+			gi.Partitions = append(gi.Partitions, GroupPartitionInfo{Partition: p, Pending: g.Pending, Lag: g.Lag, LastDeliveredID: g.LastDeliveredID})
+		}
+	}
+	out := make([]GroupInfo, 0, len(byName))
+	for _, g := range byName {
+		out = append(out, *g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (g *GroupInfo) agePending(now time.Time, id string) {
+	if id == "" {
+		return
+	}
+	if t, err := codec.PositionTime(id); err == nil && now.Sub(t) > g.OldestPending {
+		g.OldestPending = now.Sub(t)
+	}
+}
+
+// DeleteGroup removes a consumer group from every partition of a topic.
+func (c *Client) DeleteGroup(ctx context.Context, topicName, group string) error {
+	t, err := c.topic(ctx, topicName, false)
+	if err != nil {
+		return err
+	}
+	for _, pk := range t.parts {
+		if err := c.db.DestroyGroup(ctx, pk, group); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Filter selects events for inspection calls. The zero value selects
+// everything, up to a default limit.
+type Filter struct {
+	// Partitions limits the search; empty means all.
+	Partitions []int
+	// From and To bound stream positions (inclusive), e.g. "1700000000000-0"
+	// or just milliseconds; empty means the start and the end.
+	From, To string
+	// Limit is the most events returned (default 100).
+	Limit int
+	// Group selects dead letters of one group.
+	Group string
+	// IDs selects dead letters by position ("<partition>/<id>").
+	IDs []string
+}
+
+// StoredEvent is an event read from a stream.
+type StoredEvent struct {
+	Event
+	Topic     string
+	Partition int
+	Position  string
+}
+
+// DeadLetter is an event that a group gave up on.
+type DeadLetter struct {
+	StoredEvent
+	Group    string
+	Error    string
+	Attempts int
+	Origin   string // position in the partition stream
+	Failed   time.Time
+}
+
+func (f *Filter) parts(t *topic) ([]int, error) {
+	if len(f.Partitions) == 0 {
+		ps := make([]int, len(t.parts))
+		for i := range ps {
+			ps[i] = i
+		}
+		return ps, nil
+	}
+	for _, p := range f.Partitions {
+		if p < 0 || p >= len(t.parts) {
+			return nil, invalid("partition %d does not exist; topic %q has %d (0..%d)", p, t.name, len(t.parts), len(t.parts)-1)
+		}
+	}
+	return f.Partitions, nil
+}
+
+func (f *Filter) bounds() (string, string, int, error) {
+	from, to, limit := "-", "+", f.Limit
+	if f.From != "" {
+		if !validStreamID(f.From) {
+			return "", "", 0, invalid("from %q is not a stream position; use <ms>-<seq> or <ms>", f.From)
+		}
+		from = f.From
+	}
+	if f.To != "" {
+		if !validStreamID(f.To) {
+			return "", "", 0, invalid("to %q is not a stream position; use <ms>-<seq> or <ms>", f.To)
+		}
+		to = f.To
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	return from, to, limit, nil
+}
+
+// Events reads stored events in position order across partitions.
+func (c *Client) Events(ctx context.Context, topicName string, f Filter) ([]StoredEvent, error) {
+	es, err := c.scan(ctx, topicName, f, func(pk rdb.PartKeys) string { return pk.Stream })
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoredEvent, len(es))
+	for i, e := range es {
+		out[i] = e.StoredEvent
+	}
+	return out, nil
+}
+
+// DeadLetters lists dead letters in position order.
+func (c *Client) DeadLetters(ctx context.Context, topicName string, f Filter) ([]DeadLetter, error) {
+	return c.scan(ctx, topicName, f, func(pk rdb.PartKeys) string { return pk.DLQ })
+}
+
+func (c *Client) scan(ctx context.Context, topicName string, f Filter, key func(rdb.PartKeys) string) ([]DeadLetter, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	t, err := c.topic(ctx, topicName, false)
+	if err != nil {
+		return nil, err
+	}
+	ps, err := f.parts(t)
+	if err != nil {
+		return nil, err
+	}
+	from, to, limit, err := f.bounds()
+	if err != nil {
+		return nil, err
+	}
+	want := map[string]bool{}
+	for _, id := range f.IDs {
+		p, err := ParsePosition(id)
+		if err != nil {
+			return nil, err
+		}
+		want[p.String()] = true
+	}
+	var out []DeadLetter
+	for _, p := range ps {
+		start := from
+		for {
+			es, err := c.db.Range(ctx, key(t.parts[p]), start, to, int64(limit))
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range es {
+				ev, m, err := codec.Decode(e.Pairs, e.ID)
+				if err != nil {
+					ev = codec.Event{Data: []byte(strings.Join(e.Pairs, " "))}
+				}
+				dl := DeadLetter{StoredEvent: StoredEvent{Event: Event(ev), Topic: topicName, Partition: p, Position: e.ID},
+					Group: m.DeadGroup, Error: m.DeadError, Attempts: m.DeadAttempt, Origin: m.DeadPos, Failed: m.DeadTime}
+				if f.Group != "" && dl.Group != f.Group {
+					continue
+				}
+				if len(want) > 0 && !want[fmt.Sprintf("%d/%s", p, e.ID)] {
+					continue
+				}
+				out = append(out, dl)
+			}
+			// Filters may skip entries: page on until the limit or the end.
+			if len(es) < limit || (f.Group == "" && len(want) == 0) || len(out) >= limit*len(ps) {
+				break
+			}
+			start = "(" + es[len(es)-1].ID
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return lessID(out[i].Position, out[j].Position) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// lessID orders stream ids numerically.
+func lessID(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
+}
+
+// RedriveDeadLetters moves the selected dead letters back to their groups,
+// where they are delivered again with the attempt count reset. It returns
+// how many were moved.
+func (c *Client) RedriveDeadLetters(ctx context.Context, topicName string, f Filter) (int, error) {
+	dls, err := c.DeadLetters(ctx, topicName, f)
+	if err != nil {
+		return 0, err
+	}
+	t, _ := c.topic(ctx, topicName, false)
+	n := 0
+	for _, dl := range dls {
+		pk := t.parts[dl.Partition]
+		names, err := c.db.GroupNames(ctx, pk.Stream)
+		if err != nil {
+			return n, err
+		}
+		if dl.Group == "" || !contains(names, dl.Group) {
+			return n, fmt.Errorf("%w: dead letter %d/%s belongs to group %q, which does not exist on topic %q",
+				ErrGroupNotFound, dl.Partition, dl.Position, dl.Group, topicName)
+		}
+		ok, err := c.db.Redrive(ctx, pk, dl.Group, dl.Position)
+		if err != nil {
+			return n, err
+		}
+		if ok {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// DeleteDeadLetters deletes the selected dead letters and returns how many.
+func (c *Client) DeleteDeadLetters(ctx context.Context, topicName string, f Filter) (int, error) {
+	dls, err := c.DeadLetters(ctx, topicName, f)
+	if err != nil {
+		return 0, err
+	}
+	t, _ := c.topic(ctx, topicName, false)
+	n := 0
+	for _, dl := range dls {
+		k, err := c.db.Delete(ctx, t.parts[dl.Partition].DLQ, dl.Position)
+		if err != nil {
+			return n, err
+		}
+		n += int(k)
+	}
+	return n, nil
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}

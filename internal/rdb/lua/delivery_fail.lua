@@ -1,0 +1,43 @@
+-- delivery_fail: a handler failed; ack the entry and schedule a retry for this group only,
+-- or move it to the partition's dead-letter stream, atomically.
+-- KEYS[1]  the stream the entry was read from (partition stream or the group's retry stream)
+-- KEYS[2]  the group's retry schedule (sorted set, score = due time ms)   {tag}:z:<group>
+-- KEYS[3]  the partition's dead-letter stream                              {tag}:dlq
+-- ARGV[1]  group            ARGV[2] entry position      ARGV[3] next attempt number
+-- ARGV[4]  due time in ms, or 0 to dead-letter now       ARGV[5] error text
+-- ARGV[6]  original position in the partition stream     ARGV[7] now in ms
+-- ARGV[8]  "1" to delete the entry from KEYS[1] (retry streams), else "0"
+-- ARGV[9]  dead-letter MAXLEN ~ (0 = none)                ARGV[10] attempts made so far
+-- Returns "scheduled", "dead", or "gone" (the entry was trimmed away: acked and dropped).
+local r = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[8] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
+if #r == 0 then return 'gone' end
+local f = r[1][2]
+local keep = {}
+for j = 1, #f, 2 do
+  local name = f[j]
+  if name ~= 'a' and name ~= 'o' and string.sub(name, 1, 2) ~= 'x.' then
+    keep[#keep + 1] = name
+    keep[#keep + 1] = f[j + 1]
+  end
+end
+if ARGV[4] == '0' then
+  local n = #keep
+  keep[n + 1] = 'x.group';    keep[n + 2] = ARGV[1]
+  keep[n + 3] = 'x.error';    keep[n + 4] = ARGV[5]
+  keep[n + 5] = 'x.attempts'; keep[n + 6] = ARGV[10]
+  keep[n + 7] = 'x.pos';      keep[n + 8] = ARGV[6]
+  keep[n + 9] = 'x.time';     keep[n + 10] = ARGV[7]
+  if tonumber(ARGV[9]) > 0 then
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(keep))
+  else
+    redis.call('XADD', KEYS[3], '*', unpack(keep))
+  end
+  return 'dead'
+end
+local n = #keep
+keep[n + 1] = 'a'; keep[n + 2] = ARGV[3]
+keep[n + 3] = 'o'; keep[n + 4] = ARGV[6]
+redis.call('ZADD', KEYS[2], ARGV[4], cjson.encode(keep))
+return 'scheduled'

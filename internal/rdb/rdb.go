@@ -1,0 +1,156 @@
+// Package rdb encapsulates Herald's interactions with Redis. It is the only
+// package that sends commands; keys.go spells every key and lua/ holds every
+// script.
+package rdb
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// DB is a Redis connection (standalone or cluster) plus Herald's key layout.
+type DB struct {
+	C    rueidis.Client
+	Keys Keys
+	own  bool
+}
+
+// Options configure Open.
+type Options struct {
+	URL       string
+	TLS       *tls.Config // overrides the TLS settings of a rediss:// URL
+	Namespace string
+	Client    rueidis.Client // use this client instead of dialing; Close leaves it open
+}
+
+// ParseURL checks a Redis URL and turns it into client options. Accepted:
+// redis://[user:pass@]host:port[/db], rediss:// (TLS), and several seeds
+// separated by commas in the host part (redis://h1:7001,h2:7002).
+func ParseURL(raw string) (rueidis.ClientOption, error) {
+	var opt rueidis.ClientOption
+	if strings.TrimSpace(raw) == "" {
+		return opt, errors.New("empty Redis URL; use redis://host:port")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		// url.Parse rejects "h1:1,h2:2" only in odd cases; report plainly.
+		return opt, fmt.Errorf("malformed Redis URL %q: %v; use redis://host:port", raw, err)
+	}
+	switch u.Scheme {
+	case "redis", "rediss", "redis+cluster":
+	default:
+		return opt, fmt.Errorf("unsupported Redis URL scheme %q in %q; use redis://host:port or rediss:// for TLS", u.Scheme, raw)
+	}
+	if u.Host == "" {
+		return opt, fmt.Errorf("Redis URL %q has no host; use redis://host:port", raw)
+	}
+	hosts := strings.Split(u.Host, ",")
+	first := *u
+	first.Host = hosts[0]
+	if first.Scheme == "redis+cluster" {
+		first.Scheme = "redis"
+	}
+	opt, err = rueidis.ParseURL(first.String())
+	if err != nil {
+		return opt, fmt.Errorf("malformed Redis URL %q: %v", raw, err)
+	}
+	for _, h := range hosts[1:] {
+		if !strings.Contains(h, ":") {
+			h += ":6379"
+		}
+		opt.InitAddress = append(opt.InitAddress, h)
+	}
+	for _, a := range opt.InitAddress {
+		if _, port, ok := strings.Cut(a, ":"); !ok || port == "" {
+			return opt, fmt.Errorf("Redis URL %q: address %q has no port", raw, a)
+		}
+	}
+	return opt, nil
+}
+
+// Open connects to Redis.
+func Open(ctx context.Context, o Options) (*DB, error) {
+	db := &DB{Keys: Keys{NS: o.Namespace}}
+	if o.Client != nil {
+		db.C = o.Client
+		return db, nil
+	}
+	opt, err := ParseURL(o.URL)
+	if err != nil {
+		return nil, err
+	}
+	if o.TLS != nil {
+		opt.TLSConfig = o.TLS
+	}
+	opt.DisableCache = true                          // no client-side caching: every read is fresh
+	opt.ClientSetInfo = rueidis.DisableClientSetInfo // works with servers older than 7.2
+	opt.ClientName = "herald"
+	opt.Dialer.Timeout = 5 * time.Second
+	opt.ConnWriteTimeout = 10 * time.Second
+	opt.BlockingPoolSize = 4096
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
+	}
+	db.C, db.own = c, true
+	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
+	}
+	return db, nil
+}
+
+// Close closes the client if Open dialed it.
+func (db *DB) Close() {
+	if db.own {
+		db.C.Close()
+	}
+}
+
+// IsNoGroup reports a NOGROUP reply (the group or its stream is gone, e.g.
+// after a restart of a Redis without persistence).
+func IsNoGroup(err error) bool { return replyPrefix(err, "NOGROUP") }
+
+// IsStale reports that an append was refused because its batch sequence is
+// older than the producer's last one.
+func IsStale(err error) bool { return replyPrefix(err, "HERALD_STALE") }
+
+// IsBusyGroup reports a BUSYGROUP reply (the group exists).
+func IsBusyGroup(err error) bool { return replyPrefix(err, "BUSYGROUP") }
+
+// Transient reports whether err may go away by itself: connection errors,
+// timeouts, and replies such as CLUSTERDOWN, TRYAGAIN, LOADING, MASTERDOWN
+// and READONLY (a failover in progress).
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	re, ok := rueidis.IsRedisErr(err)
+	if !ok {
+		return true // network, timeout, closed connection
+	}
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "BUSY ", "NOREPLICAS", "MOVED", "ASK"} {
+		if strings.HasPrefix(re.Error(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+func replyPrefix(err error, p string) bool {
+	if err == nil {
+		return false
+	}
+	re, ok := rueidis.IsRedisErr(err)
+	return ok && strings.HasPrefix(re.Error(), p)
+}

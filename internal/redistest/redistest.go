@@ -1,0 +1,94 @@
+// Package redistest gives tests a real redis-server: one per test binary,
+// started on a free loopback port by TestMain, and a unique key namespace per
+// test so tests share it safely in parallel.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald/internal/redisproc"
+)
+
+var (
+	shared  *redisproc.Server
+	counter atomic.Int64
+	runID   = fmt.Sprintf("t%d", time.Now().UnixNano()%1e9)
+)
+
+// Required reports whether HERALD_REQUIRE_REDIS=1 is set: then a missing
+// redis-server fails the run instead of skipping tests.
+func Required() bool { return os.Getenv("HERALD_REQUIRE_REDIS") == "1" }
+
+// Main starts the shared server, runs the tests and stops the server.
+// Call it from TestMain: os.Exit(redistest.Main(m)).
+func Main(m *testing.M) int {
+	if redisproc.Installed() {
+		s, err := redisproc.Start(context.Background(), redisproc.Options{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "redistest:", err)
+			return 1
+		}
+		shared = s
+		defer s.Stop()
+	} else if Required() {
+		fmt.Fprintln(os.Stderr, "redistest: HERALD_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install -y redis-server)")
+		return 1
+	}
+	return m.Run()
+}
+
+// Skip skips (or, with HERALD_REQUIRE_REDIS=1, fails) a test when redis-server is missing.
+func Skip(t testing.TB) {
+	t.Helper()
+	if redisproc.Installed() {
+		return
+	}
+	if Required() {
+		t.Fatal("redis-server is not installed and HERALD_REQUIRE_REDIS=1")
+	}
+	t.Skip("redis-server is not installed")
+}
+
+// URL returns the shared server's URL.
+func URL(t testing.TB) string {
+	t.Helper()
+	Skip(t)
+	if shared == nil {
+		t.Fatal("redistest: shared server not started; call redistest.Main from TestMain")
+	}
+	return shared.URL()
+}
+
+// Shared returns the shared server.
+func Shared(t testing.TB) *redisproc.Server {
+	URL(t)
+	return shared
+}
+
+// Namespace returns a key prefix unique to this test.
+func Namespace(t testing.TB) string {
+	n := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
+	if len(n) > 40 {
+		n = n[:40]
+	}
+	return fmt.Sprintf("ht:%s:%d:%s", runID, counter.Add(1), n)
+}
+
+// Own starts a redis-server that belongs to one test only (for restart and
+// kill tests) and stops it at the end of the test.
+func Own(t testing.TB, opts redisproc.Options) *redisproc.Server {
+	t.Helper()
+	Skip(t)
+	s, err := redisproc.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Stop() })
+	return s
+}

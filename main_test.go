@@ -1,0 +1,46 @@
+package herald_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+
+// newClient returns a client on the shared test server with a namespace of its own.
+func newClient(t testing.TB, mod ...func(*herald.Config)) *herald.Client {
+	t.Helper()
+	cfg := herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)}
+	for _, f := range mod {
+		f(&cfg)
+	}
+	c, err := herald.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,152 @@
+package herald_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald"
+)
+
+func TestPublishSubscribeRoundTrip(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 20*time.Second)
+	if err := c.CreateTopic(ctx, "orders", herald.TopicConfig{Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *herald.Message, 100)
+	sub, err := c.Subscribe(ctx, "orders", "billing", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
+		got <- m
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := herald.Event{Type: "order.created", Key: "o-1", Source: "shop", Subject: "o-1", ContentType: "application/json",
+		Headers: map[string]string{"traceparent": "00-x"}, Data: []byte(`{"n":1}`), Time: time.UnixMicro(1700000000000001)}
+	pos, err := c.Publish(ctx, "orders", want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Type != want.Type || m.Key != want.Key || string(m.Data) != string(want.Data) || m.Headers["traceparent"] != "00-x" ||
+			!m.Time.Equal(want.Time) || m.Position != pos.ID || m.Partition != pos.Partition || m.Attempt != 1 || len(m.ID) != 36 {
+			t.Fatalf("delivered %+v, published %+v at %v", m, want, pos)
+		}
+	case <-ctx.Done():
+		t.Fatal("event not delivered")
+	}
+	if err := sub.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := c.Groups(ctx, "orders")
+	if err != nil || len(gs) != 1 || gs[0].Pending != 0 {
+		t.Fatalf("groups = %+v, %v; want one group with nothing pending", gs, err)
+	}
+}
+
+func TestSameKeySamePartition(t *testing.T) {
+	c := newClient(t, func(cfg *herald.Config) { cfg.DefaultTopic.Partitions = 8 })
+	ctx := ctxT(t, 10*time.Second)
+	var first herald.Position
+	for i := 0; i < 20; i++ {
+		p, err := c.Publish(ctx, "t", herald.Event{Key: "customer-42", Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = p
+		} else if p.Partition != first.Partition {
+			t.Fatalf("key went to partition %d then %d", first.Partition, p.Partition)
+		}
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 64; i++ {
+		p, err := c.Publish(ctx, "t", herald.Event{Data: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[p.Partition] = true
+	}
+	if len(seen) != 8 {
+		t.Fatalf("keyless events reached %d of 8 partitions", len(seen))
+	}
+}
+
+func TestCallerIDDeduplicated(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 10*time.Second)
+	ev := herald.Event{ID: "order-1-created", Data: []byte("a")}
+	p1, err := c.Publish(ctx, "t", ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := c.Publish(ctx, "t", ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.ID != p1.ID || !p2.Duplicate || p1.Duplicate {
+		t.Fatalf("second publish = %+v, first = %+v; want the first position, marked duplicate", p2, p1)
+	}
+	info, err := c.TopicInfo(ctx, "t")
+	if err != nil || info.Length != 1 {
+		t.Fatalf("topic length = %d (%v), want 1", info.Length, err)
+	}
+}
+
+func TestConcurrentPublishCoalesced(t *testing.T) {
+	c := newClient(t, func(cfg *herald.Config) { cfg.DefaultTopic.Partitions = 3 })
+	ctx := ctxT(t, 20*time.Second)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]bool{}
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				p, err := c.Publish(ctx, "t", herald.Event{Data: []byte("x")})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				ids[p.String()] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	info, err := c.TopicInfo(ctx, "t")
+	if err != nil || info.Length != 3200 || len(ids) != 3200 {
+		t.Fatalf("length %d, distinct positions %d, err %v; want 3200", info.Length, len(ids), err)
+	}
+}
+
+func TestBadInputWritesNothing(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 10*time.Second)
+	for _, name := range []string{"", "has space", "br{ace}", strings.Repeat("a", 201), "tab\t", "ctl\x01"} {
+		if _, err := c.Publish(ctx, name, herald.Event{Data: []byte("x")}); !errors.Is(err, herald.ErrInvalid) {
+			t.Errorf("topic %q: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	big := make([]byte, herald.DefaultMaxEventBytes+1)
+	_, err := c.PublishBatch(ctx, "t", []herald.Event{{Data: []byte("ok")}, {Data: big}})
+	if !errors.Is(err, herald.ErrTooLarge) || !errors.Is(err, herald.ErrInvalid) {
+		t.Fatalf("oversized event: err = %v, want ErrTooLarge", err)
+	}
+	info, err := c.TopicInfo(ctx, "t")
+	if err != nil || info.Length != 0 {
+		t.Fatalf("after a refused batch: length %d (%v), want 0", info.Length, err)
+	}
+	if _, err := herald.New(herald.Config{URL: "http://x"}); !errors.Is(err, herald.ErrInvalid) {
+		t.Fatalf("malformed URL: err = %v, want ErrInvalid", err)
+	}
+	_ = fmt.Sprint
+}

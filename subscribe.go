@@ -1,0 +1,165 @@
+package herald
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Handler handles delivered messages. Returning nil acknowledges the
+// message; an error schedules a retry with backoff, and after MaxAttempts
+// (or at once for an error wrapped with Permanent) moves the event to the
+// partition's dead-letter stream. ctx is cancelled when the subscription
+// stops; a handler that returns after that still has its result recorded.
+type Handler interface {
+	Handle(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// Defaults of SubscribeOption.
+const (
+	DefaultConcurrency       = 8
+	DefaultMaxInFlight       = 256
+	DefaultReadBatch         = 128
+	DefaultMaxAttempts       = 8
+	DefaultRetryBackoff      = time.Second
+	DefaultMaxRetryBackoff   = 5 * time.Minute
+	DefaultVisibilityTimeout = 30 * time.Second
+	DefaultBlock             = 2 * time.Second
+)
+
+// Start says where a new consumer group starts reading.
+type Start int
+
+const (
+	// StartNow delivers events published after the group was created (default).
+	StartNow Start = iota
+	// StartBeginning delivers every event still in the topic.
+	StartBeginning
+)
+
+// SubscribeOption adjusts a subscription.
+type SubscribeOption func(*subOptions)
+
+type subOptions struct {
+	start        Start
+	consumer     string
+	concurrency  int
+	maxInFlight  int
+	readBatch    int
+	maxAttempts  int
+	backoff      time.Duration
+	maxBackoff   time.Duration
+	visibility   time.Duration
+	block        time.Duration
+	deadLetterML int64
+}
+
+// From sets where a new group starts; an existing group keeps its position.
+func From(s Start) SubscribeOption { return func(o *subOptions) { o.start = s } }
+
+// Consumer names this consumer within the group (default host-pid-random).
+// A consumer restarted under the same name first re-delivers what it had
+// received but not acknowledged.
+func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.consumer = name } }
+
+// Concurrency is the number of handler goroutines (default 8). Use 1 to
+// handle events one at a time, in order per partition.
+func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
+
+// MaxInFlight bounds events read but not yet acknowledged (default 256).
+func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFlight = n } }
+
+// ReadBatch is the most events read per partition per round trip (default 128).
+func ReadBatch(n int) SubscribeOption { return func(o *subOptions) { o.readBatch = n } }
+
+// MaxAttempts is the number of deliveries before an event is dead-lettered (default 8).
+func MaxAttempts(n int) SubscribeOption { return func(o *subOptions) { o.maxAttempts = n } }
+
+// Backoff sets the first retry delay and its cap (default 1s, 5m). Retry n
+// waits base*2^(n-1), capped, with jitter between half and all of it.
+func Backoff(base, max time.Duration) SubscribeOption {
+	return func(o *subOptions) { o.backoff, o.maxBackoff = base, max }
+}
+
+// VisibilityTimeout is how long an entry may stay unacknowledged by a silent
+// consumer before another consumer takes it over (default 30s). Running
+// handlers keep their entries alive, so a long handler is not redelivered.
+func VisibilityTimeout(d time.Duration) SubscribeOption { return func(o *subOptions) { o.visibility = d } }
+
+// BlockTime is how long one read waits for new events (default 2s).
+func BlockTime(d time.Duration) SubscribeOption { return func(o *subOptions) { o.block = d } }
+
+func (o *subOptions) fill() error {
+	if o.consumer == "" {
+		h, _ := os.Hostname()
+		o.consumer = fmt.Sprintf("%s-%d-%s", h, os.Getpid(), newID()[24:])
+	}
+	if err := ValidateName("consumer", o.consumer); err != nil {
+		return err
+	}
+	set := func(v *int, def int, name string) error {
+		if *v == 0 {
+			*v = def
+		}
+		if *v < 0 {
+			return invalid("%s %d is negative; use a positive number", name, *v)
+		}
+		return nil
+	}
+	setD := func(v *time.Duration, def time.Duration, name string) error {
+		if *v == 0 {
+			*v = def
+		}
+		if *v < 0 {
+			return invalid("%s %s is negative; use a positive duration", name, *v)
+		}
+		return nil
+	}
+	for _, e := range []error{
+		set(&o.concurrency, DefaultConcurrency, "concurrency"),
+		set(&o.maxInFlight, DefaultMaxInFlight, "max in-flight"),
+		set(&o.readBatch, DefaultReadBatch, "read batch"),
+		set(&o.maxAttempts, DefaultMaxAttempts, "max attempts"),
+		setD(&o.backoff, DefaultRetryBackoff, "retry backoff"),
+		setD(&o.maxBackoff, DefaultMaxRetryBackoff, "max retry backoff"),
+		setD(&o.visibility, DefaultVisibilityTimeout, "visibility timeout"),
+		setD(&o.block, DefaultBlock, "block time"),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	if o.maxInFlight < o.concurrency {
+		o.maxInFlight = o.concurrency
+	}
+	if o.visibility < 30*time.Millisecond {
+		return invalid("visibility timeout %s is too short; use at least 30ms", o.visibility)
+	}
+	return nil
+}
+
+func (o *subOptions) retryDelay(attempt int) time.Duration {
+	d := o.backoff
+	for i := 1; i < attempt && d < o.maxBackoff; i++ {
+		d *= 2
+	}
+	if d > o.maxBackoff {
+		d = o.maxBackoff
+	}
+	// Jitter in [d/2, d]: spreads retries of many failing events.
+	half := int64(d / 2)
+	if half > 0 {
+		d = time.Duration(half + randInt63n(half+1))
+	}
+	return d
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

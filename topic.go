@@ -1,0 +1,186 @@
+package herald
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// topic is the client's cached view of one topic and its partition writers.
+type topic struct {
+	name    string
+	cfg     TopicConfig
+	created time.Time
+	tags    []string
+	parts   []rdb.PartKeys
+	writers []*partWriter
+	rr      atomic.Uint64
+}
+
+func (t *topic) partitionFor(key string) int {
+	n := len(t.parts)
+	if n == 1 {
+		return 0
+	}
+	if key == "" {
+		return int(t.rr.Add(1) % uint64(n))
+	}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(n))
+}
+
+// topicMeta encodes a topic's configuration for its metadata hash.
+func topicMeta(name string, cfg TopicConfig, now time.Time) map[string]string {
+	tags := make([]string, cfg.Partitions)
+	for i := range tags {
+		tags[i] = name + "/" + strconv.Itoa(i)
+	}
+	da := "0"
+	if cfg.DedupeAll {
+		da = "1"
+	}
+	return map[string]string{
+		"version":         "1",
+		"partitions":      strconv.Itoa(cfg.Partitions),
+		"tags":            strings.Join(tags, ","),
+		"maxlen":          strconv.FormatInt(cfg.MaxLen, 10),
+		"maxage_ms":       strconv.FormatInt(cfg.MaxAge.Milliseconds(), 10),
+		"dedupe_ms":       strconv.FormatInt(cfg.DedupeWindow.Milliseconds(), 10),
+		"dedupe_all":      da,
+		"max_event_bytes": strconv.Itoa(cfg.MaxEventBytes),
+		"created_ms":      strconv.FormatInt(now.UnixMilli(), 10),
+	}
+}
+
+func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error) {
+	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	t := &topic{name: name, cfg: TopicConfig{
+		Partitions:    int(num("partitions")),
+		MaxLen:        num("maxlen"),
+		MaxAge:        time.Duration(num("maxage_ms")) * time.Millisecond,
+		DedupeWindow:  time.Duration(num("dedupe_ms")) * time.Millisecond,
+		DedupeAll:     m["dedupe_all"] == "1",
+		MaxEventBytes: int(num("max_event_bytes")),
+	}, created: time.UnixMilli(num("created_ms"))}
+	t.tags = strings.Split(m["tags"], ",")
+	if t.cfg.Partitions < 1 || len(t.tags) != t.cfg.Partitions {
+		return nil, fmt.Errorf("herald: topic %q has corrupt metadata (partitions=%q, %d tags)", name, m["partitions"], len(t.tags))
+	}
+	if err := t.cfg.fill(); err != nil {
+		return nil, err
+	}
+	t.parts = make([]rdb.PartKeys, len(t.tags))
+	t.writers = make([]*partWriter, len(t.tags))
+	for i, tag := range t.tags {
+		t.parts[i] = c.db.Keys.Part(tag)
+		t.writers[i] = &partWriter{c: c, t: t, p: i, keys: t.parts[i]}
+	}
+	return t, nil
+}
+
+// topics caches topic metadata.
+type topics struct {
+	mu sync.RWMutex
+	m  map[string]*topic
+}
+
+// CreateTopic creates a topic, or returns nil when it already exists (its
+// stored configuration then stays as it was).
+func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	if err := ValidateName("topic", name); err != nil {
+		return err
+	}
+	if err := cfg.fill(); err != nil {
+		return err
+	}
+	_, err := c.createTopic(ctx, name, cfg)
+	return err
+}
+
+func (c *Client) createTopic(ctx context.Context, name string, cfg TopicConfig) (*topic, error) {
+	m, created, err := c.db.CreateTopic(ctx, name, topicMeta(name, cfg, time.Now()))
+	if err != nil {
+		return nil, fmt.Errorf("herald: create topic %q: %w", name, err)
+	}
+	if created {
+		c.log.Info("topic created", "topic", name, "partitions", cfg.Partitions)
+	}
+	return c.cacheTopic(name, m)
+}
+
+func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {
+	t, err := c.topicFromMeta(name, m)
+	if err != nil {
+		return nil, err
+	}
+	c.topics.mu.Lock()
+	defer c.topics.mu.Unlock()
+	if old, ok := c.topics.m[name]; ok {
+		return old, nil
+	}
+	c.topics.m[name] = t
+	return t, nil
+}
+
+// topic returns the cached topic, loading it, or creating it when create is set.
+func (c *Client) topic(ctx context.Context, name string, create bool) (*topic, error) {
+	c.topics.mu.RLock()
+	t, ok := c.topics.m[name]
+	c.topics.mu.RUnlock()
+	if ok {
+		return t, nil
+	}
+	if err := ValidateName("topic", name); err != nil {
+		return nil, err
+	}
+	m, found, err := c.db.LoadTopic(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("herald: load topic %q: %w", name, err)
+	}
+	if found {
+		return c.cacheTopic(name, m)
+	}
+	if !create || c.cfg.DisableAutoCreate {
+		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+	}
+	return c.createTopic(ctx, name, c.cfg.DefaultTopic)
+}
+
+// DeleteTopic deletes a topic with all its events, groups and dead letters.
+func (c *Client) DeleteTopic(ctx context.Context, name string) error {
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
+	t, err := c.topic(ctx, name, false)
+	if err != nil {
+		return err
+	}
+	if err := c.db.DeleteTopic(ctx, name, t.parts); err != nil {
+		return fmt.Errorf("herald: delete topic %q: %w", name, err)
+	}
+	c.topics.mu.Lock()
+	delete(c.topics.m, name)
+	c.topics.mu.Unlock()
+	return nil
+}
+
+// restoreTopic writes a cached topic's metadata back (after a Redis restart
+// without persistence lost it). Existing metadata is left as is.
+func (c *Client) restoreTopic(ctx context.Context, t *topic) {
+	m := topicMeta(t.name, t.cfg, t.created)
+	m["tags"] = strings.Join(t.tags, ",")
+	if _, created, err := c.db.CreateTopic(ctx, t.name, m); err == nil && created {
+		c.log.Warn("topic metadata was missing (Redis restarted without persistence?); restored", "topic", t.name)
+	}
+}
