@@ -254,4 +254,3 @@ func stateTTL(cfg TopicConfig) int64 {
 	}
 	return ttl.Milliseconds()
 }
-

@@ -92,7 +92,9 @@ func Backoff(base, max time.Duration) SubscribeOption {
 // VisibilityTimeout is how long an entry may stay unacknowledged by a silent
 // consumer before another consumer takes it over (default 30s). Running
 // handlers keep their entries alive, so a long handler is not redelivered.
-func VisibilityTimeout(d time.Duration) SubscribeOption { return func(o *subOptions) { o.visibility = d } }
+func VisibilityTimeout(d time.Duration) SubscribeOption {
+	return func(o *subOptions) { o.visibility = d }
+}
 
 // BlockTime is how long one read waits for new events (default 2s).
 func BlockTime(d time.Duration) SubscribeOption { return func(o *subOptions) { o.block = d } }

@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
@@ -40,6 +41,7 @@ type Subscription struct {
 
 	mu       sync.Mutex
 	inflight map[*delivery]struct{}
+	released []*delivery
 
 	producers  sync.WaitGroup
 	workers    sync.WaitGroup
@@ -201,6 +203,7 @@ func (s *Subscription) finish() {
 	s.producers.Wait()
 	close(s.work)
 	s.workers.Wait()
+	s.flushReleased()
 	close(s.acks)
 	<-s.ackerDone
 	s.handlerCancel()
@@ -335,19 +338,49 @@ func (s *Subscription) worker() {
 	defer s.workers.Done()
 	for d := range s.work {
 		if s.handlerCtx.Err() != nil {
-			s.untrack(d) // stopping: leave it pending
+			s.untrack(d) // stopping: hand it back unhandled
+			s.release(d)
 			s.give(1)
 			continue
 		}
 		err := s.call(d.msg)
 		s.untrack(d)
-		if err == nil {
+		switch {
+		case err == nil:
 			s.stats.handled.Add(1)
 			s.acks <- d
-		} else {
+		case s.handlerCtx.Err() != nil && errors.Is(err, context.Canceled):
+			s.release(d) // the handler gave up because we stopped: not a failure
+		default:
 			s.fail(d, err)
 		}
 		s.give(1)
+	}
+}
+
+// release records an entry that was read but not handled; finish hands
+// them back so that other consumers reclaim them at once.
+func (s *Subscription) release(d *delivery) {
+	s.mu.Lock()
+	s.released = append(s.released, d)
+	s.mu.Unlock()
+}
+
+func (s *Subscription) flushReleased() {
+	s.mu.Lock()
+	rel := s.released
+	s.released = nil
+	s.mu.Unlock()
+	byStream := map[string][]string{}
+	for _, d := range rel {
+		byStream[d.stream] = append(byStream[d.stream], d.id)
+	}
+	for stream, ids := range byStream {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.c.db.Release(ctx, stream, s.group, s.o.consumer, ids, s.o.visibility.Milliseconds()); err != nil {
+			s.noteErr("release", err)
+		}
+		cancel()
 	}
 }
 

@@ -354,3 +354,10 @@ func (db *DB) Redrive(ctx context.Context, pk PartKeys, group, id string) (bool,
 func (db *DB) Delete(ctx context.Context, stream string, ids ...string) (int64, error) {
 	return db.C.Do(ctx, db.C.B().Xdel().Key(stream).Id(ids...).Build()).AsInt64()
 }
+
+// Release hands entries back unhandled: their idle time is set past the
+// visibility timeout, so that any consumer's next reclaim takes them.
+func (db *DB) Release(ctx context.Context, stream, group, consumer string, ids []string, visibilityMS int64) error {
+	return db.C.Do(ctx, db.C.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
+		Id(ids...).Idle(visibilityMS+1).Justid().Build()).Error()
+}

@@ -275,4 +275,3 @@ func Command(addr string, timeout time.Duration, args ...string) (string, error)
 	}
 	return line, nil
 }
-
