@@ -12,7 +12,8 @@ import (
 // message; an error schedules a retry with backoff, and after MaxAttempts
 // (or at once for an error wrapped with Permanent) moves the event to the
 // partition's dead-letter stream. ctx is cancelled when the subscription
-// stops; a handler that returns after that still has its result recorded.
+// stops; an error returned after that hands the event back unhandled (it is
+// not counted as an attempt), while nil still acknowledges it.
 type Handler interface {
 	Handle(ctx context.Context, m *Message) error
 }

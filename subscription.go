@@ -2,7 +2,6 @@ package herald
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"runtime/debug"
@@ -250,8 +249,11 @@ func (s *Subscription) reader(p int) {
 			s.dispatchAll(p, es, n)
 		}
 	}
+	// Each reader takes at most its share of the in-flight slots, so that
+	// one partition blocked in a read does not starve the others.
+	share := max(1, min(s.o.readBatch, s.o.maxInFlight/len(s.t.parts)))
 	for s.fetchCtx.Err() == nil {
-		n := s.take(s.o.readBatch)
+		n := s.take(share)
 		if n == 0 {
 			return
 		}
@@ -349,8 +351,8 @@ func (s *Subscription) worker() {
 		case err == nil:
 			s.stats.handled.Add(1)
 			s.acks <- d
-		case s.handlerCtx.Err() != nil && errors.Is(err, context.Canceled):
-			s.release(d) // the handler gave up because we stopped: not a failure
+		case s.handlerCtx.Err() != nil:
+			s.release(d) // failed while we stopped (its context was cancelled): not counted as an attempt
 		default:
 			s.fail(d, err)
 		}
@@ -564,23 +566,11 @@ func (s *Subscription) reclaim() {
 		for _, stream := range []string{pk.Stream, pk.Retry(s.group)} {
 			start := "0-0"
 			for s.fetchCtx.Err() == nil {
-				n := 0
-				for n < s.o.readBatch {
-					select {
-					case <-s.tokens:
-						n++
-						continue
-					default:
-					}
-					break
-				}
-				if n == 0 {
-					return // busy: try again next round
-				}
+				// Claim first, then wait for in-flight slots for what was
+				// claimed: readers may hold every slot while they block.
 				es, next, deleted, err := s.c.db.AutoClaim(s.fetchCtx, stream, s.group, s.o.consumer,
-					s.o.visibility.Milliseconds(), start, int64(n))
+					s.o.visibility.Milliseconds(), start, int64(s.o.readBatch))
 				if err != nil {
-					s.give(n)
 					if s.fetchCtx.Err() == nil && !rdb.IsNoGroup(err) {
 						s.noteErr("reclaim", err)
 					}
@@ -594,7 +584,7 @@ func (s *Subscription) reclaim() {
 					s.stats.reclaimed.Add(int64(len(es)))
 					s.c.log.Info("reclaimed entries of a silent consumer", "stream", stream, "count", len(es))
 				}
-				s.dispatchAll(p, es, n)
+				s.dispatchAll(p, es, 0)
 				if next == "0-0" || next == "" {
 					break
 				}

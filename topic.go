@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 	if err := t.cfg.fill(); err != nil {
 		return nil, err
 	}
+	t.rr.Store(rand.Uint64()) // spread keyless events from many short-lived clients too
 	t.parts = make([]rdb.PartKeys, len(t.tags))
 	t.writers = make([]*partWriter, len(t.tags))
 	for i, tag := range t.tags {

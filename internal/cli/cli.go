@@ -1,0 +1,157 @@
+// Package cli implements the herald command line. Commands write to the
+// io.Writers they are given and return errors; only main exits.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/heraldbus/herald"
+	"github.com/spf13/cobra"
+)
+
+// UsageError is bad input on the command line: exit code 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+func usage(format string, args ...any) error { return &UsageError{Err: fmt.Errorf(format, args...)} }
+
+// ExitCode maps an error from Run to a process exit code: 0 ok, 2 bad input
+// (usage, invalid names or sizes, malformed URL), 1 anything else.
+func ExitCode(err error) int {
+	var ue *UsageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue), errors.Is(err, herald.ErrInvalid):
+		return 2
+	}
+	return 1
+}
+
+// IO is where a command reads and writes.
+type IO struct {
+	In  io.Reader
+	Out io.Writer
+	Err io.Writer
+}
+
+type env struct {
+	io        IO
+	redisURL  string
+	namespace string
+	output    string
+}
+
+func (e *env) json() bool { return e.output == "json" }
+
+// client connects with the global flags.
+func (e *env) client() (*herald.Client, error) {
+	return herald.New(herald.Config{URL: e.redisURL, Namespace: e.namespace})
+}
+
+// emit writes v as one JSON line (json output) or calls text.
+func (e *env) emit(v any, text func(w io.Writer)) {
+	if e.json() {
+		b, _ := json.Marshal(v)
+		e.io.Out.Write(append(b, '\n'))
+		return
+	}
+	text(e.io.Out)
+}
+
+// Run executes the herald command line args (without the program name).
+func Run(ctx context.Context, args []string, stdio IO) error {
+	root := NewRoot(ctx, stdio)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return nil
+	}
+	var re *runError
+	if errors.As(err, &re) {
+		return re.err
+	}
+	var ue *UsageError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	// Errors cobra raises itself (unknown command or flag, wrong argument
+	// count) are usage errors.
+	if cmd != nil && !strings.Contains(err.Error(), "--help") {
+		err = fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())
+	}
+	return &UsageError{Err: err}
+}
+
+// runError marks errors returned by a command's own code.
+type runError struct{ err error }
+
+func (e *runError) Error() string { return e.err.Error() }
+
+// wrap turns a command body into a cobra RunE whose errors pass through Run unchanged.
+func wrap(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := f(cmd, args); err != nil {
+			return &runError{err: err}
+		}
+		return nil
+	}
+}
+
+// NewRoot builds the command tree.
+func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
+	e := &env{io: stdio}
+	root := &cobra.Command{
+		Use:   "herald",
+		Short: "Herald: a distributed event bus on Redis",
+		Long: `Herald turns Redis into an event backbone: durable topics on Redis Streams
+(partitions, consumer groups, retries, dead letters) with a CLI that feels like redis-cli.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			if e.output != "text" && e.output != "json" {
+				return usage("--output %q is not supported; use text or json", e.output)
+			}
+			return nil
+		},
+	}
+	root.SetContext(ctx)
+	root.SetIn(stdio.In)
+	root.SetOut(stdio.Out)
+	root.SetErr(stdio.Err)
+	defURL := os.Getenv("HERALD_REDIS_URL")
+	if defURL == "" {
+		defURL = herald.DefaultURL
+	}
+	defNS := os.Getenv("HERALD_NAMESPACE")
+	if defNS == "" {
+		defNS = herald.DefaultNamespace
+	}
+	root.PersistentFlags().StringVar(&e.redisURL, "redis", defURL, "Redis URL (env HERALD_REDIS_URL)")
+	root.PersistentFlags().StringVar(&e.namespace, "namespace", defNS, "key namespace (env HERALD_NAMESPACE)")
+	root.PersistentFlags().StringVarP(&e.output, "output", "o", "text", "output format: text or json")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
+	})
+	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e), versionCmd(e))
+	return root
+}
+
+// Version is set at build time with -ldflags "-X github.com/heraldbus/herald/internal/cli.Version=...".
+var Version = "dev"
+
+func versionCmd(e *env) *cobra.Command {
+	return &cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
+		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			e.emit(map[string]string{"version": Version}, func(w io.Writer) { fmt.Fprintln(w, "herald", Version) })
+			return nil
+		})}
+}

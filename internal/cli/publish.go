@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/heraldbus/herald"
+	"github.com/spf13/cobra"
+)
+
+type eventFlags struct {
+	key, typ, source, subject, contentType, id string
+	headers                                   []string
+	partition                                 int
+}
+
+func (f *eventFlags) event(data []byte) (herald.Event, error) {
+	ev := herald.Event{ID: f.id, Key: f.key, Type: f.typ, Source: f.source, Subject: f.subject, ContentType: f.contentType, Data: data}
+	for _, h := range f.headers {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return ev, usage("--header %q is not NAME=VALUE", h)
+		}
+		if ev.Headers == nil {
+			ev.Headers = map[string]string{}
+		}
+		ev.Headers[k] = v
+	}
+	return ev, nil
+}
+
+func publishCmd(e *env) *cobra.Command {
+	var f eventFlags
+	cmd := &cobra.Command{
+		Use:   "publish TOPIC DATA",
+		Short: "Publish an event (DATA '-' reads one event per line from stdin)",
+		Long: `Publish DATA as one event to TOPIC and print its position (<partition>/<stream id>).
+With DATA '-', every line of standard input is an event; lines are sent in pipelined
+batches (the fast bulk path) and a summary is printed.`,
+		Example: `  herald publish orders '{"id":1}' --key customer-7 --type order.created
+  seq 1 1000 | herald publish numbers -`,
+		Args: cobra.ExactArgs(2),
+		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			topic, data := args[0], args[1]
+			if err := herald.ValidateName("topic", topic); err != nil {
+				return err
+			}
+			if data == "-" && f.id != "" {
+				return usage("--id cannot be used with stdin input: every line would get the same id")
+			}
+			var opts []herald.PublishOption
+			if cmd.Flags().Changed("partition") {
+				if f.partition < 0 {
+					return usage("--partition %d is negative", f.partition)
+				}
+				opts = append(opts, herald.ToPartition(f.partition))
+			}
+			proto, err := f.event(nil)
+			if err != nil {
+				return err
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			if data == "-" {
+				n, err := publishLines(ctx, c, topic, proto, e.io.In, opts)
+				if err != nil {
+					return fmt.Errorf("%w (%d events published before the error)", err, n)
+				}
+				e.emit(map[string]any{"topic": topic, "published": n}, func(w io.Writer) {
+					fmt.Fprintf(w, "published %d events to %s\n", n, topic)
+				})
+				return nil
+			}
+			proto.Data = []byte(data)
+			pos, err := c.Publish(ctx, topic, proto, opts...)
+			if err != nil {
+				return err
+			}
+			e.emit(map[string]any{"topic": topic, "partition": pos.Partition, "id": pos.ID, "position": pos.String(), "duplicate": pos.Duplicate},
+				func(w io.Writer) {
+					if pos.Duplicate {
+						fmt.Fprintf(w, "%s (duplicate: already stored)\n", pos)
+					} else {
+						fmt.Fprintln(w, pos)
+					}
+				})
+			return nil
+		}),
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.key, "key", "k", "", "partition key: events with one key stay in order")
+	fl.StringVarP(&f.typ, "type", "t", "", "event type, e.g. order.created")
+	fl.StringVar(&f.source, "source", "", "event source")
+	fl.StringVar(&f.subject, "subject", "", "event subject")
+	fl.StringVar(&f.contentType, "content-type", "", "content type of DATA")
+	fl.StringVar(&f.id, "id", "", "event id; publishing the same id again within the dedupe window stores it once")
+	fl.StringArrayVarP(&f.headers, "header", "H", nil, "header NAME=VALUE (repeatable)")
+	fl.IntVar(&f.partition, "partition", 0, "publish to this partition instead of choosing by key")
+	return cmd
+}
+
+// publishLines publishes each line of r as an event, in batches of up to
+// 1000 with several batches in flight.
+func publishLines(ctx context.Context, c *herald.Client, topic string, proto herald.Event, r io.Reader, opts []herald.PublishOption) (int64, error) {
+	const batchSize, inFlight = 1000, 8
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 512<<20)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		total    int64
+		sem      = make(chan struct{}, inFlight)
+	)
+	send := func(batch []herald.Event) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		ps, err := c.PublishBatch(ctx, topic, batch, opts...)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
+		}
+		total += int64(len(ps))
+	}
+	batch := make([]herald.Event, 0, batchSize)
+	line := 0
+	for sc.Scan() {
+		line++
+		ev := proto
+		ev.Data = []byte(sc.Text())
+		batch = append(batch, ev)
+		if len(batch) == batchSize {
+			mu.Lock()
+			failed := firstErr != nil
+			mu.Unlock()
+			if failed {
+				break
+			}
+			sem <- struct{}{}
+			wg.Add(1)
+			go send(batch)
+			batch = make([]herald.Event, 0, batchSize)
+		}
+	}
+	if len(batch) > 0 && sc.Err() == nil {
+		sem <- struct{}{}
+		wg.Add(1)
+		go send(batch)
+	}
+	wg.Wait()
+	if err := sc.Err(); err != nil {
+		return total, fmt.Errorf("reading stdin at line %d: %w", line+1, err)
+	}
+	return total, firstErr
+}
