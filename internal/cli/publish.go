@@ -14,8 +14,8 @@ import (
 
 type eventFlags struct {
 	key, typ, source, subject, contentType, id string
-	headers                                   []string
-	partition                                 int
+	headers                                    []string
+	partition                                  int
 }
 
 func (f *eventFlags) event(data []byte) (herald.Event, error) {

@@ -57,9 +57,9 @@ func textLine(w io.Writer, partition int, position string, ev herald.Event) {
 
 func subscribeCmd(e *env) *cobra.Command {
 	var (
-		group, from, execCmd, consumer string
+		group, from, execCmd, consumer  string
 		count, concurrency, maxAttempts int
-		visibility, backoff            time.Duration
+		visibility, backoff             time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe TOPIC --group GROUP",
