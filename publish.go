@@ -96,7 +96,14 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		r.dedupe = append(r.dedupe, dedupe)
 	}
 	for p, r := range byPart {
-		t.writers[p].enqueue(r)
+		if t.writers[p].enqueue(r) {
+			if len(byPart) == 1 {
+				t.writers[p].flushUntil(r) // idle writer: send from this goroutine, no hand-off
+			} else {
+				c.writers.Add(1)
+				go t.writers[p].flushLoop()
+			}
+		}
 	}
 	out := make([]Position, len(evs))
 	var firstErr error
@@ -153,37 +160,63 @@ type partWriter struct {
 	seq     int64 // owned by the flushing goroutine
 }
 
-func (w *partWriter) enqueue(r *pubReq) {
+// enqueue queues r; when the writer was idle it reports true and the caller
+// becomes the flusher (with c.writers already counting it).
+func (w *partWriter) enqueue(r *pubReq) bool {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.queue = append(w.queue, r)
-	start := !w.running
+	if w.running {
+		return false
+	}
 	w.running = true
-	w.mu.Unlock()
-	if start {
-		w.c.writers.Add(1)
-		go w.flushLoop()
+	return true
+}
+
+// flushLoop sends batches until the queue is empty.
+func (w *partWriter) flushLoop() {
+	defer w.c.writers.Done()
+	for w.flushOne() {
 	}
 }
 
-func (w *partWriter) flushLoop() {
-	defer w.c.writers.Done()
+// flushUntil sends batches from the caller's goroutine until r is done, then
+// leaves what others queued meanwhile to a goroutine of its own.
+func (w *partWriter) flushUntil(r *pubReq) {
+	w.c.writers.Add(1)
 	for {
-		w.mu.Lock()
-		if len(w.queue) == 0 {
-			w.running = false
-			w.mu.Unlock()
+		if !w.flushOne() {
+			w.c.writers.Done()
 			return
 		}
-		n, k := 0, 0
-		for k < len(w.queue) && (k == 0 || n+len(w.queue[k].fields) <= w.c.cfg.MaxBatch) {
-			n += len(w.queue[k].fields)
-			k++
+		select {
+		case <-r.done:
+			go w.flushLoop() // keeps the writer running and the count held
+			return
+		default:
 		}
-		batch := w.queue[:k:k]
-		w.queue = w.queue[k:]
-		w.mu.Unlock()
-		w.flush(batch, n)
 	}
+}
+
+// flushOne sends one batch; false when the queue was empty (the writer is
+// then idle again).
+func (w *partWriter) flushOne() bool {
+	w.mu.Lock()
+	if len(w.queue) == 0 {
+		w.running = false
+		w.mu.Unlock()
+		return false
+	}
+	n, k := 0, 0
+	for k < len(w.queue) && (k == 0 || n+len(w.queue[k].fields) <= w.c.cfg.MaxBatch) {
+		n += len(w.queue[k].fields)
+		k++
+	}
+	batch := w.queue[:k:k]
+	w.queue = w.queue[k:]
+	w.mu.Unlock()
+	w.flush(batch, n)
+	return true
 }
 
 func (w *partWriter) flush(reqs []*pubReq, n int) {
