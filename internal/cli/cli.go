@@ -141,7 +141,8 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
 	})
-	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e), versionCmd(e))
+	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
+		channelCmd(e), monitorCmd(e), versionCmd(e))
 	return root
 }
 

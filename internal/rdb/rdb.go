@@ -20,6 +20,7 @@ type DB struct {
 	C    rueidis.Client
 	Keys Keys
 	own  bool
+	opt  rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
 }
 
 // Options configure Open.
@@ -99,7 +100,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
 	}
-	db.C, db.own = c, true
+	db.C, db.own, db.opt = c, true, opt
 	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)

@@ -1,0 +1,185 @@
+package cli_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// lineReader collects the lines a process prints, for bounded waits.
+type lineReader struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (lr *lineReader) consume(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		lr.mu.Lock()
+		lr.lines = append(lr.lines, sc.Text())
+		lr.mu.Unlock()
+	}
+}
+
+func (lr *lineReader) has(sub string) bool {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	for _, l := range lr.lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func (lr *lineReader) text() string {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	return strings.Join(lr.lines, "\n")
+}
+
+// startProc starts a process we own; it is killed by pid at the end of the test.
+func startProc(t *testing.T, name string, args ...string) *lineReader {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lr := &lineReader{}
+	go lr.consume(out)
+	return lr
+}
+
+func port(t *testing.T) string {
+	return strings.TrimPrefix(redistest.URL(t), "redis://127.0.0.1:")
+}
+
+func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
+	ns := redistest.Namespace(t)
+	ch := ns + ":news"
+	rc := startProc(t, "redis-cli", "-p", port(t), "SUBSCRIBE", ch)
+	c := client(t, ns)
+	waitFor(t, 10*time.Second, "redis-cli to subscribe", func() bool {
+		m, err := c.NumSub(context.Background(), ch)
+		return err == nil && m[ch] == 1
+	})
+	r := run(t, ns, "", "channel", "publish", ch, "Hello World!")
+	if r.code != 0 || r.out != "(integer) 1\n" {
+		t.Fatalf("channel publish: %+v", r)
+	}
+	waitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("Hello World!") })
+}
+
+func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
+	ns := redistest.Namespace(t)
+	ch := ns + ":news"
+	done := make(chan result, 1)
+	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1") }()
+	c := client(t, ns)
+	waitFor(t, 10*time.Second, "herald to subscribe", func() bool {
+		m, err := c.NumSub(context.Background(), ch)
+		return err == nil && m[ch] == 1
+	})
+	out, err := exec.Command("redis-cli", "-p", port(t), "PUBLISH", ch, "from redis-cli").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("redis-cli PUBLISH: %q %v", out, err)
+	}
+	select {
+	case r := <-done:
+		want := "Reading messages... (press Ctrl-C to quit)\n1) \"subscribe\"\n2) \"" + ch + "\"\n3) (integer) 1\n" +
+			"1) \"message\"\n2) \"" + ch + "\"\n3) \"from redis-cli\"\n"
+		if r.code != 0 || r.out != want {
+			t.Fatalf("herald channel subscribe printed:\n%s\nwant:\n%s\nerr %s", r.out, want, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("herald channel subscribe did not exit after 1 message")
+	}
+}
+
+func TestChannelPsubscribeMatchesPattern(t *testing.T) {
+	ns := redistest.Namespace(t)
+	done := make(chan result, 1)
+	go func() { done <- run(t, ns, "", "-o", "json", "channel", "psubscribe", ns+":article.*", "--count", "2") }()
+	c := client(t, ns)
+	waitFor(t, 10*time.Second, "herald to psubscribe", func() bool {
+		n, err := c.NumPat(context.Background())
+		return err == nil && n >= 1
+	})
+	for _, ch := range []string{"article.created", "comment.created", "article.updated"} {
+		if r := run(t, ns, "", "channel", "publish", ns+":"+ch, ch+"!"); r.code != 0 {
+			t.Fatal(r.err)
+		}
+	}
+	r := <-done
+	var kinds, channels []string
+	for _, line := range strings.Split(strings.TrimSpace(r.out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		kinds = append(kinds, m["kind"].(string))
+		channels = append(channels, strings.TrimPrefix(m["channel"].(string), ns+":"))
+		if m["kind"] == "pmessage" && m["pattern"] != ns+":article.*" {
+			t.Fatalf("pattern = %v", m["pattern"])
+		}
+	}
+	if strings.Join(kinds, ",") != "psubscribe,pmessage,pmessage" || channels[1] != "article.created" || channels[2] != "article.updated" {
+		t.Fatalf("kinds %v channels %v", kinds, channels)
+	}
+}
+
+func TestMonitorShowsEventFromAnotherProcess(t *testing.T) {
+	ns := redistest.Namespace(t)
+	if r := run(t, ns, "", "topic", "create", "watched"); r.code != 0 {
+		t.Fatal(r.err)
+	}
+	mon := startProc(t, binary, "--redis", redistest.URL(t), "--namespace", ns, "monitor", "--topic", "watched", "-o", "json")
+	raw := startProc(t, binary, "--redis", redistest.URL(t), "--namespace", ns, "monitor", "--raw")
+	deadline := time.Now().Add(15 * time.Second)
+	for !(mon.has(`"type":"probe.event"`) && raw.has(`"XADD" "`+ns+`:{watched/0}:s"`)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("monitor did not show the event.\nmonitor:\n%s\nraw (last lines):\n%s", mon.text(), tail(raw.text(), 20))
+		}
+		if r := runBin(t, ns, "", "publish", "watched", "payload", "--type", "probe.event", "--key", "k1"); r.code != 0 {
+			t.Fatal(r.err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var ev map[string]any
+	for _, l := range strings.Split(mon.text(), "\n") {
+		if strings.Contains(l, "probe.event") {
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if ev["topic"] != "watched" || ev["key"] != "k1" || ev["size"] != 7.0 || ev["kind"] != "event" || ev["position"] == "" {
+		t.Fatalf("monitor event = %v", ev)
+	}
+	if !raw.has("[127.0.0.1:" + port(t) + "]") {
+		t.Fatal("raw monitor lines are not labelled with their node")
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,210 @@
+package herald
+
+import (
+	"context"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/heraldbus/herald/internal/codec"
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// MonitorFilter selects what Monitor shows. The zero value shows every
+// topic and every channel.
+type MonitorFilter struct {
+	// Topics is a glob pattern of topic names (default "*").
+	Topics string
+	// Channels is a glob pattern of channels (default "*").
+	Channels string
+	// SkipTopics and SkipChannels turn one side off.
+	SkipTopics, SkipChannels bool
+}
+
+// MonitorEvent is one event or channel message seen by Monitor.
+type MonitorEvent struct {
+	Seen      time.Time     `json:"seen"`
+	Kind      string        `json:"kind"` // "event" (a topic) or "message" (a channel)
+	Topic     string        `json:"topic,omitempty"`
+	Partition int           `json:"partition"`
+	Position  string        `json:"position,omitempty"`
+	ID        string        `json:"id,omitempty"`
+	Type      string        `json:"type,omitempty"`
+	Key       string        `json:"key,omitempty"`
+	Channel   string        `json:"channel,omitempty"`
+	Pattern   string        `json:"pattern,omitempty"`
+	Size      int           `json:"size"`
+	Age       time.Duration `json:"age_ns"` // Seen minus the event's time
+}
+
+// Monitor shows events as they flow. Topics are tailed with XREAD (no
+// consumer group: it costs publishers and consumers nothing) from the
+// moment Monitor starts; topics created later are picked up within a
+// second. Channels are pattern-subscribed. The returned channel is closed
+// when ctx ends.
+func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEvent, error) {
+	if err := c.checkOpen(); err != nil {
+		return nil, err
+	}
+	if f.Topics == "" {
+		f.Topics = "*"
+	}
+	if f.Channels == "" {
+		f.Channels = "*"
+	}
+	if _, err := path.Match(f.Topics, "x"); err != nil {
+		return nil, invalid("topic pattern %q: %v", f.Topics, err)
+	}
+	out := make(chan MonitorEvent, 1024)
+	var wg sync.WaitGroup
+	emit := func(ev MonitorEvent) {
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+		}
+	}
+	if !f.SkipChannels {
+		l, err := c.Listen(ctx, ListenConfig{Patterns: []string{f.Channels}})
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			go func() { <-ctx.Done(); l.Close() }()
+			for m := range l.Messages() {
+				if m.Kind != "pmessage" {
+					continue
+				}
+				emit(MonitorEvent{Seen: time.Now(), Kind: "message", Channel: m.Channel, Pattern: m.Pattern, Size: len(m.Data)})
+			}
+		}()
+	}
+	if !f.SkipTopics {
+		// Existing streams are tailed from their current end.
+		startAt := map[string]string{}
+		names, err := c.db.TopicNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tailed := map[string]bool{}
+		startTopic := func(name string, fromNow bool) {
+			t, err := c.topic(ctx, name, false)
+			if err != nil {
+				return
+			}
+			tailed[name] = true
+			for p, pk := range t.parts {
+				after := "0-0"
+				if fromNow {
+					if id, ok := startAt[pk.Stream]; ok {
+						after = id
+					}
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					c.tail(ctx, name, p, pk.Stream, after, emit)
+				}()
+			}
+		}
+		for _, n := range names {
+			if ok, _ := path.Match(f.Topics, n); !ok {
+				continue
+			}
+			t, err := c.topic(ctx, n, false)
+			if err != nil {
+				continue
+			}
+			for _, pk := range t.parts {
+				id, err := c.db.LastID(ctx, pk.Stream)
+				if err != nil {
+					return nil, err
+				}
+				startAt[pk.Stream] = id
+			}
+			startTopic(n, true)
+		}
+		wg.Add(1)
+		go func() { // topics created while the monitor runs
+			defer wg.Done()
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				names, err := c.db.TopicNames(ctx)
+				if err != nil {
+					continue
+				}
+				for _, n := range names {
+					if ok, _ := path.Match(f.Topics, n); ok && !tailed[n] {
+						startTopic(n, false)
+					}
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out, nil
+}
+
+func (c *Client) tail(ctx context.Context, topic string, p int, stream, after string, emit func(MonitorEvent)) {
+	b := newBackoff()
+	for ctx.Err() == nil {
+		es, err := c.db.Tail(ctx, stream, after, 500, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				b.wait(ctx)
+			}
+			continue
+		}
+		b.reset()
+		now := time.Now()
+		for _, e := range es {
+			after = e.ID
+			ev, _, err := codec.Decode(e.Pairs, e.ID)
+			if err != nil {
+				continue
+			}
+			emit(MonitorEvent{Seen: now, Kind: "event", Topic: topic, Partition: p, Position: e.ID, ID: ev.ID, Type: ev.Type,
+				Key: ev.Key, Size: len(ev.Data), Age: now.Sub(ev.Time)})
+		}
+	}
+}
+
+// RawMonitorLine is one line of Redis MONITOR output, labelled with its node.
+type RawMonitorLine struct {
+	Node string `json:"node"`
+	Line string `json:"line"`
+}
+
+// MonitorRaw runs Redis MONITOR on every node (on a cluster: masters and
+// replicas) and merges the lines into one channel, closed when ctx ends or
+// every connection is lost. MONITOR costs Redis throughput: use it for
+// debugging, not in production paths.
+func (c *Client) MonitorRaw(ctx context.Context) (<-chan RawMonitorLine, <-chan error) {
+	out := make(chan RawMonitorLine, 1024)
+	errc := make(chan error, 1)
+	lines := make(chan rdb.MonitorLine, 1024)
+	go func() {
+		errc <- c.db.Monitor(ctx, lines)
+		close(lines)
+	}()
+	go func() {
+		defer close(out)
+		for l := range lines {
+			select {
+			case out <- RawMonitorLine{Node: l.Node, Line: l.Line}:
+			case <-ctx.Done(): // keep draining until the connections have ended
+			}
+		}
+	}()
+	return out, errc
+}
