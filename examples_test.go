@@ -1,0 +1,25 @@
+package herald_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// The seed scenario under _examples/blog runs end to end.
+func TestBlogExample(t *testing.T) {
+	url := redistest.URL(t)
+	cmd := exec.Command("go", "run", ".")
+	cmd.Dir = "_examples/blog"
+	cmd.Env = append(os.Environ(), "HERALD_REDIS_URL="+url)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go run _examples/blog: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "done: 3 live notifications, 3 events caught up") {
+		t.Fatalf("unexpected output:\n%s", out)
+	}
+}
