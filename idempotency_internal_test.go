@@ -39,7 +39,7 @@ func TestRetriedBatchStoredOnce(t *testing.T) {
 	if err != nil || ti.Length != 3 {
 		t.Fatalf("stored %d events (%v), want 3", ti.Length, err)
 	}
-	stored, _ := c.Events(ctx, "t", Filter{})
+	stored, _ := c.Events(ctx, "t", Query{})
 	for i, p := range ps {
 		if stored[i].Position != p.ID || string(stored[i].Data) != string(evs[i].Data) {
 			t.Fatalf("position %d = %v, stored %+v", i, p, stored[i])

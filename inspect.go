@@ -174,9 +174,9 @@ func (c *Client) DeleteGroup(ctx context.Context, topicName, group string) error
 	return nil
 }
 
-// Filter selects events for inspection calls. The zero value selects
+// Query selects events for inspection calls. The zero value selects
 // everything, up to a default limit.
-type Filter struct {
+type Query struct {
 	// Partitions limits the search; empty means all.
 	Partitions []int
 	// From and To bound stream positions (inclusive), e.g. "1700000000000-0"
@@ -208,7 +208,7 @@ type DeadLetter struct {
 	Failed   time.Time
 }
 
-func (f *Filter) parts(t *topic) ([]int, error) {
+func (f *Query) parts(t *topic) ([]int, error) {
 	if len(f.Partitions) == 0 {
 		ps := make([]int, len(t.parts))
 		for i := range ps {
@@ -224,7 +224,7 @@ func (f *Filter) parts(t *topic) ([]int, error) {
 	return f.Partitions, nil
 }
 
-func (f *Filter) bounds() (string, string, int, error) {
+func (f *Query) bounds() (string, string, int, error) {
 	from, to, limit := "-", "+", f.Limit
 	if f.From != "" {
 		if !validStreamID(f.From) {
@@ -245,7 +245,7 @@ func (f *Filter) bounds() (string, string, int, error) {
 }
 
 // Events reads stored events in position order across partitions.
-func (c *Client) Events(ctx context.Context, topicName string, f Filter) ([]StoredEvent, error) {
+func (c *Client) Events(ctx context.Context, topicName string, f Query) ([]StoredEvent, error) {
 	es, err := c.scan(ctx, topicName, f, func(pk rdb.PartKeys) string { return pk.Stream })
 	if err != nil {
 		return nil, err
@@ -258,11 +258,11 @@ func (c *Client) Events(ctx context.Context, topicName string, f Filter) ([]Stor
 }
 
 // DeadLetters lists dead letters in position order.
-func (c *Client) DeadLetters(ctx context.Context, topicName string, f Filter) ([]DeadLetter, error) {
+func (c *Client) DeadLetters(ctx context.Context, topicName string, f Query) ([]DeadLetter, error) {
 	return c.scan(ctx, topicName, f, func(pk rdb.PartKeys) string { return pk.DLQ })
 }
 
-func (c *Client) scan(ctx context.Context, topicName string, f Filter, key func(rdb.PartKeys) string) ([]DeadLetter, error) {
+func (c *Client) scan(ctx context.Context, topicName string, f Query, key func(rdb.PartKeys) string) ([]DeadLetter, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
 	}
@@ -342,7 +342,7 @@ func lessID(a, b string) bool {
 // RedriveDeadLetters moves the selected dead letters back to their groups,
 // where they are delivered again with the attempt count reset. It returns
 // how many were moved.
-func (c *Client) RedriveDeadLetters(ctx context.Context, topicName string, f Filter) (int, error) {
+func (c *Client) RedriveDeadLetters(ctx context.Context, topicName string, f Query) (int, error) {
 	dls, err := c.DeadLetters(ctx, topicName, f)
 	if err != nil {
 		return 0, err
@@ -371,7 +371,7 @@ func (c *Client) RedriveDeadLetters(ctx context.Context, topicName string, f Fil
 }
 
 // DeleteDeadLetters deletes the selected dead letters and returns how many.
-func (c *Client) DeleteDeadLetters(ctx context.Context, topicName string, f Filter) (int, error) {
+func (c *Client) DeleteDeadLetters(ctx context.Context, topicName string, f Query) (int, error) {
 	dls, err := c.DeadLetters(ctx, topicName, f)
 	if err != nil {
 		return 0, err

@@ -16,7 +16,16 @@ type PublishOption func(*publishOptions)
 
 type publishOptions struct {
 	partition int // -1: by key
+	atomic    bool
 }
+
+// Atomic makes PublishBatch all-or-nothing: every event becomes visible, or
+// none does. Events of one partition (one key) are always appended by one
+// script call; with Atomic, a batch spanning partitions is appended by one
+// script over all of them on standalone Redis, and refused on a Redis
+// Cluster, where partitions live in different slots (Redis has no
+// cross-slot transactions).
+func Atomic() PublishOption { return func(o *publishOptions) { o.atomic = true } }
 
 // ToPartition publishes to partition p instead of choosing by key.
 func ToPartition(p int) PublishOption { return func(o *publishOptions) { o.partition = p } }
@@ -94,6 +103,9 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		order[i] = struct{ p, i int }{p, len(r.fields)}
 		r.fields = append(r.fields, codec.Append(make([]string, 0, 16), ce))
 		r.dedupe = append(r.dedupe, dedupe)
+	}
+	if o.atomic && len(byPart) > 1 {
+		return c.publishAtomic(ctx, t, byPart, order)
 	}
 	for p, r := range byPart {
 		if t.writers[p].enqueue(r) {

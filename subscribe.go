@@ -3,6 +3,7 @@ package herald
 import (
 	"context"
 	"fmt"
+	"github.com/heraldbus/herald/internal/celexpr"
 	"os"
 	"strconv"
 	"time"
@@ -61,6 +62,8 @@ type subOptions struct {
 	visibility   time.Duration
 	block        time.Duration
 	deadLetterML int64
+	filter       string
+	filterPrg    *celexpr.Program
 }
 
 // From sets where a new group starts; an existing group keeps its position.
@@ -96,6 +99,13 @@ func Backoff(base, max time.Duration) SubscribeOption {
 func VisibilityTimeout(d time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.visibility = d }
 }
+
+// Filter handles only events for which the CEL condition expr is true; the
+// others are acknowledged without calling the handler and counted in
+// Stats().Filtered. The condition sees id, type, source, subject, key,
+// content_type, headers, time and data (JSON payloads parsed); reading a
+// field an event lacks makes it false (see docs/routing.md).
+func Filter(expr string) SubscribeOption { return func(o *subOptions) { o.filter = expr } }
 
 // BlockTime is how long one read waits for new events (default 2s).
 func BlockTime(d time.Duration) SubscribeOption { return func(o *subOptions) { o.block = d } }
@@ -139,6 +149,13 @@ func (o *subOptions) fill() error {
 		if e != nil {
 			return e
 		}
+	}
+	if o.filter != "" {
+		prg, err := celexpr.Compile(o.filter)
+		if err != nil {
+			return invalid("filter %q: %v", o.filter, err)
+		}
+		o.filterPrg = prg
 	}
 	if o.maxInFlight < o.concurrency {
 		o.maxInFlight = o.concurrency

@@ -78,7 +78,7 @@ func TestAlwaysFailingGoesToDeadLettersAndRedrives(t *testing.T) {
 	}
 	var dls []herald.DeadLetter
 	waitFor(t, 20*time.Second, "a dead letter", func() bool {
-		dls, err = c.DeadLetters(ctx, "jobs", herald.Filter{})
+		dls, err = c.DeadLetters(ctx, "jobs", herald.Query{})
 		return err == nil && len(dls) == 1
 	})
 	dl := dls[0]
@@ -89,7 +89,7 @@ func TestAlwaysFailingGoesToDeadLettersAndRedrives(t *testing.T) {
 		t.Fatalf("stats = %+v, want 2 retries and 1 dead letter", st)
 	}
 	fixed.Store(true)
-	n, err := c.RedriveDeadLetters(ctx, "jobs", herald.Filter{})
+	n, err := c.RedriveDeadLetters(ctx, "jobs", herald.Query{})
 	if err != nil || n != 1 {
 		t.Fatalf("redrive = %d, %v", n, err)
 	}
@@ -101,7 +101,7 @@ func TestAlwaysFailingGoesToDeadLettersAndRedrives(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("redriven event not handled")
 	}
-	if dls, _ := c.DeadLetters(ctx, "jobs", herald.Filter{}); len(dls) != 0 {
+	if dls, _ := c.DeadLetters(ctx, "jobs", herald.Query{}); len(dls) != 0 {
 		t.Fatalf("%d dead letters left after redrive", len(dls))
 	}
 }
@@ -121,7 +121,7 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "a dead letter", func() bool {
-		dls, _ := c.DeadLetters(ctx, "t", herald.Filter{})
+		dls, _ := c.DeadLetters(ctx, "t", herald.Query{})
 		return len(dls) == 1 && dls[0].Attempts == 1
 	})
 	if calls.Load() != 1 {

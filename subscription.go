@@ -3,6 +3,7 @@ package herald
 import (
 	"context"
 	"fmt"
+	"github.com/heraldbus/herald/internal/celexpr"
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
@@ -53,7 +54,7 @@ type Subscription struct {
 }
 
 type subStats struct {
-	handled, failed, retried, dead, reclaimed, trimmed, errors atomic.Int64
+	handled, failed, retried, dead, reclaimed, trimmed, errors, filtered atomic.Int64
 }
 
 // SubscriptionStats are counters of a subscription since it started.
@@ -65,6 +66,7 @@ type SubscriptionStats struct {
 	Reclaimed    int64 // entries taken over from silent consumers
 	Trimmed      int64 // pending entries whose payload was trimmed away: acked and dropped
 	RedisErrors  int64 // Redis errors met (and retried)
+	Filtered     int64 // events the Filter condition rejected: acknowledged unhandled
 }
 
 type delivery struct {
@@ -170,7 +172,7 @@ func (s *Subscription) Err() error {
 func (s *Subscription) Stats() SubscriptionStats {
 	return SubscriptionStats{Handled: s.stats.handled.Load(), Failed: s.stats.failed.Load(), Retried: s.stats.retried.Load(),
 		DeadLettered: s.stats.dead.Load(), Reclaimed: s.stats.reclaimed.Load(), Trimmed: s.stats.trimmed.Load(),
-		RedisErrors: s.stats.errors.Load()}
+		RedisErrors: s.stats.errors.Load(), Filtered: s.stats.filtered.Load()}
 }
 
 // Stop stops reading and cancels running handlers' contexts without waiting.
@@ -345,6 +347,13 @@ func (s *Subscription) worker() {
 			s.give(1)
 			continue
 		}
+		if s.o.filterPrg != nil && !s.matches(d.msg) {
+			s.untrack(d)
+			s.stats.filtered.Add(1)
+			s.acks <- d
+			s.give(1)
+			continue
+		}
 		err := s.call(d.msg)
 		s.untrack(d)
 		switch {
@@ -384,6 +393,12 @@ func (s *Subscription) flushReleased() {
 		}
 		cancel()
 	}
+}
+
+func (s *Subscription) matches(m *Message) bool {
+	ok, _ := s.o.filterPrg.Match(celexpr.NewActivation(&celexpr.Vars{ID: m.ID, Type: m.Type, Source: m.Source,
+		Subject: m.Subject, Key: m.Key, ContentType: m.ContentType, Headers: m.Headers, Time: m.Time, Data: m.Data}))
+	return ok
 }
 
 func (s *Subscription) call(m *Message) (err error) {

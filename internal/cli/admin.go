@@ -204,8 +204,8 @@ type filterFlags struct {
 	ids             []string
 }
 
-func (f *filterFlags) filter() herald.Filter {
-	return herald.Filter{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
+func (f *filterFlags) filter() herald.Query {
+	return herald.Query{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
 }
 
 func (f *filterFlags) bind(cmd *cobra.Command, dead bool) {

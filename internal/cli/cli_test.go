@@ -275,7 +275,7 @@ func TestCLIDeadLetterAndRedrive(t *testing.T) {
 	}()
 	c := client(t, ns)
 	waitFor(t, 20*time.Second, "a dead letter", func() bool {
-		dls, _ := c.DeadLetters(context.Background(), "mail", herald.Filter{})
+		dls, _ := c.DeadLetters(context.Background(), "mail", herald.Query{})
 		return len(dls) == 1
 	})
 	stopFailing() // an interrupt: the failing subscriber drains and exits

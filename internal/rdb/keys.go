@@ -44,3 +44,6 @@ func (p PartKeys) DedupePrefix() string { return p.Base + "id:" }
 
 // IsRetry reports whether key is a group retry stream.
 func (p PartKeys) IsRetry(key string) bool { return strings.HasPrefix(key, p.Base+"r:") }
+
+// Entity is the stream of one event-sourced entity (expected-version appends).
+func (k Keys) Entity(name string) string { return k.NS + ":entity:{" + name + "}" }

@@ -26,3 +26,8 @@ var (
 	scriptRedrive  = mustScript("deadletter_redrive")
 	scriptTopicNew = mustScript("topic_create")
 )
+
+var (
+	scriptAppendAtomic = mustScript("stream_append_atomic")
+	scriptEntityAppend = mustScript("entity_append")
+)
