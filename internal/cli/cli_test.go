@@ -321,3 +321,10 @@ func TestCLIPublishSameIDTwice(t *testing.T) {
 		t.Fatalf("topics = %s", r.out)
 	}
 }
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -13,9 +14,9 @@ import (
 )
 
 type eventFlags struct {
-	key, typ, source, subject, contentType, id string
-	headers                                    []string
-	partition                                  int
+	key, typ, source, subject, contentType, id, rules string
+	headers                                           []string
+	partition                                         int
 }
 
 func (f *eventFlags) event(data []byte) (herald.Event, error) {
@@ -36,15 +37,31 @@ func (f *eventFlags) event(data []byte) (herald.Event, error) {
 func publishCmd(e *env) *cobra.Command {
 	var f eventFlags
 	cmd := &cobra.Command{
-		Use:   "publish TOPIC DATA",
+		Use:   "publish TOPIC DATA | publish --rules RULES.yaml DATA",
 		Short: "Publish an event (DATA '-' reads one event per line from stdin)",
 		Long: `Publish DATA as one event to TOPIC and print its position (<partition>/<stream id>).
 With DATA '-', every line of standard input is an event; lines are sent in pipelined
 batches (the fast bulk path) and a summary is printed.`,
 		Example: `  herald publish orders '{"id":1}' --key customer-7 --type order.created
-  seq 1 1000 | herald publish numbers -`,
-		Args: cobra.ExactArgs(2),
+  seq 1 1000 | herald publish numbers -
+  herald publish --rules rules.yaml '{"category":"tech"}' --type article.published`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.rules != "" {
+				return cobra.ExactArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if f.rules != "" {
+				ev, err := f.event([]byte(args[0]))
+				if err != nil {
+					return err
+				}
+				if ev.ContentType == "" && json.Valid(ev.Data) {
+					ev.ContentType = "application/json"
+				}
+				return publishRouted(e, cmd, f.rules, ev)
+			}
 			topic, data := args[0], args[1]
 			if err := herald.ValidateName("topic", topic); err != nil {
 				return err
@@ -104,6 +121,7 @@ batches (the fast bulk path) and a summary is printed.`,
 	fl.StringVar(&f.id, "id", "", "event id; publishing the same id again within the dedupe window stores it once")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "header NAME=VALUE (repeatable)")
 	fl.IntVar(&f.partition, "partition", 0, "publish to this partition instead of choosing by key")
+	fl.StringVar(&f.rules, "rules", "", "route the event with a rule file instead of naming a topic (docs/routing.md)")
 	return cmd
 }
 

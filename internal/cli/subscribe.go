@@ -57,9 +57,9 @@ func textLine(w io.Writer, partition int, position string, ev herald.Event) {
 
 func subscribeCmd(e *env) *cobra.Command {
 	var (
-		group, from, execCmd, consumer  string
-		count, concurrency, maxAttempts int
-		visibility, backoff             time.Duration
+		group, from, execCmd, consumer, filter string
+		count, concurrency, maxAttempts        int
+		visibility, backoff                    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe TOPIC --group GROUP",
@@ -98,6 +98,9 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 				herald.MaxAttempts(maxAttempts), herald.Backoff(backoff, 5*time.Minute), herald.VisibilityTimeout(visibility)}
 			if consumer != "" {
 				opts = append(opts, herald.Consumer(consumer))
+			}
+			if filter != "" {
+				opts = append(opts, herald.Filter(filter))
 			}
 			if count > 0 {
 				window := min(count, 128)
@@ -160,6 +163,7 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 	fl := cmd.Flags()
 	fl.StringVarP(&group, "group", "g", "", "consumer group (required)")
 	fl.StringVar(&from, "from", "now", "where a new group starts: beginning or now")
+	fl.StringVar(&filter, "filter", "", "CEL condition; other events are acknowledged unhandled (docs/routing.md)")
 	fl.StringVar(&consumer, "consumer", "", "consumer name within the group (default host-pid-random)")
 	fl.IntVarP(&count, "count", "c", 0, "exit after N handled events (0: run until interrupted)")
 	fl.StringVar(&execCmd, "exec", "", "run CMD (sh -c) per event, data on stdin; non-zero exit = failure")
