@@ -22,6 +22,8 @@ type Client struct {
 	closed  bool
 	subs    map[*Subscription]struct{}
 	writers sync.WaitGroup // flushing partition writers
+	health  health
+	stats   clientStats
 
 	// testHookAppended, when set, runs after each append script returns and
 	// may turn a success into an error (tests simulate a lost reply with it).

@@ -50,6 +50,56 @@ type Config struct {
 	MaxBatch int
 	// ProducerID names this client's idempotent producer; default random.
 	ProducerID string
+	// Replicas is how many replicas a Replicated publish waits for (default 1).
+	Replicas int
+	// ReplicationTimeout bounds that wait (default 500ms).
+	ReplicationTimeout time.Duration
+	// FailUnreplicated turns a Replicated publish that fewer replicas
+	// acknowledged into an ErrNotReplicated error (the events are stored on
+	// the master either way). Off: the positions say Degraded and
+	// Stats().DegradedPublishes counts it.
+	FailUnreplicated bool
+}
+
+// Durability says when a publish is acknowledged.
+type Durability int
+
+const (
+	// DurabilityDefault takes the topic's level (Memory unless the topic says otherwise).
+	DurabilityDefault Durability = iota
+	// Memory acknowledges when the master has applied the append. A crash of
+	// the master before it replicated or persisted the events can lose them.
+	Memory
+	// Replicated acknowledges after the append and a WAIT for
+	// Config.Replicas replicas on the same connection. When fewer replicas
+	// answer within Config.ReplicationTimeout (for example right after a
+	// failover, before the shard has a replica again), the publish is
+	// reported as degraded, or fails with ErrNotReplicated when
+	// Config.FailUnreplicated is set.
+	Replicated
+)
+
+func (d Durability) String() string {
+	switch d {
+	case Memory:
+		return "memory"
+	case Replicated:
+		return "replicated"
+	}
+	return "default"
+}
+
+// ParseDurability parses "memory" or "replicated".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "memory":
+		return Memory, nil
+	case "replicated":
+		return Replicated, nil
+	case "", "default":
+		return DurabilityDefault, nil
+	}
+	return 0, invalid("durability %q is not supported; use memory or replicated", s)
 }
 
 // TopicConfig configures a topic at creation. Zero fields take defaults.
@@ -66,6 +116,8 @@ type TopicConfig struct {
 	DedupeAll bool
 	// MaxEventBytes bounds one event's size (default 1 MiB).
 	MaxEventBytes int
+	// Durability is the topic's default durability (default Memory).
+	Durability Durability
 }
 
 func (c *Config) fill() error {
@@ -86,6 +138,12 @@ func (c *Config) fill() error {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.ReplicationTimeout <= 0 {
+		c.ReplicationTimeout = 500 * time.Millisecond
 	}
 	return c.DefaultTopic.fill()
 }
@@ -108,6 +166,12 @@ func (t *TopicConfig) fill() error {
 	}
 	if t.DedupeWindow < time.Millisecond {
 		return invalid("dedupe window %s is too short; use at least 1ms", t.DedupeWindow)
+	}
+	if t.Durability == DurabilityDefault {
+		t.Durability = Memory
+	}
+	if t.Durability != Memory && t.Durability != Replicated {
+		return invalid("durability %d is not supported; use herald.Memory or herald.Replicated", t.Durability)
 	}
 	if t.MaxEventBytes == 0 {
 		t.MaxEventBytes = DefaultMaxEventBytes

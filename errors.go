@@ -20,6 +20,10 @@ var (
 	// Config.PublishTimeout. The outcome is unknown; publishing the same events
 	// again with caller-set ids is safe.
 	ErrPublishTimeout = errors.New("herald: publish not confirmed within the publish timeout")
+	// ErrNotReplicated is returned for a Replicated publish that fewer
+	// replicas than Config.Replicas acknowledged, when Config.FailUnreplicated
+	// is set. The events are stored on the master.
+	ErrNotReplicated = errors.New("herald: events stored on the master but not acknowledged by enough replicas")
 	// ErrGroupNotFound is returned when a dead letter names a group that no longer exists.
 	ErrGroupNotFound = errors.New("herald: consumer group not found")
 )

@@ -37,6 +37,11 @@ type Position struct {
 	// Duplicate is true when the event was not appended because an event
 	// with the same caller-set id is already stored at this position.
 	Duplicate bool
+	// Replicas is the number of replicas that acknowledged a Replicated
+	// publish (-1 for Memory durability).
+	Replicas int
+	// Degraded is true when a Replicated publish got fewer replicas than asked.
+	Degraded bool
 }
 
 // String formats the position as "<partition>/<stream id>".

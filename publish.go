@@ -15,9 +15,13 @@ import (
 type PublishOption func(*publishOptions)
 
 type publishOptions struct {
-	partition int // -1: by key
-	atomic    bool
+	partition  int // -1: by key
+	atomic     bool
+	durability Durability
 }
+
+// WithDurability sets the durability of this publish, overriding the topic's.
+func WithDurability(d Durability) PublishOption { return func(o *publishOptions) { o.durability = d } }
 
 // Atomic makes PublishBatch all-or-nothing: every event becomes visible, or
 // none does. Events of one partition (one key) are always appended by one
@@ -61,6 +65,13 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	if err != nil {
 		return nil, err
 	}
+	dur := o.durability
+	if dur == DurabilityDefault {
+		dur = t.cfg.Durability
+	}
+	if dur != Memory && dur != Replicated {
+		return nil, invalid("durability %d is not supported; use herald.Memory or herald.Replicated", dur)
+	}
 	if o.partition >= len(t.parts) {
 		return nil, invalid("partition %d does not exist; topic %q has %d (0..%d)", o.partition, topicName, len(t.parts), len(t.parts)-1)
 	}
@@ -97,7 +108,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		}
 		r := byPart[p]
 		if r == nil {
-			r = &pubReq{done: make(chan struct{})}
+			r = &pubReq{done: make(chan struct{}), replicated: dur == Replicated}
 			byPart[p] = r
 		}
 		order[i] = struct{ p, i int }{p, len(r.fields)}
@@ -132,9 +143,19 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	degraded := false
 	for i, o := range order {
 		r := byPart[o.p]
-		out[i] = Position{Partition: o.p, ID: r.res.Positions[o.i], Duplicate: r.res.Dup[o.i]}
+		out[i] = Position{Partition: o.p, ID: r.res.Positions[o.i], Duplicate: r.res.Dup[o.i], Replicas: int(r.res.Acked)}
+		if r.replicated && r.res.Acked < int64(c.cfg.Replicas) {
+			out[i].Degraded, degraded = true, true
+		}
+	}
+	if degraded {
+		c.stats.degraded.Add(1)
+		if c.cfg.FailUnreplicated {
+			return out, fmt.Errorf("%w (asked for %d, within %s)", ErrNotReplicated, c.cfg.Replicas, c.cfg.ReplicationTimeout)
+		}
 	}
 	return out, nil
 }
@@ -149,11 +170,12 @@ func newID() string {
 
 // pubReq is one caller's events for one partition.
 type pubReq struct {
-	fields [][]string
-	dedupe []string
-	res    rdb.AppendResult
-	err    error
-	done   chan struct{}
+	replicated bool // wait for replicas after the append
+	fields     [][]string
+	dedupe     []string
+	res        rdb.AppendResult
+	err        error
+	done       chan struct{}
 }
 
 // partWriter coalesces the requests for one partition into batches, one
@@ -239,18 +261,20 @@ func (w *partWriter) flush(reqs []*pubReq, n int) {
 	if w.t.cfg.MaxAge > 0 {
 		b.MinID = fmt.Sprintf("%d-0", time.Now().Add(-w.t.cfg.MaxAge).UnixMilli())
 	}
+	replicated := false
 	for _, r := range reqs {
 		b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
 		b.Fields = append(b.Fields, r.fields...)
+		replicated = replicated || r.replicated
 	}
-	res, err := w.appendWithRetry(b)
+	res, err := w.appendWithRetry(b, replicated)
 	off := 0
 	for _, r := range reqs {
 		if err != nil {
 			r.err = err
 		} else {
 			k := len(r.fields)
-			r.res = rdb.AppendResult{Replay: res.Replay, Positions: res.Positions[off : off+k], Dup: res.Dup[off : off+k]}
+			r.res = rdb.AppendResult{Replay: res.Replay, Positions: res.Positions[off : off+k], Dup: res.Dup[off : off+k], Acked: res.Acked}
 			off += k
 		}
 		close(r.done)
@@ -260,12 +284,19 @@ func (w *partWriter) flush(reqs []*pubReq, n int) {
 // appendWithRetry sends the batch until it is confirmed, retrying errors
 // whose outcome is unknown with the same sequence number: if an earlier send
 // landed, the script answers with the positions of that first append.
-func (w *partWriter) appendWithRetry(b *rdb.AppendBatch) (rdb.AppendResult, error) {
+func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, replicated bool) (rdb.AppendResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.c.cfg.PublishTimeout)
 	defer cancel()
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		res, err := w.c.db.Append(ctx, b)
+		var res rdb.AppendResult
+		var err error
+		if replicated {
+			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
+		} else {
+			res, err = w.c.db.Append(ctx, b)
+		}
+		w.c.health.record(w.t, w.p, err)
 		if err == nil && w.c.testHookAppended != nil {
 			err = w.c.testHookAppended()
 		}

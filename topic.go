@@ -23,6 +23,7 @@ type topic struct {
 	parts   []rdb.PartKeys
 	writers []*partWriter
 	rr      atomic.Uint64
+	down    []atomic.Bool // per partition: the last append failed transiently (health.go)
 }
 
 func (t *topic) partitionFor(key string) int {
@@ -31,7 +32,7 @@ func (t *topic) partitionFor(key string) int {
 		return 0
 	}
 	if key == "" {
-		return int(t.rr.Add(1) % uint64(n))
+		return t.healthyPartition()
 	}
 	h := fnv.New32a()
 	h.Write([]byte(key))
@@ -39,11 +40,7 @@ func (t *topic) partitionFor(key string) int {
 }
 
 // topicMeta encodes a topic's configuration for its metadata hash.
-func topicMeta(name string, cfg TopicConfig, now time.Time) map[string]string {
-	tags := make([]string, cfg.Partitions)
-	for i := range tags {
-		tags[i] = name + "/" + strconv.Itoa(i)
-	}
+func topicMeta(name string, cfg TopicConfig, tags []string, now time.Time) map[string]string {
 	da := "0"
 	if cfg.DedupeAll {
 		da = "1"
@@ -52,6 +49,7 @@ func topicMeta(name string, cfg TopicConfig, now time.Time) map[string]string {
 		"version":         "1",
 		"partitions":      strconv.Itoa(cfg.Partitions),
 		"tags":            strings.Join(tags, ","),
+		"durability":      cfg.Durability.String(),
 		"maxlen":          strconv.FormatInt(cfg.MaxLen, 10),
 		"maxage_ms":       strconv.FormatInt(cfg.MaxAge.Milliseconds(), 10),
 		"dedupe_ms":       strconv.FormatInt(cfg.DedupeWindow.Milliseconds(), 10),
@@ -71,6 +69,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 		DedupeAll:     m["dedupe_all"] == "1",
 		MaxEventBytes: int(num("max_event_bytes")),
 	}, created: time.UnixMilli(num("created_ms"))}
+	t.cfg.Durability, _ = ParseDurability(m["durability"])
 	t.tags = strings.Split(m["tags"], ",")
 	if t.cfg.Partitions < 1 || len(t.tags) != t.cfg.Partitions {
 		return nil, fmt.Errorf("herald: topic %q has corrupt metadata (partitions=%q, %d tags)", name, m["partitions"], len(t.tags))
@@ -81,6 +80,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 	t.rr.Store(rand.Uint64()) // spread keyless events from many short-lived clients too
 	t.parts = make([]rdb.PartKeys, len(t.tags))
 	t.writers = make([]*partWriter, len(t.tags))
+	t.down = make([]atomic.Bool, len(t.tags))
 	for i, tag := range t.tags {
 		t.parts[i] = c.db.Keys.Part(tag)
 		t.writers[i] = &partWriter{c: c, t: t, p: i, keys: t.parts[i]}
@@ -111,7 +111,13 @@ func (c *Client) CreateTopic(ctx context.Context, name string, cfg TopicConfig) 
 }
 
 func (c *Client) createTopic(ctx context.Context, name string, cfg TopicConfig) (*topic, error) {
-	m, created, err := c.db.CreateTopic(ctx, name, topicMeta(name, cfg, time.Now()))
+	// On a cluster, partitions are placed evenly over the masters by their
+	// hash tags; the tags are stored, so they never change under the topic.
+	ranges, err := c.db.SlotRanges(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("herald: create topic %q: read the cluster's slots: %w", name, err)
+	}
+	m, created, err := c.db.CreateTopic(ctx, name, topicMeta(name, cfg, rdb.BalancedTags(name, cfg.Partitions, ranges), time.Now()))
 	if err != nil {
 		return nil, fmt.Errorf("herald: create topic %q: %w", name, err)
 	}
@@ -180,8 +186,7 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 // restoreTopic writes a cached topic's metadata back (after a Redis restart
 // without persistence lost it). Existing metadata is left as is.
 func (c *Client) restoreTopic(ctx context.Context, t *topic) {
-	m := topicMeta(t.name, t.cfg, t.created)
-	m["tags"] = strings.Join(t.tags, ",")
+	m := topicMeta(t.name, t.cfg, t.tags, t.created)
 	if _, created, err := c.db.CreateTopic(ctx, t.name, m); err == nil && created {
 		c.log.Warn("topic metadata was missing (Redis restarted without persistence?); restored", "topic", t.name)
 	}

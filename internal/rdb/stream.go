@@ -35,10 +35,10 @@ type AppendResult struct {
 	Replay    bool     // the batch had been applied before (a retried send)
 	Positions []string // per event
 	Dup       []bool   // per event: an earlier append of the same dedupe id
+	Acked     int64    // replicas that acknowledged (WAIT); -1 when not asked
 }
 
-// Append runs stream_append.lua for one batch.
-func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) {
+func (b *AppendBatch) args() []string {
 	n := 7 + 2*len(b.Fields)
 	for _, f := range b.Fields {
 		n += len(f)
@@ -51,7 +51,45 @@ func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) 
 		args = append(args, b.DedupeIDs[i], strconv.Itoa(len(f)))
 		args = append(args, f...)
 	}
-	arr, err := scriptAppend.Exec(ctx, db.C, []string{b.Keys.Stream, b.Keys.Producer(b.Producer)}, args).ToArray()
+	return args
+}
+
+func (b *AppendBatch) keys() []string { return []string{b.Keys.Stream, b.Keys.Producer(b.Producer)} }
+
+// Append runs stream_append.lua for one batch.
+func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) {
+	return b.parse(scriptAppend.Exec(ctx, db.C, b.keys(), b.args()))
+}
+
+// AppendReplicated runs stream_append.lua and then WAIT replicas timeoutMS on
+// the same connection (WAIT is keyless: it must follow the writes on the
+// connection that made them). Acked in the result is what WAIT answered.
+func (db *DB) AppendReplicated(ctx context.Context, b *AppendBatch, replicas, timeoutMS int64) (AppendResult, error) {
+	var res AppendResult
+	keys, args := b.keys(), b.args()
+	err := db.C.Dedicated(func(dc rueidis.DedicatedClient) error {
+		wait := dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build()
+		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(scriptSHA["stream_append"]).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+		if replyPrefix(rs[0].Error(), "NOSCRIPT") { // script cache lost (restart, failover): send the source
+			wait = dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build()
+			rs = dc.DoMulti(ctx, dc.B().Eval().Script(scriptSrc["stream_append"]).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+		}
+		var err error
+		if res, err = b.parse(rs[0]); err != nil {
+			return err
+		}
+		n, err := rs[1].AsInt64()
+		if err != nil {
+			return fmt.Errorf("WAIT after the append (the events are stored): %w", err)
+		}
+		res.Acked = n
+		return nil
+	})
+	return res, err
+}
+
+func (b *AppendBatch) parse(r rueidis.RedisResult) (AppendResult, error) {
+	arr, err := r.ToArray()
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -62,7 +100,7 @@ func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) 
 	if err != nil {
 		return AppendResult{}, err
 	}
-	res := AppendResult{Replay: status == "replay", Positions: make([]string, len(b.Fields)), Dup: make([]bool, len(b.Fields))}
+	res := AppendResult{Replay: status == "replay", Positions: make([]string, len(b.Fields)), Dup: make([]bool, len(b.Fields)), Acked: -1}
 	for i := range b.Fields {
 		p, err := arr[i+1].ToString()
 		if err != nil {

@@ -1,0 +1,135 @@
+package herald
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// health is the client's view of which partitions accept writes. A
+// partition whose last append failed with a transient error (connection
+// refused, CLUSTERDOWN, a failover in progress) is unhealthy until an append
+// succeeds; keyless events avoid unhealthy partitions while any healthy one
+// is left, so they keep flowing while one shard fails over. Keyed events
+// wait for their own partition (order per key) within the publish timeout.
+type health struct {
+	mu      sync.Mutex
+	failing map[*topic]map[int]time.Time
+}
+
+func (h *health) record(t *topic, p int, err error) {
+	if err != nil && !rdb.Transient(err) {
+		return // a definitive reply: the partition itself is up
+	}
+	down := err != nil
+	if down == t.down[p].Load() {
+		return
+	}
+	t.down[p].Store(down)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.failing == nil {
+		h.failing = map[*topic]map[int]time.Time{}
+	}
+	if down {
+		if h.failing[t] == nil {
+			h.failing[t] = map[int]time.Time{}
+		}
+		h.failing[t][p] = time.Now()
+	} else {
+		delete(h.failing[t], p)
+	}
+}
+
+// healthyPartition picks the next keyless partition, skipping unhealthy ones
+// while a healthy one exists.
+func (t *topic) healthyPartition() int {
+	n := len(t.parts)
+	start := t.rr.Add(1)
+	for i := 0; i < n; i++ {
+		p := int((start + uint64(i)) % uint64(n))
+		if !t.down[p].Load() {
+			if i > 0 {
+				t.rr.Add(uint64(i))
+			}
+			return p
+		}
+	}
+	return int(start % uint64(n))
+}
+
+// PartitionHealth is one partition that the client saw failing.
+type PartitionHealth struct {
+	Topic     string
+	Partition int
+	Since     time.Time
+}
+
+// NodeHealth is one Redis node as the client sees it now.
+type NodeHealth struct {
+	Addr    string
+	Role    string // "master", "slave" (replica), or "" when unreachable
+	Latency time.Duration
+	Err     string // why the node did not answer
+}
+
+// Health is the client's view of the deployment: every node's ping latency
+// and role, and the partitions whose last append failed (failover in
+// progress, shard down).
+type Health struct {
+	Cluster           bool
+	Nodes             []NodeHealth
+	FailingPartitions []PartitionHealth
+	DegradedPublishes int64 // Replicated publishes that got fewer replicas than asked
+}
+
+// Health pings every node and reports the client's health view.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	if err := c.checkOpen(); err != nil {
+		return Health{}, err
+	}
+	h := Health{Cluster: c.db.IsCluster(), DegradedPublishes: c.stats.degraded.Load()}
+	for addr, n := range c.db.NodeClients() {
+		nh := NodeHealth{Addr: addr}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		start := time.Now()
+		role, err := n.Do(pctx, n.B().Role().Build()).ToArray()
+		nh.Latency = time.Since(start)
+		cancel()
+		if err != nil {
+			nh.Err = err.Error()
+		} else if len(role) > 0 {
+			nh.Role, _ = role[0].ToString()
+		}
+		h.Nodes = append(h.Nodes, nh)
+	}
+	sort.Slice(h.Nodes, func(i, j int) bool { return h.Nodes[i].Addr < h.Nodes[j].Addr })
+	c.health.mu.Lock()
+	for t, ps := range c.health.failing {
+		for p, since := range ps {
+			h.FailingPartitions = append(h.FailingPartitions, PartitionHealth{Topic: t.name, Partition: p, Since: since})
+		}
+	}
+	c.health.mu.Unlock()
+	sort.Slice(h.FailingPartitions, func(i, j int) bool {
+		a, b := h.FailingPartitions[i], h.FailingPartitions[j]
+		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
+	})
+	return h, nil
+}
+
+// ClientStats are counters of a Client since it was created.
+type ClientStats struct {
+	DegradedPublishes int64 // Replicated publishes acknowledged by fewer replicas than asked
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats { return ClientStats{DegradedPublishes: c.stats.degraded.Load()} }
+
+type clientStats struct {
+	degraded atomic.Int64
+}
