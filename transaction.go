@@ -192,4 +192,3 @@ func (c *Client) appendWatch(ctx context.Context, stream string, expected int64,
 	}
 	return v, err
 }
-
