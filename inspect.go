@@ -26,6 +26,8 @@ type TopicInfo struct {
 type PartitionInfo struct {
 	Partition   int
 	Stream      string // the stream key
+	Slot        int    // its cluster hash slot
+	Node        string // the master serving it (on standalone: the server)
 	Length      int64
 	FirstID     string
 	LastID      string
@@ -63,6 +65,14 @@ func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) 
 		return TopicInfo{}, err
 	}
 	ti := TopicInfo{Name: name, Config: t.cfg, Created: t.created}
+	ranges, err := c.db.SlotRanges(ctx)
+	if err != nil {
+		return ti, err
+	}
+	standalone := ""
+	for addr := range c.db.NodeClients() {
+		standalone = addr
+	}
 	for p, pk := range t.parts {
 		si, err := c.db.StreamInfo(ctx, pk.Stream)
 		if err != nil {
@@ -72,7 +82,12 @@ func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) 
 		if err != nil {
 			return ti, err
 		}
-		ti.Partitions = append(ti.Partitions, PartitionInfo{Partition: p, Stream: pk.Stream, Length: si.Length,
+		slot := rdb.KeySlot(pk.Stream)
+		node := standalone
+		if ranges != nil {
+			node = rdb.MasterOf(ranges, slot)
+		}
+		ti.Partitions = append(ti.Partitions, PartitionInfo{Partition: p, Stream: pk.Stream, Slot: slot, Node: node, Length: si.Length,
 			FirstID: si.FirstID, LastID: si.LastID, MemoryBytes: si.MemoryBytes, DeadLetters: dl.Length})
 		ti.Length += si.Length
 		ti.MemoryBytes += si.MemoryBytes

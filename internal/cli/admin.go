@@ -54,12 +54,12 @@ func topicsCmd(e *env) *cobra.Command {
 func topicJSON(t herald.TopicInfo) map[string]any {
 	parts := make([]map[string]any, len(t.Partitions))
 	for i, p := range t.Partitions {
-		parts[i] = map[string]any{"partition": p.Partition, "stream": p.Stream, "length": p.Length, "first_id": p.FirstID,
+		parts[i] = map[string]any{"partition": p.Partition, "stream": p.Stream, "slot": p.Slot, "node": p.Node, "length": p.Length, "first_id": p.FirstID,
 			"last_id": p.LastID, "memory_bytes": p.MemoryBytes, "dead_letters": p.DeadLetters}
 	}
 	return map[string]any{"name": t.Name, "partitions": t.Config.Partitions, "length": t.Length, "memory_bytes": t.MemoryBytes,
 		"dead_letters": t.DeadLetters, "created": t.Created, "max_len": t.Config.MaxLen, "max_age": t.Config.MaxAge.String(),
-		"dedupe_window": t.Config.DedupeWindow.String(), "dedupe_all": t.Config.DedupeAll, "max_event_bytes": t.Config.MaxEventBytes,
+		"dedupe_window": t.Config.DedupeWindow.String(), "dedupe_all": t.Config.DedupeAll, "durability": t.Config.Durability.String(), "max_event_bytes": t.Config.MaxEventBytes,
 		"partition_info": parts}
 }
 
@@ -105,6 +105,7 @@ func topicCmd(e *env) *cobra.Command {
 	fl.DurationVar(&cfg.DedupeWindow, "dedupe-window", 0, "how long caller-set ids are remembered (default 2m)")
 	fl.BoolVar(&cfg.DedupeAll, "dedupe-all", false, "deduplicate every event by id, not only caller-set ids")
 	fl.IntVar(&cfg.MaxEventBytes, "max-event-bytes", 0, "largest event accepted (default 1 MiB)")
+	fl.Var(&durabilityFlag{&cfg.Durability}, "durability", "memory (ack when the master has it) or replicated (ack after WAIT for a replica)")
 
 	info := &cobra.Command{Use: "info TOPIC", Short: "Describe a topic and its partitions", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
@@ -120,12 +121,12 @@ func topicCmd(e *env) *cobra.Command {
 			e.emit(topicJSON(t), func(w io.Writer) {
 				fmt.Fprintf(w, "topic:          %s\npartitions:     %d\nevents:         %d\ndead letters:   %d\nmemory:         %s\n",
 					t.Name, t.Config.Partitions, t.Length, t.DeadLetters, bytesHuman(t.MemoryBytes))
-				fmt.Fprintf(w, "retention:      max-len %d, max-age %s\ndedupe window:  %s (all events: %v)\nmax event size: %d bytes\ncreated:        %s\n\n",
-					t.Config.MaxLen, t.Config.MaxAge, t.Config.DedupeWindow, t.Config.DedupeAll, t.Config.MaxEventBytes, t.Created.Format(time.RFC3339))
+				fmt.Fprintf(w, "retention:      max-len %d, max-age %s\ndedupe window:  %s (all events: %v)\nmax event size: %d bytes\ndurability:     %s\ncreated:        %s\n\n",
+					t.Config.MaxLen, t.Config.MaxAge, t.Config.DedupeWindow, t.Config.DedupeAll, t.Config.MaxEventBytes, t.Config.Durability, t.Created.Format(time.RFC3339))
 				table(w, func(tw *tabwriter.Writer) {
-					fmt.Fprintln(tw, "PARTITION\tSTREAM\tEVENTS\tFIRST\tLAST\tDEAD LETTERS\tMEMORY")
+					fmt.Fprintln(tw, "PARTITION\tSTREAM\tSLOT\tNODE\tEVENTS\tFIRST\tLAST\tDEAD LETTERS\tMEMORY")
 					for _, p := range t.Partitions {
-						fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Partition, p.Stream, p.Length, dash(p.FirstID), dash(p.LastID), p.DeadLetters, bytesHuman(p.MemoryBytes))
+						fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\t%d\t%s\n", p.Partition, p.Stream, p.Slot, p.Node, p.Length, dash(p.FirstID), dash(p.LastID), p.DeadLetters, bytesHuman(p.MemoryBytes))
 					}
 				})
 			})
@@ -312,3 +313,24 @@ func dlqCmd(e *env) *cobra.Command {
 	cmd.AddCommand(list, redrive, del)
 	return cmd
 }
+
+// durabilityFlag parses --durability.
+type durabilityFlag struct{ d *herald.Durability }
+
+func (f *durabilityFlag) String() string {
+	if f.d == nil || *f.d == herald.DurabilityDefault {
+		return "memory"
+	}
+	return f.d.String()
+}
+
+func (f *durabilityFlag) Set(s string) error {
+	d, err := herald.ParseDurability(s)
+	if err != nil {
+		return err
+	}
+	*f.d = d
+	return nil
+}
+
+func (f *durabilityFlag) Type() string { return "memory|replicated" }

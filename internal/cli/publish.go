@@ -17,6 +17,7 @@ type eventFlags struct {
 	key, typ, source, subject, contentType, id, rules string
 	headers                                           []string
 	partition                                         int
+	durability                                        herald.Durability
 }
 
 func (f *eventFlags) event(data []byte) (herald.Event, error) {
@@ -69,7 +70,7 @@ batches (the fast bulk path) and a summary is printed.`,
 			if data == "-" && f.id != "" {
 				return usage("--id cannot be used with stdin input: every line would get the same id")
 			}
-			var opts []herald.PublishOption
+			opts := []herald.PublishOption{herald.WithDurability(f.durability)}
 			if cmd.Flags().Changed("partition") {
 				if f.partition < 0 {
 					return usage("--partition %d is negative", f.partition)
@@ -121,6 +122,7 @@ batches (the fast bulk path) and a summary is printed.`,
 	fl.StringVar(&f.id, "id", "", "event id; publishing the same id again within the dedupe window stores it once")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "header NAME=VALUE (repeatable)")
 	fl.IntVar(&f.partition, "partition", 0, "publish to this partition instead of choosing by key")
+	fl.Var(&durabilityFlag{&f.durability}, "durability", "override the topic's durability: memory or replicated")
 	fl.StringVar(&f.rules, "rules", "", "route the event with a rule file instead of naming a topic (docs/routing.md)")
 	return cmd
 }

@@ -32,8 +32,10 @@ type Options struct {
 }
 
 // ParseURL checks a Redis URL and turns it into client options. Accepted:
-// redis://[user:pass@]host:port[/db], rediss:// (TLS), and several seeds
-// separated by commas in the host part (redis://h1:7001,h2:7002).
+// redis://[user:pass@]host:port[/db], rediss:// (TLS), several seeds
+// separated by commas in the host part (redis://h1:7001,h2:7002, also
+// redis+cluster://), and redis+sentinel://[user:pass@]s1:26379,s2:26379/MASTER[/db]
+// naming the Sentinels and the monitored master.
 func ParseURL(raw string) (rueidis.ClientOption, error) {
 	var opt rueidis.ClientOption
 	if strings.TrimSpace(raw) == "" {
@@ -44,10 +46,22 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 		// url.Parse rejects "h1:1,h2:2" only in odd cases; report plainly.
 		return opt, fmt.Errorf("malformed Redis URL %q: %v; use redis://host:port", raw, err)
 	}
+	sentinelMaster := ""
 	switch u.Scheme {
 	case "redis", "rediss", "redis+cluster":
+	case "redis+sentinel", "rediss+sentinel":
+		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+		if parts[0] == "" {
+			return opt, fmt.Errorf("Redis URL %q names no master; use redis+sentinel://host:26379/MASTER_NAME", raw)
+		}
+		sentinelMaster = parts[0]
+		u.Path = "/" + strings.Join(parts[1:], "/")
+		if len(parts) == 1 {
+			u.Path = ""
+		}
+		u.Scheme = strings.TrimSuffix(u.Scheme, "+sentinel")
 	default:
-		return opt, fmt.Errorf("unsupported Redis URL scheme %q in %q; use redis://host:port or rediss:// for TLS", u.Scheme, raw)
+		return opt, fmt.Errorf("unsupported Redis URL scheme %q in %q; use redis://host:port, rediss:// for TLS or redis+sentinel://host:26379/MASTER", u.Scheme, raw)
 	}
 	if u.Host == "" {
 		return opt, fmt.Errorf("Redis URL %q has no host; use redis://host:port", raw)
@@ -72,6 +86,11 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 		if _, port, ok := strings.Cut(a, ":"); !ok || port == "" {
 			return opt, fmt.Errorf("Redis URL %q: address %q has no port", raw, a)
 		}
+	}
+	if sentinelMaster != "" {
+		opt.Sentinel.MasterSet = sentinelMaster
+		opt.Sentinel.Username, opt.Sentinel.Password = opt.Username, opt.Password
+		opt.Sentinel.TLSConfig = opt.TLSConfig
 	}
 	return opt, nil
 }

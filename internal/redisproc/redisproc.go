@@ -36,6 +36,8 @@ type Options struct {
 	AppendOnly bool
 	// Args are extra redis-server arguments, e.g. "--cluster-enabled", "yes".
 	Args []string
+
+	sentinelConf string // set by StartSentinel: run as a Sentinel with this config file
 }
 
 // Server is a redis-server process started by this package.
@@ -104,6 +106,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 }
 
 func (s *Server) args() []string {
+	if s.opts.sentinelConf != "" {
+		return []string{s.opts.sentinelConf, "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
+			"--dir", s.Dir, "--logfile", filepath.Join(s.Dir, "redis.log")}
+	}
 	a := []string{
 		"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
 		"--save", "", "--logfile", filepath.Join(s.Dir, "redis.log"),
