@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -118,15 +119,16 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	if o.atomic && len(byPart) > 1 {
 		return c.publishAtomic(ctx, t, byPart, order)
 	}
-	for p, r := range byPart {
-		if t.writers[p].enqueue(r) {
-			if len(byPart) == 1 {
-				t.writers[p].flushUntil(r) // idle writer: send from this goroutine, no hand-off
-			} else {
-				c.writers.Add(1)
-				go t.writers[p].flushLoop()
-			}
+	if len(byPart) == 1 {
+		for p, r := range byPart {
+			t.writers[p].submit(r) // sends from this goroutine when a slot is free
 		}
+	} else {
+		var wg sync.WaitGroup
+		for p, r := range byPart {
+			wg.Go(func() { t.writers[p].submit(r) })
+		}
+		wg.Wait()
 	}
 	out := make([]Position, len(evs))
 	var firstErr error
@@ -178,98 +180,133 @@ type pubReq struct {
 	done       chan struct{}
 }
 
-// partWriter coalesces the requests for one partition into batches, one
-// batch in flight at a time, each with the next sequence number of this
-// producer. Different partitions flush concurrently (and are pipelined on
-// the connection).
+// maxInFlight is how many batches of one partition may be in flight at once.
+// Batches carry consecutive sequence numbers and the append script applies
+// them only in that order (HERALD_GAP otherwise), so a window above 1 keeps
+// order and idempotency; but batches sent from several goroutines reach
+// Redis out of order often enough (measured: half of the calls answered
+// HERALD_GAP with a window of 8) that one batch at a time, with keyless
+// events sticking to a partition while its batch forms, moves more events.
+const maxInFlight = 1
+
+// partWriter coalesces the requests for one partition into batches with
+// consecutive sequence numbers of this producer, up to maxInFlight of them
+// in flight. Different partitions flush concurrently; all are pipelined on
+// the connection.
 type partWriter struct {
 	c    *Client
 	t    *topic
 	p    int
 	keys rdb.PartKeys
 
-	mu      sync.Mutex
-	queue   []*pubReq
-	running bool
-	seq     int64 // owned by the flushing goroutine
+	mu        sync.Mutex
+	queue     []*pubReq
+	queued    atomic.Int64 // events in queue, for keyless placement (topic.go)
+	busy      atomic.Bool  // a batch is in flight, for keyless placement
+	inflight  int
+	nextSeq   int64          // the next batch's sequence number (from 1)
+	confirmed int64          // every batch up to this one is settled
+	settled   map[int64]bool // settled batches above confirmed
 }
 
-// enqueue queues r; when the writer was idle it reports true and the caller
-// becomes the flusher (with c.writers already counting it).
-func (w *partWriter) enqueue(r *pubReq) bool {
+type batch struct {
+	seq  int64
+	reqs []*pubReq
+	n    int
+}
+
+// submit queues r and, when a slot is free, sends batches from the
+// caller's goroutine until r is done (no hand-off at low load); batches
+// queued behind it go on in a goroutine of their own.
+func (w *partWriter) submit(r *pubReq) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	w.queue = append(w.queue, r)
-	if w.running {
-		return false
-	}
-	w.running = true
-	return true
-}
-
-// flushLoop sends batches until the queue is empty.
-func (w *partWriter) flushLoop() {
-	defer w.c.writers.Done()
-	for w.flushOne() {
+	w.queued.Add(int64(len(r.fields)))
+	b := w.takeLocked()
+	w.mu.Unlock()
+	if b != nil {
+		w.c.writers.Add(1)
+		w.sendLoop(b, r)
 	}
 }
 
-// flushUntil sends batches from the caller's goroutine until r is done, then
-// leaves what others queued meanwhile to a goroutine of its own.
-func (w *partWriter) flushUntil(r *pubReq) {
-	w.c.writers.Add(1)
-	for {
-		if !w.flushOne() {
-			w.c.writers.Done()
-			return
-		}
-		select {
-		case <-r.done:
-			go w.flushLoop() // keeps the writer running and the count held
-			return
-		default:
-		}
-	}
-}
-
-// flushOne sends one batch; false when the queue was empty (the writer is
-// then idle again).
-func (w *partWriter) flushOne() bool {
-	w.mu.Lock()
-	if len(w.queue) == 0 {
-		w.running = false
-		w.mu.Unlock()
-		return false
+// takeLocked forms the next batch, or returns nil when the queue is empty or
+// the window is full. w.mu must be held.
+func (w *partWriter) takeLocked() *batch {
+	if len(w.queue) == 0 || w.inflight >= maxInFlight {
+		return nil
 	}
 	n, k := 0, 0
 	for k < len(w.queue) && (k == 0 || n+len(w.queue[k].fields) <= w.c.cfg.MaxBatch) {
 		n += len(w.queue[k].fields)
 		k++
 	}
-	batch := w.queue[:k:k]
+	if w.nextSeq == 0 {
+		w.nextSeq = 1
+	}
+	b := &batch{seq: w.nextSeq, reqs: w.queue[:k:k], n: n}
+	w.nextSeq++
 	w.queue = w.queue[k:]
-	w.mu.Unlock()
-	w.flush(batch, n)
-	return true
+	w.queued.Add(int64(-n))
+	w.inflight++
+	w.busy.Store(true)
+	return b
 }
 
-func (w *partWriter) flush(reqs []*pubReq, n int) {
-	w.seq++
-	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.c.cfg.ProducerID, Seq: w.seq, MaxLen: w.t.cfg.MaxLen,
+// sendLoop sends b and then whatever is queued, until mine is done (the
+// rest is left to a new goroutine) or nothing is left. c.writers counts it.
+func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
+	defer w.c.writers.Done()
+	for b != nil {
+		w.flush(b)
+		w.mu.Lock()
+		w.inflight--
+		w.busy.Store(w.inflight > 0)
+		w.settleLocked(b.seq)
+		next := w.takeLocked()
+		w.mu.Unlock()
+		if next != nil && mine != nil {
+			select {
+			case <-mine.done:
+				w.c.writers.Add(1)
+				go w.sendLoop(next, nil)
+				return
+			default:
+			}
+		}
+		b = next
+	}
+}
+
+// settleLocked records that batch seq will not be sent again (appended, or
+// given up), and advances confirmed over every settled batch.
+func (w *partWriter) settleLocked(seq int64) {
+	if w.settled == nil {
+		w.settled = map[int64]bool{}
+	}
+	w.settled[seq] = true
+	for w.settled[w.confirmed+1] {
+		delete(w.settled, w.confirmed+1)
+		w.confirmed++
+	}
+}
+
+func (w *partWriter) flush(bt *batch) {
+	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.c.cfg.ProducerID, Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
 		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg),
-		DedupeIDs: make([]string, 0, n), Fields: make([][]string, 0, n)}
+		DedupeIDs: make([]string, 0, bt.n), Fields: make([][]string, 0, bt.n)}
 	if w.t.cfg.MaxAge > 0 {
 		b.MinID = fmt.Sprintf("%d-0", time.Now().Add(-w.t.cfg.MaxAge).UnixMilli())
 	}
 	replicated := false
-	for _, r := range reqs {
+	for _, r := range bt.reqs {
 		b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
 		b.Fields = append(b.Fields, r.fields...)
 		replicated = replicated || r.replicated
 	}
 	res, err := w.appendWithRetry(b, replicated)
 	off := 0
-	for _, r := range reqs {
+	for _, r := range bt.reqs {
 		if err != nil {
 			r.err = err
 		} else {
@@ -291,10 +328,23 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, replicated bool) (rdb.A
 	for attempt := 1; ; attempt++ {
 		var res rdb.AppendResult
 		var err error
+		w.mu.Lock()
+		b.Confirmed = w.confirmed
+		w.mu.Unlock()
 		if replicated {
 			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
 		} else {
 			res, err = w.c.db.Append(ctx, b)
+		}
+		if rdb.IsGap(err) {
+			// An earlier batch of this partition is still on its way (or being
+			// retried): wait for it without counting a failure.
+			select {
+			case <-ctx.Done():
+				return res, fmt.Errorf("%w (an earlier batch did not settle: %v)", ErrPublishTimeout, err)
+			case <-time.After(200 * time.Microsecond):
+			}
+			continue
 		}
 		w.c.health.record(w.t, w.p, err)
 		if err == nil && w.c.testHookAppended != nil {

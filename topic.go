@@ -24,6 +24,34 @@ type topic struct {
 	writers []*partWriter
 	rr      atomic.Uint64
 	down    []atomic.Bool // per partition: the last append failed transiently (health.go)
+	sticky  atomic.Int64  // keyless events' current partition
+	stuck   atomic.Int64  // keyless events sent to it since it was chosen
+}
+
+// Keyless placement: while a partition has a batch in flight, events without
+// a key join the batch forming behind it (up to stickyEvents events, or
+// until its queue is long or it fails), so that many concurrent publishers
+// fill a few large batches instead of many tiny ones (each batch is one
+// script call). An idle partition is left at once: at low load keyless
+// events go round robin, and over time they spread evenly.
+const (
+	stickyEvents = 256
+	stickyQueue  = 128
+)
+
+func (t *topic) keylessPartition() int {
+	if len(t.parts) == 1 {
+		return 0
+	}
+	cur := int(t.sticky.Load())
+	w := t.writers[cur]
+	if !t.down[cur].Load() && w.busy.Load() && w.queued.Load() < stickyQueue && t.stuck.Add(1) <= stickyEvents {
+		return cur
+	}
+	p := t.healthyPartition()
+	t.sticky.Store(int64(p))
+	t.stuck.Store(1)
+	return p
 }
 
 func (t *topic) partitionFor(key string) int {
@@ -32,7 +60,7 @@ func (t *topic) partitionFor(key string) int {
 		return 0
 	}
 	if key == "" {
-		return t.healthyPartition()
+		return t.keylessPartition()
 	}
 	h := fnv.New32a()
 	h.Write([]byte(key))

@@ -142,6 +142,9 @@ func IsNoGroup(err error) bool { return replyPrefix(err, "NOGROUP") }
 // older than the producer's last one.
 func IsStale(err error) bool { return replyPrefix(err, "HERALD_STALE") }
 
+// IsGap reports that an append waits for an earlier batch of its producer.
+func IsGap(err error) bool { return replyPrefix(err, "HERALD_GAP") }
+
 // IsBusyGroup reports a BUSYGROUP reply (the group exists).
 func IsBusyGroup(err error) bool { return replyPrefix(err, "BUSYGROUP") }
 
@@ -159,7 +162,7 @@ func Transient(err error) bool {
 	if !ok {
 		return true // network, timeout, closed connection
 	}
-	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "BUSY ", "NOREPLICAS", "MOVED", "ASK"} {
+	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "BUSY ", "NOREPLICAS", "MOVED", "ASK", "HERALD_GAP"} {
 		if strings.HasPrefix(re.Error(), p) {
 			return true
 		}

@@ -22,6 +22,7 @@ type AppendBatch struct {
 	Keys      PartKeys
 	Producer  string
 	Seq       int64
+	Confirmed int64 // every batch up to this sequence is settled (see stream_append.lua)
 	MaxLen    int64
 	MinID     string
 	DedupeMS  int64
@@ -39,14 +40,14 @@ type AppendResult struct {
 }
 
 func (b *AppendBatch) args() []string {
-	n := 7 + 2*len(b.Fields)
+	n := 8 + 2*len(b.Fields)
 	for _, f := range b.Fields {
 		n += len(f)
 	}
 	args := make([]string, 0, n)
 	args = append(args, strconv.FormatInt(b.Seq, 10), strconv.FormatInt(b.MaxLen, 10), b.MinID,
 		strconv.FormatInt(b.DedupeMS, 10), b.Keys.DedupePrefix(), strconv.FormatInt(b.StateTTL, 10),
-		strconv.Itoa(len(b.Fields)))
+		strconv.FormatInt(b.Confirmed, 10), strconv.Itoa(len(b.Fields)))
 	for i, f := range b.Fields {
 		args = append(args, b.DedupeIDs[i], strconv.Itoa(len(f)))
 		args = append(args, f...)

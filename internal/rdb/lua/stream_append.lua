@@ -1,35 +1,42 @@
--- stream_append: append a batch of events to one partition, idempotently.
+-- stream_append: append a batch of events to one partition, idempotently and in order.
 -- KEYS[1]  the partition stream                       {tag}:s
--- KEYS[2]  this producer's state on the partition     {tag}:p:<producer>
--- ARGV[1]  batch sequence: an integer, larger for every new batch of the producer
+-- KEYS[2]  this producer's state on the partition     {tag}:p:<producer>  (hash)
+-- ARGV[1]  batch sequence: the producer numbers its batches for the partition 1, 2, 3, ...
 -- ARGV[2]  MAXLEN ~ retention (0 = none)
 -- ARGV[3]  MINID ~ retention ("" = none)
 -- ARGV[4]  dedupe window in ms for caller-set ids
 -- ARGV[5]  dedupe key prefix                         {tag}:id:
 -- ARGV[6]  producer state TTL in ms
--- ARGV[7]  number of events n; then per event: dedupe id ("" = none), field count m, m field/values
--- Returns {"ok"|"replay", pos1, ..., posn}. "replay": this sequence was applied before and the
+-- ARGV[7]  confirmed: every batch of the producer up to this sequence is settled
+--          (appended, or given up by the producer)
+-- ARGV[8]  number of events n; then per event: dedupe id ("" = none), field count m, m field/values
+-- The state hash holds "last" (the last sequence appended) and, for the last 16 batches,
+-- sequence -> comma-separated positions.
+-- Returns {"ok"|"replay", pos1, ..., posn}. "replay": this sequence was appended before and the
 -- positions are those of that first append. A position starting with "=" is the earlier append
--- of the same dedupe id. Error "HERALD_STALE ..." when the sequence is older than the last one.
+-- of the same dedupe id. Errors: "HERALD_GAP ..." when an earlier batch of the producer has not
+-- landed yet (retry: batches are applied in sequence order); "HERALD_STALE ..." when the
+-- sequence is older than the remembered window (it was appended or given up long ago).
 local seq = tonumber(ARGV[1])
-local st = redis.call('GET', KEYS[2])
-if st then
-  local sep = string.find(st, '|', 1, true)
-  local last = tonumber(string.sub(st, 1, sep - 1))
-  if seq == last then
-    local out = {'replay'}
-    for p in string.gmatch(string.sub(st, sep + 1), '[^,]+') do out[#out + 1] = p end
-    return out
-  elseif seq < last then
-    return redis.error_reply('HERALD_STALE batch sequence ' .. seq .. ' is older than ' .. last)
+local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+if seq <= last then
+  local done = redis.call('HGET', KEYS[2], ARGV[1])
+  if not done then
+    return redis.error_reply('HERALD_STALE batch sequence ' .. seq .. ' is older than the remembered window (last ' .. last .. ')')
   end
+  local out = {'replay'}
+  for p in string.gmatch(done, '[^,]+') do out[#out + 1] = p end
+  return out
+end
+if math.max(last, tonumber(ARGV[7])) < seq - 1 then
+  return redis.error_reply('HERALD_GAP batch sequence ' .. seq .. ' waits for ' .. (last + 1))
 end
 local maxlen = tonumber(ARGV[2])
 local window = ARGV[4]
 local prefix = ARGV[5]
 local out = {'ok'}
-local i = 8
-for _ = 1, tonumber(ARGV[7]) do
+local i = 9
+for _ = 1, tonumber(ARGV[8]) do
   local did = ARGV[i]
   local m = tonumber(ARGV[i + 1])
   local pos = false
@@ -49,5 +56,7 @@ for _ = 1, tonumber(ARGV[7]) do
   i = i + 2 + m
 end
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3]) end
-redis.call('SET', KEYS[2], seq .. '|' .. table.concat(out, ',', 2), 'PX', ARGV[6])
+redis.call('HSET', KEYS[2], 'last', seq, ARGV[1], table.concat(out, ',', 2))
+if seq > 16 then redis.call('HDEL', KEYS[2], seq - 16) end
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return out

@@ -1,0 +1,166 @@
+package benchrun
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldbus/herald"
+)
+
+// RunConsume measures how fast a stored backlog is consumed and
+// acknowledged. Herald's topic is filled for cfg.Duration with PublishBatch;
+// the raw streams get exactly as many entries. Then:
+//
+//   - Herald: one Subscribe from the beginning with default options
+//     (concurrency 8), timed until every event was handled and nothing is
+//     pending any more (the acknowledgements landed);
+//   - raw: one goroutine per stream doing XREADGROUP COUNT 100 then one XACK
+//     of the batch, timed until every entry was acknowledged.
+//
+// Filling is not measured.
+func RunConsume(ctx context.Context, cfg Config) (res Result, err error) {
+	b, res, err := open(ctx, "consume", cfg)
+	if err != nil {
+		return res, err
+	}
+	defer b.close()
+	h, n, err := b.heraldConsume(ctx)
+	if err != nil {
+		return res, fmt.Errorf("herald Subscribe: %w", err)
+	}
+	b.cleanup(ctx)
+	raw, err := b.rawConsume(ctx, n)
+	if err != nil {
+		return res, fmt.Errorf("raw XREADGROUP+XACK: %w", err)
+	}
+	res.Phases = []Phase{{Name: "consume", Herald: h, Raw: raw,
+		HeraldDoes: fmt.Sprintf("Subscribe, defaults (%d handlers), %d partitions, %d events", herald.DefaultConcurrency, cfg.Partitions, n),
+		RawDoes:    fmt.Sprintf("XREADGROUP COUNT %d + XACK, a goroutine per stream, %d streams", rawBatch, cfg.Partitions)}}
+	return res, nil
+}
+
+// drainTimeout bounds how long a backlog filled for d may take to drain.
+func drainTimeout(d time.Duration) time.Duration { return 30*time.Second + 20*d }
+
+func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
+	topic, err := b.topic(ctx, "consume")
+	if err != nil {
+		return Side{}, 0, err
+	}
+	evs := make([]herald.Event, rawBatch)
+	for i := range evs {
+		evs[i] = herald.Event{Data: b.payload}
+	}
+	var stored atomic.Int64
+	deadline := time.Now().Add(b.cfg.Duration)
+	err = forEach(ctx, b.cfg.Publishers, func(ctx context.Context, _ int) error {
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if _, err := b.c.PublishBatch(ctx, topic, evs); err != nil {
+				return fmt.Errorf("fill the backlog: %w", err)
+			}
+			stored.Add(rawBatch)
+		}
+		return nil
+	})
+	if err != nil {
+		return Side{}, 0, err
+	}
+	n := stored.Load()
+
+	var handled atomic.Int64
+	m := b.meter(ctx)
+	sub, err := b.c.Subscribe(ctx, topic, "bench", herald.HandlerFunc(func(ctx context.Context, msg *herald.Message) error {
+		handled.Add(1)
+		return nil
+	}), herald.From(herald.StartBeginning))
+	if err != nil {
+		return Side{}, 0, err
+	}
+	defer sub.Stop()
+	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
+	defer cancel()
+	for handled.Load() < n && wctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	// Handled is counted before the acknowledgement is sent: the run ends
+	// when Redis holds nothing pending for the group.
+	var end time.Time
+	for wctx.Err() == nil {
+		gs, err := b.c.Groups(wctx, topic)
+		if err == nil && len(gs) == 1 && gs[0].Pending == 0 && gs[0].Lag == 0 {
+			end = time.Now()
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := ctx.Err(); err != nil {
+		return Side{}, 0, err
+	}
+	if end.IsZero() {
+		return Side{}, 0, fmt.Errorf("handled %d of %d events, or acknowledgements missing, after %s; is the server overloaded? try a shorter --duration",
+			handled.Load(), n, drainTimeout(b.cfg.Duration))
+	}
+	side := m.stop(ctx, end, handled.Load())
+	if st := sub.Stats(); st.Failed > 0 || st.RedisErrors > 0 {
+		return Side{}, 0, fmt.Errorf("subscription met %d handler failures and %d Redis errors; the figures would not be comparable", st.Failed, st.RedisErrors)
+	}
+	return side, n, nil
+}
+
+func (b *bench) rawConsume(ctx context.Context, n int64) (Side, error) {
+	keys := b.rawStreams("consume")
+	for _, k := range keys {
+		if err := b.db.RawCreateGroup(ctx, k, "bench", "0"); err != nil {
+			return Side{}, err
+		}
+	}
+	var next atomic.Int64
+	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error {
+		for i := g; ctx.Err() == nil; i++ {
+			from := next.Add(rawBatch) - rawBatch
+			if from >= n {
+				return nil
+			}
+			if err := b.db.RawXAddBatch(ctx, keys[i%len(keys)], b.payload, int(min(rawBatch, n-from))); err != nil {
+				return fmt.Errorf("fill the backlog: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Side{}, err
+	}
+
+	var acked atomic.Int64
+	var endOnce sync.Once
+	var end time.Time
+	m := b.meter(ctx)
+	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
+	defer cancel()
+	err = forEach(wctx, len(keys), func(ctx context.Context, p int) error {
+		for ctx.Err() == nil && acked.Load() < n {
+			k, err := b.db.RawReadAck(ctx, keys[p], "bench", "c", rawBatch, 100, nil)
+			if err != nil {
+				return err
+			}
+			if acked.Add(int64(k)) >= n && k > 0 {
+				endOnce.Do(func() { end = time.Now() })
+			}
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil && wctx.Err() == nil {
+		return Side{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Side{}, err
+	}
+	if end.IsZero() {
+		return Side{}, fmt.Errorf("acknowledged %d of %d entries after %s; is the server overloaded? try a shorter --duration",
+			acked.Load(), n, drainTimeout(b.cfg.Duration))
+	}
+	return m.stop(ctx, end, acked.Load()), nil
+}

@@ -1,0 +1,148 @@
+package benchrun
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldbus/herald"
+)
+
+// rawBatch is the number of XADDs per raw pipeline (DoMulti), and the batch
+// size of PublishBatch phases.
+const rawBatch = 100
+
+// RunPublish measures publish throughput for cfg.Duration per side:
+//
+//   - "publish": Herald Publish, one event per call from cfg.Publishers
+//     goroutines (Herald coalesces concurrent calls into batches);
+//   - "publish-batch": Herald PublishBatch of 100 events per call from the
+//     same goroutines;
+//   - raw, for both: pipelined XADD, 100 per DoMulti round trip, from the same
+//     number of goroutines over the same number of streams;
+//   - "publish-xadd": the "publish" figure of Herald beside one XADD per call
+//     from as many goroutines (rueidis pipelines concurrent calls by itself),
+//     the like-for-like baseline of one event per call.
+func RunPublish(ctx context.Context, cfg Config) (res Result, err error) {
+	b, res, err := open(ctx, "publish", cfg)
+	if err != nil {
+		return res, err
+	}
+	defer b.close()
+	raw, err := b.rawPublish(ctx, "publish")
+	if err != nil {
+		return res, fmt.Errorf("raw XADD: %w", err)
+	}
+	b.cleanup(ctx)
+	rawSingle, err := b.rawPublishSingle(ctx, "publish-xadd")
+	if err != nil {
+		return res, fmt.Errorf("raw XADD: %w", err)
+	}
+	b.cleanup(ctx)
+	single, err := b.heraldPublish(ctx, "publish", 1)
+	if err != nil {
+		return res, fmt.Errorf("herald Publish: %w", err)
+	}
+	b.cleanup(ctx)
+	batch, err := b.heraldPublish(ctx, "publish-batch", rawBatch)
+	if err != nil {
+		return res, fmt.Errorf("herald PublishBatch: %w", err)
+	}
+	rawDoes := fmt.Sprintf("XADD pipelined %d per round trip, %d goroutines", rawBatch, cfg.Publishers)
+	res.Phases = []Phase{
+		{Name: "publish", Herald: single, Raw: raw, RawDoes: rawDoes,
+			HeraldDoes: fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers)},
+		{Name: "publish-batch", Herald: batch, Raw: raw, RawDoes: rawDoes,
+			HeraldDoes: fmt.Sprintf("PublishBatch, %d events per call, %d goroutines", rawBatch, cfg.Publishers)},
+		{Name: "publish-xadd", Herald: single, Raw: rawSingle,
+			HeraldDoes: fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers),
+			RawDoes:    fmt.Sprintf("XADD, 1 per call, %d goroutines (auto-pipelined by the client)", cfg.Publishers)},
+	}
+	return res, nil
+}
+
+// heraldPublish publishes to a fresh topic for cfg.Duration, per events per call.
+func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side, error) {
+	topic, err := b.topic(ctx, phase)
+	if err != nil {
+		return Side{}, err
+	}
+	evs := make([]herald.Event, per)
+	for i := range evs {
+		evs[i] = herald.Event{Data: b.payload}
+	}
+	var n atomic.Int64
+	m := b.meter(ctx)
+	deadline := m.start.Add(b.cfg.Duration)
+	err = forEach(ctx, b.cfg.Publishers, func(ctx context.Context, _ int) error {
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			var err error
+			if per == 1 {
+				_, err = b.c.Publish(ctx, topic, evs[0])
+			} else {
+				_, err = b.c.PublishBatch(ctx, topic, evs)
+			}
+			if err != nil {
+				return err
+			}
+			n.Add(int64(per))
+		}
+		return nil
+	})
+	if err != nil {
+		return Side{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Side{}, err
+	}
+	return m.stop(ctx, time.Now(), n.Load()), nil
+}
+
+// rawPublish sends pipelined XADDs to fresh streams for cfg.Duration.
+func (b *bench) rawPublish(ctx context.Context, phase string) (Side, error) {
+	keys := b.rawStreams(phase)
+	var n atomic.Int64
+	m := b.meter(ctx)
+	deadline := m.start.Add(b.cfg.Duration)
+	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error {
+		for i := g; ctx.Err() == nil && time.Now().Before(deadline); i++ {
+			if err := b.db.RawXAddBatch(ctx, keys[i%len(keys)], b.payload, rawBatch); err != nil {
+				return err
+			}
+			n.Add(rawBatch)
+		}
+		return nil
+	})
+	if err != nil {
+		return Side{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Side{}, err
+	}
+	return m.stop(ctx, time.Now(), n.Load()), nil
+}
+
+// rawPublishSingle sends one XADD per call to fresh streams for cfg.Duration.
+func (b *bench) rawPublishSingle(ctx context.Context, phase string) (Side, error) {
+	keys := b.rawStreams(phase)
+	var n atomic.Int64
+	m := b.meter(ctx)
+	deadline := m.start.Add(b.cfg.Duration)
+	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error {
+		for i := g; ctx.Err() == nil && time.Now().Before(deadline); i++ {
+			if err := b.db.RawXAdd(ctx, keys[i%len(keys)], b.payload); err != nil {
+				return err
+			}
+			n.Add(1)
+		}
+		return nil
+	})
+	if err != nil {
+		return Side{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Side{}, err
+	}
+	return m.stop(ctx, time.Now(), n.Load()), nil
+}
