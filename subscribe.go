@@ -28,7 +28,7 @@ func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ct
 // Defaults of SubscribeOption.
 const (
 	DefaultConcurrency       = 8
-	DefaultMaxInFlight       = 256
+	DefaultMaxInFlight       = 1024
 	DefaultReadBatch         = 128
 	DefaultMaxAttempts       = 8
 	DefaultRetryBackoff      = time.Second
@@ -78,7 +78,8 @@ func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.cons
 // handle events one at a time, in order per partition.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
-// MaxInFlight bounds events read but not yet acknowledged (default 256).
+// MaxInFlight bounds events read but not yet acknowledged (default 1024;
+// each partition reader takes at most its share of it per read).
 func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFlight = n } }
 
 // ReadBatch is the most events read per partition per round trip (default 128).
