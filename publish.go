@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/heraldbus/herald/internal/codec"
 	"github.com/heraldbus/herald/internal/rdb"
 )
@@ -162,13 +161,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	return out, nil
 }
 
-func newID() string {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return uuid.NewString()
-	}
-	return id.String()
-}
+func newID() string { return ids.next() }
 
 // pubReq is one caller's events for one partition.
 type pubReq struct {
