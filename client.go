@@ -35,10 +35,16 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
+	// The producer's sequence numbers start at 1 with every Client, so its
+	// idempotency state must be its own: a random epoch follows the name (a
+	// fixed ProducerID alone would let a new client's batch 1 be answered
+	// with the positions of an old client's batch 1).
+	var epoch [8]byte
+	rand.Read(epoch[:])
 	if cfg.ProducerID == "" {
-		var b [8]byte
-		rand.Read(b[:])
-		cfg.ProducerID = hex.EncodeToString(b[:])
+		cfg.ProducerID = hex.EncodeToString(epoch[:])
+	} else {
+		cfg.ProducerID += "." + hex.EncodeToString(epoch[:4])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

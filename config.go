@@ -48,7 +48,9 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MaxBatch is the most events appended in one script call (default 512).
 	MaxBatch int
-	// ProducerID names this client's idempotent producer; default random.
+	// ProducerID names this client's idempotent producer in Redis keys
+	// (default random). A random epoch is always appended: sequence numbers
+	// restart with every Client, so two clients never share state.
 	ProducerID string
 	// Replicas is how many replicas a Replicated publish waits for (default 1).
 	Replicas int

@@ -24,6 +24,10 @@ var (
 	// replicas than Config.Replicas acknowledged, when Config.FailUnreplicated
 	// is set. The events are stored on the master.
 	ErrNotReplicated = errors.New("herald: events stored on the master but not acknowledged by enough replicas")
+	// ErrRelease, returned by a handler (or wrapped), hands the event back
+	// unhandled: it is neither acknowledged nor counted as a failed attempt,
+	// and another consumer of the group (or this one) takes it over at once.
+	ErrRelease = errors.New("herald: event released unhandled")
 	// ErrGroupNotFound is returned when a dead letter names a group that no longer exists.
 	ErrGroupNotFound = errors.New("herald: consumer group not found")
 )

@@ -310,10 +310,7 @@ func (c *Client) scan(ctx context.Context, topicName string, f Query, key func(r
 				return nil, err
 			}
 			for _, e := range es {
-				ev, m, err := codec.Decode(e.Pairs, e.ID)
-				if err != nil {
-					ev = codec.Event{Data: []byte(strings.Join(e.Pairs, " "))}
-				}
+				ev, m, _ := codec.Decode(e.Pairs, e.ID) // a malformed entry still shows what could be read
 				dl := DeadLetter{StoredEvent: StoredEvent{Event: Event(ev), Topic: topicName, Partition: p, Position: e.ID},
 					Group: m.DeadGroup, Error: m.DeadError, Attempts: m.DeadAttempt, Origin: m.DeadPos, Failed: m.DeadTime}
 				if f.Group != "" && dl.Group != f.Group {

@@ -28,7 +28,8 @@ func WithDurability(d Durability) PublishOption { return func(o *publishOptions)
 // script call; with Atomic, a batch spanning partitions is appended by one
 // script over all of them on standalone Redis, and refused on a Redis
 // Cluster, where partitions live in different slots (Redis has no
-// cross-slot transactions).
+// cross-slot transactions). A batch spanning partitions is acknowledged
+// when the master has it (Memory durability; Position.Replicas is -1).
 func Atomic() PublishOption { return func(o *publishOptions) { o.atomic = true } }
 
 // ToPartition publishes to partition p instead of choosing by key.
@@ -103,7 +104,13 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 			return nil, fmt.Errorf("%w: %d bytes, the limit of topic %q is %d (TopicConfig.MaxEventBytes)", ErrTooLarge, n, topicName, t.cfg.MaxEventBytes)
 		}
 		p := o.partition
-		if p < 0 {
+		switch {
+		case p >= 0:
+		case ev.Key == "" && dedupe != "":
+			// A caller-set id is deduplicated per partition, so the same id
+			// must always land in the same partition.
+			p = t.partitionFor(ev.ID)
+		default:
 			p = t.partitionFor(ev.Key)
 		}
 		r := byPart[p]

@@ -51,19 +51,18 @@ const (
 type SubscribeOption func(*subOptions)
 
 type subOptions struct {
-	start        Start
-	consumer     string
-	concurrency  int
-	maxInFlight  int
-	readBatch    int
-	maxAttempts  int
-	backoff      time.Duration
-	maxBackoff   time.Duration
-	visibility   time.Duration
-	block        time.Duration
-	deadLetterML int64
-	filter       string
-	filterPrg    *celexpr.Program
+	start       Start
+	consumer    string
+	concurrency int
+	maxInFlight int
+	readBatch   int
+	maxAttempts int
+	backoff     time.Duration
+	maxBackoff  time.Duration
+	visibility  time.Duration
+	block       time.Duration
+	filter      string
+	filterPrg   *celexpr.Program
 }
 
 // From sets where a new group starts; an existing group keeps its position.

@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/heraldbus/herald/internal/celexpr"
 	"math/rand/v2"
@@ -160,7 +161,10 @@ func (s *Subscription) ConsumerName() string { return s.o.consumer }
 // Done is closed when the subscription has stopped.
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
-// Err is the error that stopped the subscription, or nil.
+// Err is the error that stopped the subscription by itself, or nil. Redis
+// errors are retried with backoff rather than ending the subscription, so
+// today it is nil after every stop; it is kept for errors that cannot be
+// retried.
 func (s *Subscription) Err() error {
 	if p := s.err.Load(); p != nil {
 		return *p
@@ -207,6 +211,7 @@ func (s *Subscription) finish() {
 	s.flushReleased()
 	close(s.acks)
 	<-s.ackerDone
+	s.releaseOwnPending()
 	s.handlerCancel()
 	s.c.removeSub(s)
 	close(s.done)
@@ -360,8 +365,8 @@ func (s *Subscription) worker() {
 		case err == nil:
 			s.stats.handled.Add(1)
 			s.acks <- d
-		case s.handlerCtx.Err() != nil:
-			s.release(d) // failed while we stopped (its context was cancelled): not counted as an attempt
+		case s.handlerCtx.Err() != nil || errors.Is(err, ErrRelease):
+			s.release(d) // handed back, or failed while we stopped: not counted as an attempt
 		default:
 			s.fail(d, err)
 		}
@@ -399,6 +404,26 @@ func (s *Subscription) matches(m *Message) bool {
 	ok, _ := s.o.filterPrg.Match(celexpr.NewActivation(&celexpr.Vars{ID: m.ID, Type: m.Type, Source: m.Source,
 		Subject: m.Subject, Key: m.Key, ContentType: m.ContentType, Headers: m.Headers, Time: m.Time, Data: m.Data}))
 	return ok
+}
+
+// releaseOwnPending hands back everything still pending for this consumer
+// when it stops: entries of a read that was cut off by the stop, acks that
+// could not be sent. Other consumers take them at their next reclaim instead
+// of after the visibility timeout.
+func (s *Subscription) releaseOwnPending() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, pk := range s.t.parts {
+		for _, stream := range []string{pk.Stream, pk.Retry(s.group)} {
+			ids, err := s.c.db.PendingOf(ctx, stream, s.group, s.o.consumer, 10000)
+			if err != nil || len(ids) == 0 {
+				continue
+			}
+			if err := s.c.db.Release(ctx, stream, s.group, s.o.consumer, ids, s.o.visibility.Milliseconds()); err != nil {
+				s.noteErr("release on stop", err)
+			}
+		}
+	}
 }
 
 func (s *Subscription) call(m *Message) (err error) {

@@ -68,7 +68,7 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 	out := make([]Position, len(order))
 	for i, o := range order {
 		k := offset[o.p] + o.i
-		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k]}
+		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k], Replicas: -1}
 	}
 	return out, nil
 }

@@ -252,15 +252,7 @@ func (b *bench) cleanup(ctx context.Context) {
 	b.topics, b.keys = nil, nil
 	b.cleanMu.Unlock()
 	for _, t := range topics {
-		// DeleteTopic leaves the producer's idempotency state of each
-		// partition (it expires after an hour): delete it too.
-		if ti, err := b.c.TopicInfo(ctx, t); err == nil {
-			for _, p := range ti.Partitions {
-				pk := rdb.PartKeys{Base: strings.TrimSuffix(p.Stream, "s")}
-				keys = append(keys, pk.Producer(b.id))
-			}
-		}
-		_ = b.c.DeleteTopic(ctx, t)
+		_ = b.c.DeleteTopic(ctx, t) // with producer states and dedupe keys
 	}
 	if len(keys) > 0 {
 		_ = b.db.RawDelete(ctx, keys...)

@@ -309,6 +309,7 @@ func dlqCmd(e *env) *cobra.Command {
 			return nil
 		})}
 	df.bind(del, true)
+	del.Flags().Lookup("limit").DefValue = "1000"
 	df.limit = 1000
 	cmd.AddCommand(list, redrive, del)
 	return cmd

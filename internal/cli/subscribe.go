@@ -120,8 +120,7 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 			)
 			h := herald.HandlerFunc(func(hctx context.Context, m *herald.Message) error {
 				if count > 0 && handled.Load() >= int64(count) {
-					<-hctx.Done() // enough: hand it back when we stop
-					return hctx.Err()
+					return herald.ErrRelease // enough: hand it back for another consumer
 				}
 				if execCmd != "" {
 					if err := runExec(hctx, execCmd, m, e.io.Out, &outMu); err != nil {

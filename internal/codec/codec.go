@@ -112,11 +112,16 @@ func Size(ev *Event) int {
 
 // Decode parses field/value pairs into an event and its metadata. position is
 // the entry's stream id, used for the time when the entry has no tm field.
+// A malformed field makes it return an error wrapping ErrMalformed, together
+// with everything else it could decode (so a bad entry can still be
+// dead-lettered and inspected with its group and data).
 func Decode(pairs []string, position string) (Event, Meta, error) {
 	var ev Event
 	var m Meta
+	var bad error // the first malformed field; the others are still decoded
 	if len(pairs)%2 != 0 {
-		return ev, m, fmt.Errorf("%w: odd number of fields (%d)", ErrMalformed, len(pairs))
+		bad = fmt.Errorf("%w: odd number of fields (%d)", ErrMalformed, len(pairs))
+		pairs = pairs[:len(pairs)-1]
 	}
 	for i := 0; i < len(pairs); i += 2 {
 		f, v := pairs[i], pairs[i+1]
@@ -134,7 +139,10 @@ func Decode(pairs []string, position string) (Event, Meta, error) {
 		case FieldTime:
 			us, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return ev, m, fmt.Errorf("%w: field tm %q is not Unix microseconds", ErrMalformed, v)
+				if bad == nil {
+					bad = fmt.Errorf("%w: field tm %q is not Unix microseconds", ErrMalformed, v)
+				}
+				continue
 			}
 			ev.Time = time.UnixMicro(us).UTC()
 		case FieldContentType:
@@ -144,7 +152,10 @@ func Decode(pairs []string, position string) (Event, Meta, error) {
 		case FieldAttempt:
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				return ev, m, fmt.Errorf("%w: field a %q is not an attempt count", ErrMalformed, v)
+				if bad == nil {
+					bad = fmt.Errorf("%w: field a %q is not an attempt count", ErrMalformed, v)
+				}
+				continue
 			}
 			m.Attempt = n
 		case FieldOrigin:
@@ -173,12 +184,12 @@ func Decode(pairs []string, position string) (Event, Meta, error) {
 	}
 	if ev.Time.IsZero() && position != "" {
 		t, err := PositionTime(position)
-		if err != nil {
-			return ev, m, err
+		if err != nil && bad == nil {
+			bad = err
 		}
 		ev.Time = t
 	}
-	return ev, m, nil
+	return ev, m, bad
 }
 
 // PositionTime is the append time encoded in a stream id "<ms>-<seq>".

@@ -400,3 +400,22 @@ func (db *DB) Release(ctx context.Context, stream, group, consumer string, ids [
 	return db.C.Do(ctx, db.C.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
 		Id(ids...).Idle(visibilityMS+1).Justid().Build()).Error()
 }
+
+// PendingOf lists the ids pending for one consumer of group on stream.
+func (db *DB) PendingOf(ctx context.Context, stream, group, consumer string, count int64) ([]string, error) {
+	arr, err := db.C.Do(ctx, db.C.B().Xpending().Key(stream).Group(group).Start("-").End("+").Count(count).Consumer(consumer).Build()).ToArray()
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(arr))
+	for _, e := range arr {
+		f, err := e.ToArray()
+		if err != nil || len(f) == 0 {
+			continue
+		}
+		if id, err := f[0].ToString(); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -57,17 +58,39 @@ func (db *DB) TopicNames(ctx context.Context) ([]string, error) {
 }
 
 // DeleteTopic removes a topic's metadata, registry entry and every key of its
-// partitions (streams, dead letters, and each group's retry keys).
+// partitions: streams, dead letters, each group's retry keys, producer
+// states and dedupe keys (found with SCAN on every node, since their names
+// carry producer and event ids).
 func (db *DB) DeleteTopic(ctx context.Context, name string, parts []PartKeys) error {
+	bases := map[string]bool{}
 	for _, pk := range parts {
+		bases[pk.Base] = true
 		groups, _ := db.GroupNames(ctx, pk.Stream)
 		keys := []string{pk.Stream, pk.DLQ}
 		for _, g := range groups {
 			keys = append(keys, pk.Retry(g), pk.Schedule(g))
 		}
-		for _, k := range keys { // one key per DEL: keys of a partition share a slot, but stay simple
+		for _, k := range keys {
 			if err := db.C.Do(ctx, db.C.B().Del().Key(k).Build()).Error(); err != nil {
 				return err
+			}
+		}
+	}
+	match := db.Keys.NS + ":{" + name + "/*"
+	for _, n := range db.NodeClients() {
+		cursor := uint64(0)
+		for {
+			e, err := n.Do(ctx, n.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				break // a replica or an unreachable node: the masters are scanned too
+			}
+			for _, k := range e.Elements {
+				if i := strings.Index(k, "}:"); i > 0 && bases[k[:i+2]] {
+					db.C.Do(ctx, db.C.B().Del().Key(k).Build())
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
 			}
 		}
 	}
@@ -185,7 +208,10 @@ func (db *DB) DestroyGroup(ctx context.Context, pk PartKeys, group string) error
 	return nil
 }
 
-func isNoSuchKey(err error) bool { return replyPrefix(err, "ERR no such key") }
+// isNoSuchKey reports "ERR no such key" (rueidis drops the "ERR " prefix).
+func isNoSuchKey(err error) bool {
+	return replyPrefix(err, "no such key") || replyPrefix(err, "ERR no such key")
+}
 
 // Itoa is a small helper for metadata maps.
 func Itoa(n int64) string { return strconv.FormatInt(n, 10) }

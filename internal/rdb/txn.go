@@ -39,7 +39,7 @@ func (db *DB) AppendAtomic(ctx context.Context, batchID string, parts []AtomicPa
 	if len(arr) != total+1 {
 		return AppendResult{}, fmt.Errorf("stream_append_atomic: %d replies for %d events", len(arr)-1, total)
 	}
-	res := AppendResult{Replay: arr[0] == "replay", Positions: make([]string, total), Dup: make([]bool, total)}
+	res := AppendResult{Replay: arr[0] == "replay", Positions: make([]string, total), Dup: make([]bool, total), Acked: -1}
 	for i, p := range arr[1:] {
 		if strings.HasPrefix(p, "=") {
 			p, res.Dup[i] = p[1:], true

@@ -8,6 +8,7 @@
 -- ARGV[6]  original position in the partition stream     ARGV[7] now in ms
 -- ARGV[8]  "1" to delete the entry from KEYS[1] (retry streams), else "0"
 -- ARGV[9]  dead-letter MAXLEN ~ (0 = none)                ARGV[10] attempts made so far
+-- The event keeps its time: an entry without tm gets tm from ARGV[6] (its original position).
 -- Returns "scheduled", "dead", or "gone" (the entry was trimmed away: acked and dropped).
 local r = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
@@ -15,11 +16,22 @@ if ARGV[8] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
 if #r == 0 then return 'gone' end
 local f = r[1][2]
 local keep = {}
+local timed = false
 for j = 1, #f, 2 do
   local name = f[j]
   if name ~= 'a' and name ~= 'o' and string.sub(name, 1, 2) ~= 'x.' then
     keep[#keep + 1] = name
     keep[#keep + 1] = f[j + 1]
+    if name == 'tm' then timed = true end
+  end
+end
+-- An event without tm takes its time from its position: keep the original one
+-- (ms of the original position, in microseconds) before it moves to another stream.
+if not timed then
+  local ms = string.match(ARGV[6], '^(%d+)')
+  if ms then
+    keep[#keep + 1] = 'tm'
+    keep[#keep + 1] = ms .. '000'
   end
 end
 if ARGV[4] == '0' then
