@@ -120,11 +120,19 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
 	}
 	db.C, db.own, db.opt = c, true, opt
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
+	// PING is keyless: a cluster client may send it to any seed, a dead one
+	// too. One node that answers is enough.
+	var perr error
+	for _, n := range c.Nodes() {
+		if perr = n.Do(ctx, n.B().Ping().Build()).Error(); perr == nil {
+			return db, nil
+		}
 	}
-	return db, nil
+	c.Close()
+	if perr == nil {
+		perr = errors.New("no node answered")
+	}
+	return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), perr)
 }
 
 // Close closes the client if Open dialed it.
