@@ -10,7 +10,6 @@
 package celexpr
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 )
 
@@ -129,10 +127,11 @@ type Activation struct {
 	v        *Vars
 	parsed   bool
 	data     any
-	headers  ref.Val
 	timeVal  types.Timestamp
 	timeDone bool
 }
+
+var emptyHeaders = map[string]string{}
 
 // NewActivation prepares v for evaluation.
 func NewActivation(v *Vars) *Activation { return &Activation{v: v} }
@@ -154,13 +153,10 @@ func (a *Activation) ResolveName(name string) (any, bool) {
 	case "content_type":
 		return v.ContentType, true
 	case "headers":
-		if a.headers == nil {
-			a.headers = types.DefaultTypeAdapter.NativeToValue(v.Headers)
-			if v.Headers == nil {
-				a.headers = types.DefaultTypeAdapter.NativeToValue(map[string]string{})
-			}
+		if v.Headers == nil {
+			return emptyHeaders, true
 		}
-		return a.headers, true
+		return v.Headers, true
 	case "time":
 		if !a.timeDone {
 			a.timeVal, a.timeDone = types.Timestamp{Time: v.Time}, true
@@ -169,8 +165,7 @@ func (a *Activation) ResolveName(name string) (any, bool) {
 	case "data":
 		if !a.parsed {
 			a.parsed = true
-			// Converted to a CEL value once, not by every rule that reads it.
-			a.data = types.DefaultTypeAdapter.NativeToValue(parseData(v.ContentType, v.Data))
+			a.data = parseData(v.ContentType, v.Data)
 		}
 		return a.data, true
 	}
@@ -184,8 +179,7 @@ func parseData(contentType string, data []byte) any {
 	trimmed := strings.TrimSpace(string(data))
 	isJSON := strings.Contains(contentType, "json") || strings.HasPrefix(trimmed, "{") || strings.HasPrefix(trimmed, "[")
 	if isJSON {
-		var v any
-		if err := json.Unmarshal(data, &v); err == nil {
+		if v, err := parseJSON(data); err == nil {
 			return v
 		}
 	}
