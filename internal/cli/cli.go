@@ -142,7 +142,7 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
 	})
 	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
-		channelCmd(e), monitorCmd(e), routeCmd(e), appendCmd(e), readCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), versionCmd(e))
+		channelCmd(e), monitorCmd(e), routeCmd(e), appendCmd(e), readCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e))
 	return root
 }
 

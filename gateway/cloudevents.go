@@ -1,0 +1,505 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/heraldbus/herald"
+)
+
+// CloudEvents 1.0 mapping (structured and batch JSON, and HTTP binary mode):
+//
+//	id              <-> Event.ID
+//	source          <-> Event.Source
+//	type            <-> Event.Type
+//	subject         <-> Event.Subject
+//	time            <-> Event.Time (RFC 3339)
+//	datacontenttype <-> Event.ContentType
+//	partitionkey    <-> Event.Key (the CloudEvents partitioning extension)
+//	data / data_base64 <-> Event.Data
+//	any other attribute (extensions, dataschema, traceparent...) <-> Event.Headers
+const (
+	ceSpecVersion   = "1.0"
+	mediaCE         = "application/cloudevents+json"
+	mediaCEBatch    = "application/cloudevents-batch+json"
+	mediaJSON       = "application/json"
+	maxCEAttrLength = 20
+)
+
+// ceReserved are the attributes with a field of their own in Event.
+var ceReserved = map[string]bool{"specversion": true, "id": true, "source": true, "type": true, "subject": true,
+	"time": true, "datacontenttype": true, "partitionkey": true, "data": true, "data_base64": true}
+
+// isJSONMedia reports whether a content type is JSON (application/json or any +json).
+func isJSONMedia(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		mt = strings.ToLower(strings.TrimSpace(ct))
+	}
+	return mt == "application/json" || strings.HasSuffix(mt, "+json") || mt == "text/json"
+}
+
+// validCEAttr reports whether name is a valid CloudEvents attribute name:
+// 1-20 lowercase letters or digits.
+func validCEAttr(name string) bool {
+	if name == "" || len(name) > maxCEAttrLength {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// DecodeCloudEvent decodes one CloudEvent in structured JSON mode
+// (application/cloudevents+json).
+func DecodeCloudEvent(b []byte) (herald.Event, error) {
+	var m map[string]json.RawMessage
+	if err := strictUnmarshal(b, &m); err != nil {
+		return herald.Event{}, fmt.Errorf("CloudEvent: %v; send one JSON object with specversion, id, source and type", err)
+	}
+	if m == nil {
+		return herald.Event{}, fmt.Errorf("CloudEvent: the body is null; send one JSON object with specversion, id, source and type")
+	}
+	return ceFromMap(m)
+}
+
+// DecodeCloudEventBatch decodes a JSON array of CloudEvents
+// (application/cloudevents-batch+json).
+func DecodeCloudEventBatch(b []byte) ([]herald.Event, error) {
+	var arr []map[string]json.RawMessage
+	if err := strictUnmarshal(b, &arr); err != nil {
+		return nil, fmt.Errorf("CloudEvents batch: %v; send a JSON array of CloudEvent objects", err)
+	}
+	out := make([]herald.Event, 0, len(arr))
+	for i, m := range arr {
+		if m == nil {
+			return nil, fmt.Errorf("CloudEvents batch: element %d is null; send CloudEvent objects", i)
+		}
+		ev, err := ceFromMap(m)
+		if err != nil {
+			return nil, fmt.Errorf("CloudEvents batch: element %d: %w", i, err)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+func strictUnmarshal(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return fmt.Errorf("extra data after the JSON value")
+	}
+	if _, err := d.Token(); err == nil {
+		return fmt.Errorf("extra data after the JSON value")
+	}
+	return nil
+}
+
+func ceString(m map[string]json.RawMessage, name string) (string, bool, error) {
+	raw, ok := m[name]
+	if !ok || string(raw) == "null" {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", true, fmt.Errorf("attribute %q must be a string", name)
+	}
+	return s, true, nil
+}
+
+func ceFromMap(m map[string]json.RawMessage) (herald.Event, error) {
+	var ev herald.Event
+	get := func(name string, required bool) (string, error) {
+		s, ok, err := ceString(m, name)
+		if err != nil {
+			return "", err
+		}
+		if required && (!ok || s == "") {
+			return "", fmt.Errorf("required attribute %q is missing; CloudEvents 1.0 needs specversion, id, source and type", name)
+		}
+		return s, nil
+	}
+	sv, err := get("specversion", true)
+	if err != nil {
+		return ev, err
+	}
+	if sv != ceSpecVersion {
+		return ev, fmt.Errorf("specversion %q is not supported; use \"1.0\"", sv)
+	}
+	if ev.ID, err = get("id", true); err != nil {
+		return ev, err
+	}
+	if ev.Source, err = get("source", true); err != nil {
+		return ev, err
+	}
+	if ev.Type, err = get("type", true); err != nil {
+		return ev, err
+	}
+	if ev.Subject, err = get("subject", false); err != nil {
+		return ev, err
+	}
+	if ev.Key, err = get("partitionkey", false); err != nil {
+		return ev, err
+	}
+	if ev.ContentType, err = get("datacontenttype", false); err != nil {
+		return ev, err
+	}
+	ts, err := get("time", false)
+	if err != nil {
+		return ev, err
+	}
+	if ts != "" {
+		if ev.Time, err = time.Parse(time.RFC3339Nano, ts); err != nil {
+			return ev, fmt.Errorf("attribute \"time\" %q is not an RFC 3339 timestamp, e.g. 2024-05-01T12:00:00Z", ts)
+		}
+	}
+	for name, raw := range m {
+		if ceReserved[name] {
+			continue
+		}
+		if !validCEAttr(name) {
+			return ev, fmt.Errorf("attribute name %q is invalid; CloudEvents attribute names are 1-20 lowercase letters or digits", name)
+		}
+		v, err := ceExtensionValue(raw)
+		if err != nil {
+			return ev, fmt.Errorf("attribute %q: %v", name, err)
+		}
+		if ev.Headers == nil {
+			ev.Headers = map[string]string{}
+		}
+		ev.Headers[name] = v
+	}
+	data, hasData := m["data"]
+	b64, hasB64 := m["data_base64"]
+	if hasData && string(data) == "null" {
+		hasData = false
+	}
+	if hasB64 && string(b64) == "null" {
+		hasB64 = false
+	}
+	switch {
+	case hasData && hasB64:
+		return ev, fmt.Errorf("both data and data_base64 are set; send one of them")
+	case hasB64:
+		var s string
+		if err := json.Unmarshal(b64, &s); err != nil {
+			return ev, fmt.Errorf("data_base64 must be a string")
+		}
+		if ev.Data, err = base64.StdEncoding.DecodeString(s); err != nil {
+			return ev, fmt.Errorf("data_base64 is not valid base64: %v", err)
+		}
+	case hasData:
+		if ev.Data, err = decodeData(data, ev.ContentType); err != nil {
+			return ev, err
+		}
+		if ev.ContentType == "" {
+			ev.ContentType = mediaJSON // CloudEvents: absent datacontenttype in JSON format means application/json
+		}
+	}
+	return ev, nil
+}
+
+// decodeData turns a JSON "data" member into payload bytes: the JSON itself
+// for JSON content types (or none), the string's characters otherwise.
+func decodeData(raw json.RawMessage, ct string) ([]byte, error) {
+	if ct == "" || isJSONMedia(ct) {
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return nil, fmt.Errorf("data is not valid JSON: %v", err)
+		}
+		return buf.Bytes(), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, fmt.Errorf("data must be a JSON string when the content type (%s) is not JSON; or send data_base64", ct)
+	}
+	return []byte(s), nil
+}
+
+func ceExtensionValue(raw json.RawMessage) (string, error) {
+	var v any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&v); err != nil {
+		return "", err
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	}
+	return "", fmt.Errorf("extension attributes must be strings, numbers or booleans")
+}
+
+// DecodeBinary decodes an HTTP request in CloudEvents binary mode: the
+// attributes in ce-* headers, the payload in the body, its type in
+// Content-Type. Header values are percent-decoded as the HTTP binding says.
+func DecodeBinary(h http.Header, body []byte) (herald.Event, error) {
+	ev := herald.Event{Data: body, ContentType: h.Get("Content-Type")}
+	attrs := map[string]string{}
+	for name, vals := range h {
+		lname := strings.ToLower(name)
+		attr, ok := strings.CutPrefix(lname, "ce-")
+		if !ok || len(vals) == 0 {
+			continue
+		}
+		v, err := url.PathUnescape(vals[0])
+		if err != nil {
+			return ev, fmt.Errorf("header %s: %v", name, err)
+		}
+		if !validCEAttr(attr) {
+			return ev, fmt.Errorf("header %s: attribute name %q is invalid; CloudEvents attribute names are 1-20 lowercase letters or digits", name, attr)
+		}
+		if attr == "data" || attr == "data_base64" || attr == "datacontenttype" {
+			return ev, fmt.Errorf("header %s is not allowed in binary mode; the payload is the body and its type Content-Type", name)
+		}
+		attrs[attr] = v
+	}
+	if attrs["specversion"] != ceSpecVersion {
+		return ev, fmt.Errorf("ce-specversion %q is not supported; use 1.0", attrs["specversion"])
+	}
+	for _, req := range []string{"id", "source", "type"} {
+		if attrs[req] == "" {
+			return ev, fmt.Errorf("header ce-%s is missing; CloudEvents binary mode needs ce-specversion, ce-id, ce-source and ce-type", req)
+		}
+	}
+	ev.ID, ev.Source, ev.Type, ev.Subject, ev.Key = attrs["id"], attrs["source"], attrs["type"], attrs["subject"], attrs["partitionkey"]
+	if ts := attrs["time"]; ts != "" {
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return ev, fmt.Errorf("ce-time %q is not an RFC 3339 timestamp, e.g. 2024-05-01T12:00:00Z", ts)
+		}
+		ev.Time = t
+	}
+	for k, v := range attrs {
+		if ceReserved[k] {
+			continue
+		}
+		if ev.Headers == nil {
+			ev.Headers = map[string]string{}
+		}
+		ev.Headers[k] = v
+	}
+	return ev, nil
+}
+
+// EncodeCloudEvent encodes an event in structured JSON mode. Headers whose
+// names are valid CloudEvents attribute names become extension attributes;
+// others are left out (the Herald envelope keeps them all).
+func EncodeCloudEvent(ev *herald.Event) []byte {
+	m := map[string]any{"specversion": ceSpecVersion, "id": ev.ID}
+	src := ev.Source
+	if src == "" {
+		src = "herald"
+	}
+	m["source"] = src
+	typ := ev.Type
+	if typ == "" {
+		typ = "herald.event"
+	}
+	m["type"] = typ
+	if ev.Subject != "" {
+		m["subject"] = ev.Subject
+	}
+	if ev.Key != "" {
+		m["partitionkey"] = ev.Key
+	}
+	if !ev.Time.IsZero() {
+		m["time"] = ev.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if ev.ContentType != "" {
+		m["datacontenttype"] = ev.ContentType
+	}
+	for k, v := range ev.Headers {
+		if validCEAttr(k) && !ceReserved[k] {
+			m[k] = v
+		}
+	}
+	if len(ev.Data) > 0 {
+		switch {
+		case (ev.ContentType == "" || isJSONMedia(ev.ContentType)) && json.Valid(ev.Data):
+			m["data"] = json.RawMessage(ev.Data)
+			if ev.ContentType == "" {
+				m["datacontenttype"] = mediaJSON
+			}
+		case ev.ContentType != "" && !isJSONMedia(ev.ContentType) && utf8.Valid(ev.Data):
+			m["data"] = string(ev.Data)
+		default:
+			m["data_base64"] = base64.StdEncoding.EncodeToString(ev.Data)
+			if ev.ContentType == "" {
+				m["datacontenttype"] = "application/octet-stream"
+			}
+		}
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// EventJSON is the Herald JSON envelope of an event: what POST accepts with
+// Content-Type application/json (one object or an array) and what SSE,
+// WebSocket and the admin API return. Output-only fields are ignored on input.
+type EventJSON struct {
+	ID          string            `json:"id,omitempty"`
+	Type        string            `json:"type,omitempty"`
+	Key         string            `json:"key,omitempty"`
+	Source      string            `json:"source,omitempty"`
+	Subject     string            `json:"subject,omitempty"`
+	Time        *time.Time        `json:"time,omitempty"`
+	ContentType string            `json:"content_type,omitempty"`
+	Headers     map[string]string `json:"headers,omitempty"`
+	// Data is the payload: JSON as is when the content type is JSON (or
+	// empty and the payload is valid JSON), else a string of its text.
+	Data json.RawMessage `json:"data,omitempty"`
+	// DataBase64 is the payload in base64 when it is not valid UTF-8.
+	DataBase64 string `json:"data_base64,omitempty"`
+
+	// Output only.
+	Topic     string `json:"topic,omitempty"`
+	Partition *int   `json:"partition,omitempty"`
+	Position  string `json:"position,omitempty"`
+	Group     string `json:"group,omitempty"`
+	Attempt   int    `json:"attempt,omitempty"`
+}
+
+// envelopeIn is the input form: the same fields, unknown ones refused.
+type envelopeIn struct {
+	ID          string            `json:"id"`
+	Type        string            `json:"type"`
+	Key         string            `json:"key"`
+	Source      string            `json:"source"`
+	Subject     string            `json:"subject"`
+	Time        *time.Time        `json:"time"`
+	ContentType string            `json:"content_type"`
+	Headers     map[string]string `json:"headers"`
+	Data        json.RawMessage   `json:"data"`
+	DataBase64  *string           `json:"data_base64"`
+}
+
+const envelopeHint = `a JSON body is an event envelope {"data": ..., "type": ..., "key": ...} or an array of them; ` +
+	`to publish any other JSON as the payload, wrap it in {"data": ...}, or add ?raw=true`
+
+// DecodeEnvelopes decodes the Herald JSON envelope: one object or an array.
+func DecodeEnvelopes(b []byte) ([]herald.Event, error) {
+	t := bytes.TrimLeft(b, " \t\r\n")
+	if len(t) > 0 && t[0] == '[' {
+		var raws []json.RawMessage
+		if err := strictUnmarshal(b, &raws); err != nil {
+			return nil, fmt.Errorf("%v; %s", err, envelopeHint)
+		}
+		out := make([]herald.Event, 0, len(raws))
+		for i, r := range raws {
+			ev, err := decodeEnvelope(r)
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %w", i, err)
+			}
+			out = append(out, ev)
+		}
+		return out, nil
+	}
+	ev, err := decodeEnvelope(b)
+	if err != nil {
+		return nil, err
+	}
+	return []herald.Event{ev}, nil
+}
+
+func decodeEnvelope(b []byte) (herald.Event, error) {
+	var in envelopeIn
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&in); err != nil {
+		return herald.Event{}, fmt.Errorf("%v; %s", err, envelopeHint)
+	}
+	if d.More() {
+		return herald.Event{}, fmt.Errorf("extra data after the JSON value; %s", envelopeHint)
+	}
+	ev := herald.Event{ID: in.ID, Type: in.Type, Key: in.Key, Source: in.Source, Subject: in.Subject,
+		ContentType: in.ContentType, Headers: in.Headers}
+	if in.Time != nil {
+		ev.Time = *in.Time
+	}
+	hasData := len(in.Data) > 0 && string(in.Data) != "null"
+	switch {
+	case hasData && in.DataBase64 != nil:
+		return ev, fmt.Errorf("both data and data_base64 are set; send one of them")
+	case in.DataBase64 != nil:
+		var err error
+		if ev.Data, err = base64.StdEncoding.DecodeString(*in.DataBase64); err != nil {
+			return ev, fmt.Errorf("data_base64 is not valid base64: %v", err)
+		}
+	case hasData:
+		var err error
+		if ev.Data, err = decodeData(in.Data, ev.ContentType); err != nil {
+			return ev, err
+		}
+		if ev.ContentType == "" {
+			ev.ContentType = mediaJSON
+		}
+	default:
+		return ev, fmt.Errorf("the event has no data; %s", envelopeHint)
+	}
+	return ev, nil
+}
+
+// encodeData fills the data fields of an envelope from a payload.
+func encodeData(e *EventJSON, data []byte, ct string) {
+	switch {
+	case len(data) == 0:
+	case (ct == "" || isJSONMedia(ct)) && json.Valid(data):
+		e.Data = json.RawMessage(data)
+	case utf8.Valid(data):
+		e.Data, _ = json.Marshal(string(data))
+	default:
+		e.DataBase64 = base64.StdEncoding.EncodeToString(data)
+	}
+}
+
+// envelope builds the output envelope of an event.
+func envelope(ev *herald.Event) EventJSON {
+	e := EventJSON{ID: ev.ID, Type: ev.Type, Key: ev.Key, Source: ev.Source, Subject: ev.Subject,
+		ContentType: ev.ContentType, Headers: ev.Headers}
+	if !ev.Time.IsZero() {
+		t := ev.Time.UTC()
+		e.Time = &t
+	}
+	encodeData(&e, ev.Data, ev.ContentType)
+	return e
+}
+
+func messageEnvelope(m *herald.Message) EventJSON {
+	e := envelope(&m.Event)
+	p := m.Partition
+	e.Topic, e.Partition, e.Position, e.Group, e.Attempt = m.Topic, &p, m.Pos().String(), m.Group, m.Attempt
+	return e
+}
+
+// sortedKeys returns the keys of a map in order (stable output).
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

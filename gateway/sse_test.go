@@ -1,0 +1,195 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald/gateway"
+)
+
+// TestSSEResumeWithLastEventID: a client reads N events, disconnects, and
+// reconnects with Last-Event-ID: it receives the rest with no gap, and not
+// the ones it confirmed; the group has nothing pending once all are confirmed.
+func TestSSEResumeWithLastEventID(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	const total, firstRead = 50, 20
+	first := e.openSSE("/v1/topics/resume/events?group=readers&client=app-1&from=beginning", nil)
+	first.next(t, "session", 5*time.Second)
+	var batch []string
+	for i := 0; i < total; i++ {
+		batch = append(batch, fmt.Sprintf(`{"data":{"n":%d}}`, i))
+	}
+	e.publish("resume", "["+strings.Join(batch, ",")+"]", map[string]string{"Content-Type": "application/json"})
+	var seen []int
+	lastID := ""
+	for len(seen) < firstRead {
+		ev := first.next(t, "", 5*time.Second)
+		var d struct{ N int }
+		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		seen = append(seen, d.N)
+		lastID = ev.ID
+	}
+	first.close()
+	time.Sleep(100 * time.Millisecond) // the server notices the disconnect
+
+	second := e.openSSE("/v1/topics/resume/events?group=readers&client=app-1", map[string]string{"Last-Event-ID": lastID})
+	second.next(t, "session", 5*time.Second)
+	for len(seen) < total {
+		ev := second.next(t, "", 5*time.Second)
+		var d struct{ N int }
+		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		seen = append(seen, d.N)
+		lastID = ev.ID
+	}
+	for i, n := range seen {
+		if n != i {
+			t.Fatalf("event %d is n=%d: gap or duplicate; got %v", i, n, seen)
+		}
+	}
+	select {
+	case ev := <-second.events:
+		if ev.Event == "" {
+			t.Fatalf("unexpected extra event %s", ev.Data)
+		}
+	case <-time.After(300 * time.Millisecond):
+	}
+	// Confirm the rest with the ack endpoint: the group has nothing pending.
+	code, b := e.do("POST", "/v1/topics/resume/groups/readers/ack", []byte(`{"client":"app-1","up_to":"`+lastID+`"}`), nil)
+	if code != 200 || !strings.Contains(string(b), `"settled":30`) {
+		t.Fatalf("ack: %d %s", code, b)
+	}
+	waitPending(t, e, "resume", "readers", 0)
+}
+
+func waitPending(t *testing.T, e *env, topic, group string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, b := e.do("GET", "/v1/topics/"+topic+"/groups", nil, nil)
+		var r struct{ Groups []gateway.GroupJSON }
+		json.Unmarshal(b, &r)
+		for _, g := range r.Groups {
+			if g.Name == group && g.Pending == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s: want %d pending; groups: %s", group, want, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSSEReconnectWithoutClientID: an EventSource reconnects to the same
+// URL (no client id) with Last-Event-ID; the session is found by it.
+func TestSSEReconnectWithoutClientID(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	s1 := e.openSSE("/v1/topics/es/events?group=g&from=beginning", nil)
+	s1.next(t, "session", 5*time.Second)
+	e.publish("es", `[{"data":1},{"data":2},{"data":3}]`, map[string]string{"Content-Type": "application/json"})
+	ev := s1.next(t, "", 5*time.Second)
+	s1.close()
+	time.Sleep(100 * time.Millisecond)
+	s2 := e.openSSE("/v1/topics/es/events?group=g", map[string]string{"Last-Event-ID": ev.ID})
+	s2.next(t, "session", 5*time.Second)
+	got := []string{}
+	for len(got) < 2 {
+		got = append(got, string(decodeEvent(t, s2.next(t, "", 5*time.Second).Data).Data))
+	}
+	if got[0] != "2" || got[1] != "3" {
+		t.Fatalf("after reconnect got %v, want [2 3]", got)
+	}
+}
+
+// TestSSEAutoAckAndNack covers ack=auto and a permanent nack to the dead letters.
+func TestSSEAutoAckAndNack(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	auto := e.openSSE("/v1/topics/aa/events?group=auto&ack=auto&from=beginning", nil)
+	auto.next(t, "session", 5*time.Second)
+	e.publish("aa", "one", nil)
+	auto.next(t, "", 5*time.Second)
+	waitPending(t, e, "aa", "auto", 0)
+
+	s := e.openSSE("/v1/topics/aa/events?group=manual&client=m1&from=beginning", nil)
+	s.next(t, "session", 5*time.Second)
+	ev := s.next(t, "", 5*time.Second)
+	code, b := e.do("POST", "/v1/topics/aa/groups/manual/ack", []byte(`{"client":"m1","positions":["`+ev.ID+`"],"nack":true,"permanent":true,"reason":"bad payload"}`), nil)
+	if code != 200 {
+		t.Fatalf("nack: %d %s", code, b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, b := e.do("GET", "/v1/topics/aa/deadletters?group=manual", nil, nil)
+		if strings.Contains(string(b), "bad payload") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no dead letter: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, b = e.do("POST", "/v1/topics/aa/deadletters/redrive", []byte(`{"group":"manual"}`), nil)
+	if code != 200 || !strings.Contains(string(b), `"redriven":1`) {
+		t.Fatalf("redrive: %d %s", code, b)
+	}
+	again := s.next(t, "", 5*time.Second)
+	if again.ID != ev.ID {
+		t.Fatalf("redriven event %s, want %s", again.ID, ev.ID)
+	}
+}
+
+// TestSSETail: without a group, a live tail from now, from=beginning, and
+// a resume after Last-Event-ID.
+func TestSSETail(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	e.publish("tail", "before", nil)
+	now := e.openSSE("/v1/topics/tail/events", nil)
+	all := e.openSSE("/v1/topics/tail/events?from=beginning", nil)
+	time.Sleep(200 * time.Millisecond)
+	e.publish("tail", "after", nil)
+	if d := decodeEvent(t, now.next(t, "", 5*time.Second).Data); string(d.Data) != `"after"` {
+		t.Fatalf("tail from now got %s", d.Data)
+	}
+	first := all.next(t, "", 5*time.Second)
+	if d := decodeEvent(t, first.Data); string(d.Data) != `"before"` {
+		t.Fatalf("tail from beginning got %s", d.Data)
+	}
+	resumed := e.openSSE("/v1/topics/tail/events", map[string]string{"Last-Event-ID": first.ID})
+	if d := decodeEvent(t, resumed.next(t, "", 5*time.Second).Data); string(d.Data) != `"after"` {
+		t.Fatalf("resumed tail got %s", d.Data)
+	}
+	// Accept: application/json lists stored events instead.
+	code, b := e.do("GET", "/v1/topics/tail/events?limit=10", nil, map[string]string{"Accept": "application/json"})
+	if code != 200 || !strings.Contains(string(b), `"before"`) || !strings.Contains(string(b), `"after"`) {
+		t.Fatalf("list: %d %s", code, b)
+	}
+}
+
+// TestChannelsSSE: POST to a channel reaches SSE listeners of the channel and of a pattern.
+func TestChannelsSSE(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	ns := strings.ReplaceAll(t.Name(), "/", "_")
+	exact := e.openSSE("/v1/channels/"+ns+".chat", nil)
+	pat := e.openSSE("/v1/channels/"+ns+".*?pattern=true", nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, b := e.do("POST", "/v1/channels/"+ns+".chat/messages", []byte(`{"hi":1}`), nil)
+		if code != 200 {
+			t.Fatalf("broadcast: %d %s", code, b)
+		}
+		if strings.Contains(string(b), `"receivers":2`) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, s := range []*sseClient{exact, pat} {
+		var m gateway.ChannelMessageJSON
+		json.Unmarshal(s.next(t, "", 5*time.Second).Data, &m)
+		if m.Channel != ns+".chat" || string(m.Data) != `{"hi":1}` {
+			t.Fatalf("channel message %+v", m)
+		}
+	}
+}

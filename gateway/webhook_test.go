@@ -1,0 +1,136 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald/gateway"
+)
+
+// TestWebhookTargetDownThenUp: the target refuses connections for a while,
+// then answers; every event is delivered, signed, with its trace context.
+func TestWebhookTargetDownThenUp(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // down: connections are refused
+	const secret = "s3cret"
+	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "orders-hook", Topic: "wh", URL: "http://" + addr + "/hook",
+		Secret: secret, Backoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, MaxAttempts: 100}}})
+	const n = 20
+	for i := 0; i < n; i++ {
+		e.publish("wh", fmt.Sprintf(`{"data":{"n":%d}}`, i), map[string]string{"Content-Type": "application/json",
+			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+	}
+	time.Sleep(1500 * time.Millisecond)
+
+	var mu sync.Mutex
+	got := map[int]bool{}
+	var problems []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := gateway.VerifySignature(secret, r.Header.Get(gateway.SignatureHeader), body, time.Minute); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if r.Header.Get("traceparent") == "" || r.Header.Get("Content-Type") != "application/cloudevents+json" {
+			problems = append(problems, "missing traceparent or content type")
+		}
+		var ce struct{ Data struct{ N int } }
+		json.Unmarshal(body, &ce)
+		got[ce.Data.N] = true
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	var l2 net.Listener
+	for try := 0; ; try++ { // the same port, now up
+		if l2, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		if try > 50 {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	go srv.Serve(l2)
+	defer srv.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		k := len(got)
+		mu.Unlock()
+		if k == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d of %d", k, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Fatalf("problems: %v", problems[0])
+	}
+	waitPending(t, e, "wh", "webhook-orders-hook", 0)
+}
+
+// TestWebhookPermanentRejection: a target answering 400 dead-letters the events at once.
+func TestWebhookPermanentRejection(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		http.Error(w, "bad event", http.StatusBadRequest)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "bad", Topic: "wh400", URL: "http://user:pw@" + l.Addr().String() + "/x?token=secret",
+		Backoff: 20 * time.Millisecond}}})
+	for i := 0; i < 3; i++ {
+		e.publish("wh400", fmt.Sprint(i), nil)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, b := e.do("GET", "/v1/topics/wh400/deadletters?group=webhook-bad", nil, nil)
+		var r struct {
+			DeadLetters []gateway.DeadLetterJSON `json:"dead_letters"`
+		}
+		json.Unmarshal(b, &r)
+		if len(r.DeadLetters) == 3 {
+			for _, d := range r.DeadLetters {
+				if !strings.Contains(d.Error, "400") || d.Attempts != 1 {
+					t.Fatalf("dead letter %+v: want the 400 answer after one attempt", d)
+				}
+				if strings.Contains(d.Error, "secret") || strings.Contains(d.Error, "pw") {
+					t.Fatalf("dead letter error leaks URL credentials: %s", d.Error)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 3 {
+		t.Fatalf("target called %d times, want 3 (no retries of a 400)", calls)
+	}
+}

@@ -1,0 +1,354 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// serveProc is a `herald serve` process started by a test.
+type serveProc struct {
+	cmd    *exec.Cmd
+	url    string
+	stderr *syncBuffer
+	exited chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServe runs the built binary in dir with env added, and waits for
+// its "listening on" line. The process is killed by its pid at the end of
+// the test if it is still running.
+func startServe(t *testing.T, dir string, env []string, args ...string) *serveProc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
+	cmd.Dir = dir
+	base := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") || strings.HasPrefix(kv, "HERALD_REQUIRE_REDIS") {
+			base = append(base, kv)
+		}
+	}
+	cmd.Env = append(base, env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &serveProc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.exited:
+			case <-time.After(15 * time.Second):
+				cmd.Process.Kill()
+			}
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		p.exited <- cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case l := <-lines:
+		_, rest, ok := strings.Cut(l, "listening on ")
+		if !ok {
+			t.Fatalf("unexpected first line %q", l)
+		}
+		p.url = strings.Fields(rest)[0]
+	case <-time.After(20 * time.Second):
+		t.Fatalf("herald serve did not start; stderr:\n%s", p.stderr.String())
+	}
+	return p
+}
+
+// stop sends SIGTERM to the process's pid and waits for a clean exit.
+func (p *serveProc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("herald serve exited with %v; stderr:\n%s", err, p.stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("herald serve did not exit within 30s of SIGTERM; stderr:\n%s", p.stderr.String())
+	}
+}
+
+func managedPid(t *testing.T, dataDir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "managed-redis.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ Pid int }
+	json.Unmarshal(b, &st)
+	return st.Pid
+}
+
+func isRedis(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && strings.Contains(string(b), "redis-server")
+}
+
+// TestServeNoFlags: `herald serve` with no flags (the listen address from
+// the environment, so the test can pick a free port) starts a managed
+// redis-server in ./herald-data; an HTTP publish (curl -d) reaches an SSE
+// subscriber (curl -N); SIGTERM stops both processes.
+func TestServeNoFlags(t *testing.T) {
+	redistest.Skip(t)
+	dir := t.TempDir()
+	p := startServe(t, dir, []string{"HERALD_LISTEN=" + freeAddr(t)})
+	dataDir := filepath.Join(dir, "herald-data")
+	pid := managedPid(t, dataDir)
+	if !isRedis(pid) {
+		t.Fatalf("managed redis-server %d is not running", pid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// curl -N "$URL/v1/topics/greetings/events?group=demo"
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.url+"/v1/topics/greetings/events?group=demo", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("SSE: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), "event: session") {
+	}
+	// curl -d 'hello from curl' "$URL/v1/topics/greetings/events"
+	presp, err := http.Post(p.url+"/v1/topics/greetings/events", "application/x-www-form-urlencoded", strings.NewReader("hello from curl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	if presp.StatusCode != 200 || !strings.Contains(string(pb), `"position":"0/`) {
+		t.Fatalf("publish: %d %s", presp.StatusCode, pb)
+	}
+	got, inEvent := "", false
+	for sc.Scan() {
+		inEvent = inEvent || strings.HasPrefix(sc.Text(), "id: ")
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok && inEvent {
+			got = d
+			break
+		}
+	}
+	if !strings.Contains(got, `"data":"hello from curl"`) {
+		t.Fatalf("SSE subscriber got %q", got)
+	}
+	p.stop(t)
+	if isRedis(pid) {
+		t.Fatalf("managed redis-server %d still running after herald serve exited", pid)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "appendonlydir")); err != nil {
+		t.Fatalf("no AOF in the data directory: %v", err)
+	}
+}
+
+// TestServeSIGTERMUnderLoad: 1,000 events are published in a steady stream
+// while a webhook delivers them slowly; SIGTERM in the middle; after a
+// restart on the same data directory every event is delivered (acked
+// before the shutdown, or redelivered after it) and none is pending.
+func TestServeSIGTERMUnderLoad(t *testing.T) {
+	redistest.Skip(t)
+	const total, batch = 1000, 50
+	var slow atomic.Bool
+	slow.Store(true)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	target := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ce struct{ ID string }
+		json.NewDecoder(r.Body).Decode(&ce)
+		if slow.Load() {
+			time.Sleep(50 * time.Millisecond)
+		}
+		mu.Lock()
+		seen[ce.ID]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go target.Serve(tl)
+	defer target.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`webhooks:
+  - name: sink
+    topic: load
+    url: http://%s/hook
+    concurrency: 8
+    max_in_flight: 64
+    backoff: 50ms
+    max_backoff: 500ms
+    max_attempts: 100
+shutdown_timeout: 20s
+`, tl.Addr())
+	os.WriteFile(filepath.Join(dir, "herald.yaml"), []byte(cfg), 0o600)
+	addr := freeAddr(t)
+	args := []string{"--listen", addr, "--config", "herald.yaml"}
+	p := startServe(t, dir, nil, args...)
+	base := p.url
+
+	// The publisher: batches of 50 with event ids, every 20 ms; a batch
+	// that fails (the server is down) is sent again until it is stored.
+	var published atomic.Int64
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		client := &http.Client{Timeout: 5 * time.Second}
+		deadline := time.Now().Add(60 * time.Second)
+		for i := 0; i < total; i += batch {
+			var evs []string
+			for k := i; k < i+batch; k++ {
+				evs = append(evs, fmt.Sprintf(`{"id":"ev-%04d","data":{"n":%d}}`, k, k))
+			}
+			body := "[" + strings.Join(evs, ",") + "]"
+			for time.Now().Before(deadline) {
+				resp, err := client.Post(base+"/v1/topics/load/events", "application/json", strings.NewReader(body))
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode == 200 {
+						published.Add(batch)
+						break
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	// SIGTERM once most events are published and many are not delivered yet.
+	for published.Load() < 950 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	before := len(seen)
+	mu.Unlock()
+	pid := managedPid(t, dir+"/herald-data")
+	p.stop(t)
+	if isRedis(pid) {
+		t.Fatalf("managed redis-server %d still running after herald serve exited", pid)
+	}
+	mu.Lock()
+	atStop := len(seen)
+	mu.Unlock()
+	t.Logf("SIGTERM with %d published, %d delivered (%d at the signal)", published.Load(), atStop, before)
+	if int64(atStop) >= published.Load() {
+		t.Fatalf("everything published was delivered before the shutdown ended; the test did not shut down under load")
+	}
+	slow.Store(false)
+	p2 := startServe(t, dir, nil, args...)
+	<-pubDone
+	if published.Load() != total {
+		t.Fatalf("published %d of %d", published.Load(), total)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d of %d after the restart", n, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	dups := 0
+	mu.Lock()
+	for _, c := range seen {
+		dups += c - 1
+	}
+	mu.Unlock()
+	t.Logf("all %d delivered; %d redelivered twice (at-least-once)", total, dups)
+	// Nothing pending, nothing left to deliver.
+	for {
+		resp, err := http.Get(p2.url + "/v1/topics/load/groups")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Groups []struct {
+				Name         string
+				Pending, Lag int64
+			}
+		}
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if len(r.Groups) == 1 && r.Groups[0].Pending == 0 && r.Groups[0].Lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("groups after delivery: %+v", r.Groups)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p2.stop(t)
+}
