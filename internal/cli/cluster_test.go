@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +45,19 @@ func clusterGone(pid int) bool {
 	s := string(b)
 	i := strings.LastIndex(s, ")")
 	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+// clusterGoneSoon waits up to 5 s for pid to exit: a process that was just
+// killed may still be tearing down.
+func clusterGoneSoon(pid int) bool {
+	deadline := time.Now().Add(5 * time.Second)
+	for !clusterGone(pid) {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
 }
 
 // clusterKillAll SIGKILLs whatever `herald cluster up` left running in dir,
@@ -215,7 +229,7 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 		}
 		victim := replicas[1]
 		r = runBin(t, ns, "", "cluster", "kill", strconv.Itoa(victim), "--dir", dir)
-		if r.code != 0 || !strings.Contains(r.out, "Killed 127.0.0.1:"+strconv.Itoa(victim)) || !clusterGone(pids[victim]) {
+		if r.code != 0 || !strings.Contains(r.out, "Killed 127.0.0.1:"+strconv.Itoa(victim)) || !clusterGoneSoon(pids[victim]) {
 			t.Fatalf("kill: %+v", r)
 		}
 		clusterJSON(t, runBin(t, ns, "", "cluster", "status", "--dir", dir, "-o", "json"), &st)
@@ -245,11 +259,15 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 		t.Fatalf("down: %+v", r)
 	}
 	t.Logf("herald cluster down --purge took %v", time.Since(stop))
+	var wg sync.WaitGroup // the processes wind down in parallel
 	for port, pid := range pids {
-		if !clusterGone(pid) {
-			t.Errorf("node %d (pid %d) still runs after down", port, pid)
-		}
+		wg.Go(func() {
+			if !clusterGoneSoon(pid) {
+				t.Errorf("node %d (pid %d) still runs after down", port, pid)
+			}
+		})
 	}
+	wg.Wait()
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("data directory left after down --purge: %v", err)
 	}
