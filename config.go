@@ -81,6 +81,7 @@ const (
 	Replicated
 )
 
+// String returns "memory", "replicated" or "default".
 func (d Durability) String() string {
 	switch d {
 	case Memory:

@@ -39,7 +39,10 @@ func invalid(format string, args ...any) error {
 // PermanentError marks a handler error that must not be retried.
 type PermanentError struct{ Err error }
 
+// Error returns the wrapped error's text marked as permanent.
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+
+// Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Permanent wraps err so that the event is dead-lettered at once instead of retried.

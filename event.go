@@ -94,6 +94,7 @@ type Message struct {
 // Pos returns the message's partition and position.
 func (m *Message) Pos() Position { return Position{Partition: m.Partition, ID: m.Position} }
 
+// String identifies the message: topic, position and event id.
 func (m *Message) String() string {
 	return fmt.Sprintf("%s %d/%s %s", m.Topic, m.Partition, m.Position, m.ID)
 }

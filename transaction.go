@@ -85,6 +85,7 @@ type VersionConflictError struct {
 	Current  int64
 }
 
+// Error says which stream, the expected and the current version.
 func (e *VersionConflictError) Error() string {
 	return fmt.Sprintf("herald: version conflict on %q: expected version %d, the stream is at %d", e.Stream, e.Expected, e.Current)
 }

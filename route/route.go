@@ -42,6 +42,7 @@ type Destination struct {
 	Name    string // topic or channel name
 }
 
+// String returns the topic name, or "channel:NAME".
 func (d Destination) String() string {
 	if d.Channel {
 		return "channel:" + d.Name

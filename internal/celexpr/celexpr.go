@@ -67,6 +67,7 @@ type CompileError struct {
 	Message      string
 }
 
+// Error returns the position and the message.
 func (e *CompileError) Error() string {
 	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Message)
 }

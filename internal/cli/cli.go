@@ -18,7 +18,10 @@ import (
 // UsageError is bad input on the command line: exit code 2.
 type UsageError struct{ Err error }
 
+// Error returns the message.
 func (e *UsageError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
 func (e *UsageError) Unwrap() error { return e.Err }
 
 func usage(format string, args ...any) error { return &UsageError{Err: fmt.Errorf(format, args...)} }
