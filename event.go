@@ -66,6 +66,23 @@ func ParsePosition(s string) (Position, error) {
 	return Position{Partition: p, ID: id}, nil
 }
 
+// StreamIDLess reports whether stream id a ("<ms>-<seq>") comes before b,
+// comparing both parts as numbers.
+func StreamIDLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	if len(am) != len(bm) {
+		return len(am) < len(bm)
+	}
+	if am != bm {
+		return am < bm
+	}
+	if len(as) != len(bs) {
+		return len(as) < len(bs)
+	}
+	return as < bs
+}
+
 func validStreamID(id string) bool {
 	ms, seq, ok := strings.Cut(id, "-")
 	if _, err := strconv.ParseUint(ms, 10, 64); err != nil {

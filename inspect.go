@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/heraldbus/herald/internal/codec"
@@ -328,27 +327,11 @@ func (c *Client) scan(ctx context.Context, topicName string, f Query, key func(r
 			start = "(" + es[len(es)-1].ID
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return lessID(out[i].Position, out[j].Position) })
+	sort.SliceStable(out, func(i, j int) bool { return StreamIDLess(out[i].Position, out[j].Position) })
 	if len(out) > limit {
 		out = out[:limit]
 	}
 	return out, nil
-}
-
-// lessID orders stream ids numerically.
-func lessID(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	if len(am) != len(bm) {
-		return len(am) < len(bm)
-	}
-	if am != bm {
-		return am < bm
-	}
-	if len(as) != len(bs) {
-		return len(as) < len(bs)
-	}
-	return as < bs
 }
 
 // RedriveDeadLetters moves the selected dead letters back to their groups,

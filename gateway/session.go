@@ -312,12 +312,12 @@ func lessPosition(a, b *herald.Message) bool {
 	am, as, _ := strings.Cut(a.Position, "-")
 	bm, bs, _ := strings.Cut(b.Position, "-")
 	if am != bm {
-		return lessStreamID(am, bm)
+		return herald.StreamIDLess(am, bm)
 	}
 	if a.Partition != b.Partition {
 		return a.Partition < b.Partition
 	}
-	return lessStreamID(as, bs)
+	return herald.StreamIDLess(as, bs)
 }
 
 // confirmUpTo acknowledges every sent event up to and including pos.
@@ -557,20 +557,4 @@ func (g *Gateway) handleAck(w http.ResponseWriter, r *http.Request, _ *principal
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"settled": n})
 	return nil
-}
-
-// lessStreamID orders stream ids numerically.
-func lessStreamID(a, b string) bool {
-	am, as, _ := strings.Cut(a, "-")
-	bm, bs, _ := strings.Cut(b, "-")
-	if len(am) != len(bm) {
-		return len(am) < len(bm)
-	}
-	if am != bm {
-		return am < bm
-	}
-	if len(as) != len(bs) {
-		return len(as) < len(bs)
-	}
-	return as < bs
 }
