@@ -108,7 +108,7 @@ func publishRouted(e *env, cmd *cobra.Command, rulesPath string, ev herald.Event
 		if d.Destination.Channel {
 			m["receivers"] = d.Receivers
 		} else if d.Err == nil {
-			m["position"] = d.Position.String()
+			m["partition"], m["position"] = d.Position.Partition, d.Position.ID // as in every JSON output of the CLI
 		}
 		if d.Err != nil {
 			m["error"] = d.Err.Error()
@@ -121,7 +121,7 @@ func publishRouted(e *env, cmd *cobra.Command, rulesPath string, ev herald.Event
 			case m["error"] != nil:
 				fmt.Fprintf(w, "%s error: %s\n", m["destination"], m["error"])
 			case m["position"] != nil:
-				fmt.Fprintf(w, "%s %s\n", m["destination"], m["position"])
+				fmt.Fprintf(w, "%s %d/%s\n", m["destination"], m["partition"], m["position"])
 			default:
 				fmt.Fprintf(w, "%s (integer) %d\n", m["destination"], m["receivers"])
 			}
