@@ -1,6 +1,6 @@
 -- stream_append: append a batch of events to one partition, idempotently and in order.
 -- KEYS[1]  the partition stream                       {tag}:s
--- KEYS[2]  this producer's state on the partition     {tag}:p:<producer>  (hash)
+-- KEYS[2]  this producer's state on the partition     {tag}:p:<producer>  (string)
 -- ARGV[1]  batch sequence: the producer numbers its batches for the partition 1, 2, 3, ...
 -- ARGV[2]  MAXLEN ~ retention (0 = none)
 -- ARGV[3]  MINID ~ retention ("" = none)
@@ -10,22 +10,27 @@
 -- ARGV[7]  confirmed: every batch of the producer up to this sequence is settled
 --          (appended, or given up by the producer)
 -- ARGV[8]  number of events n; then per event: dedupe id ("" = none), field count m, m field/values
--- The state hash holds "last" (the last sequence appended) and, for the last 16 batches,
--- sequence -> comma-separated positions.
+-- The state is "<last sequence appended>|<its positions, comma-separated>": one batch of a
+-- producer is in flight per partition, so the last batch is the only one a retry can repeat.
 -- Returns {"ok"|"replay", pos1, ..., posn}. "replay": this sequence was appended before and the
 -- positions are those of that first append. A position starting with "=" is the earlier append
 -- of the same dedupe id. Errors: "HERALD_GAP ..." when an earlier batch of the producer has not
 -- landed yet (retry: batches are applied in sequence order); "HERALD_STALE ..." when the
--- sequence is older than the remembered window (it was appended or given up long ago).
+-- sequence is older than the last one (it was appended, or given up, before).
 local seq = tonumber(ARGV[1])
-local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+local last = 0
+local st = redis.call('GET', KEYS[2])
+local sep
+if st then
+  sep = string.find(st, '|', 1, true)
+  last = tonumber(string.sub(st, 1, sep - 1))
+end
 if seq <= last then
-  local done = redis.call('HGET', KEYS[2], ARGV[1])
-  if not done then
-    return redis.error_reply('HERALD_STALE batch sequence ' .. seq .. ' is older than the remembered window (last ' .. last .. ')')
+  if seq < last then
+    return redis.error_reply('HERALD_STALE batch sequence ' .. seq .. ' is older than the last one (' .. last .. ')')
   end
   local out = {'replay'}
-  for p in string.gmatch(done, '[^,]+') do out[#out + 1] = p end
+  for p in string.gmatch(string.sub(st, sep + 1), '[^,]+') do out[#out + 1] = p end
   return out
 end
 if math.max(last, tonumber(ARGV[7])) < seq - 1 then
@@ -56,7 +61,5 @@ for _ = 1, tonumber(ARGV[8]) do
   i = i + 2 + m
 end
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3]) end
-redis.call('HSET', KEYS[2], 'last', seq, ARGV[1], table.concat(out, ',', 2))
-if seq > 16 then redis.call('HDEL', KEYS[2], seq - 16) end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('SET', KEYS[2], seq .. '|' .. table.concat(out, ',', 2), 'PX', ARGV[6])
 return out
