@@ -116,10 +116,11 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		r := byPart[p]
 		if r == nil {
 			r = &pubReq{done: make(chan struct{}), replicated: dur == Replicated}
+			r.fields, r.dedupe = r.fields1[:0], r.dedupe1[:0]
 			byPart[p] = r
 		}
 		order[i] = struct{ p, i int }{p, len(r.fields)}
-		r.fields = append(r.fields, codec.Append(make([]string, 0, 16), ce))
+		r.fields = append(r.fields, codec.Append(make([]string, 0, codec.FieldCount(ce)), ce))
 		r.dedupe = append(r.dedupe, dedupe)
 	}
 	if o.atomic && len(byPart) > 1 {
@@ -175,6 +176,9 @@ type pubReq struct {
 	replicated bool // wait for replicas after the append
 	fields     [][]string
 	dedupe     []string
+	// Room for one event, so that a single Publish allocates no slices.
+	fields1 [1][]string
+	dedupe1 [1]string
 	res        rdb.AppendResult
 	err        error
 	done       chan struct{}

@@ -101,6 +101,20 @@ func Append(dst []string, ev *Event) []string {
 	return append(dst, FieldData, string(ev.Data))
 }
 
+// FieldCount is the number of strings Append writes for ev (names and values).
+func FieldCount(ev *Event) int {
+	n := 2 + 2*len(ev.Headers) // data, headers
+	for _, s := range [...]string{ev.ID, ev.Type, ev.Key, ev.Source, ev.Subject, ev.ContentType} {
+		if s != "" {
+			n += 2
+		}
+	}
+	if !ev.Time.IsZero() {
+		n += 2
+	}
+	return n
+}
+
 // Size is the number of bytes ev occupies as field values (for size limits).
 func Size(ev *Event) int {
 	n := len(ev.ID) + len(ev.Type) + len(ev.Key) + len(ev.Source) + len(ev.Subject) + len(ev.ContentType) + len(ev.Data) + 16

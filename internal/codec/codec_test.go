@@ -67,3 +67,12 @@ func FuzzDecode(f *testing.F) {
 		_ = m
 	})
 }
+
+func TestFieldCount(t *testing.T) {
+	for _, ev := range []Event{{}, {ID: "x", Data: []byte("d")}, {Type: "t", Key: "k", Source: "s", Subject: "u", ContentType: "c",
+		Time: time.Unix(1, 0), Headers: map[string]string{"a": "1", "b": "2"}}} {
+		if got, want := FieldCount(&ev), len(Append(nil, &ev)); got != want {
+			t.Errorf("FieldCount = %d, Append wrote %d for %+v", got, want, ev)
+		}
+	}
+}
