@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -194,6 +195,9 @@ func (c *Config) fill() error {
 	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return bad("listen address %q: use host:port or :port, e.g. 127.0.0.1:8080 or :8080", c.Listen)
 	}
 	if c.Namespace == "" {
 		c.Namespace = herald.DefaultNamespace
