@@ -572,6 +572,7 @@ func (s *Subscription) janitor() {
 	tick := s.o.visibility / 3
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	lastForget := time.Now()
 	for {
 		select {
 		case <-s.fetchCtx.Done():
@@ -580,6 +581,37 @@ func (s *Subscription) janitor() {
 		}
 		s.keepAlive(tick)
 		s.reclaim()
+		if time.Since(lastForget) >= forgetEvery {
+			s.forgetIdleConsumers()
+			lastForget = time.Now()
+		}
+	}
+}
+
+// Consumers that hold nothing and have not read for idleConsumerAfter are
+// removed from the group (every process that subscribes under a generated
+// name adds one), checked every forgetEvery by each subscription.
+var (
+	idleConsumerAfter = time.Hour
+	forgetEvery       = 5 * time.Minute
+)
+
+func (s *Subscription) forgetIdleConsumers() {
+	ctx, cancel := context.WithTimeout(s.fetchCtx, 10*time.Second)
+	defer cancel()
+	for _, pk := range s.t.parts {
+		for _, stream := range []string{pk.Stream, pk.Retry(s.group)} {
+			n, err := s.c.db.ForgetIdleConsumers(ctx, stream, s.group, s.o.consumer, idleConsumerAfter.Milliseconds())
+			if err != nil {
+				if ctx.Err() == nil && !rdb.IsNoGroup(err) {
+					s.noteErr("forget idle consumers", err)
+				}
+				continue
+			}
+			if n > 0 {
+				s.c.log.Info("removed idle consumers that held nothing", "stream", stream, "group", s.group, "count", n)
+			}
+		}
 	}
 }
 

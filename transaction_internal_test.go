@@ -267,3 +267,76 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 var payload100 = []byte(fmt.Sprintf("%0100d", 1))
+
+// Consumers that hold nothing and stay idle are removed from the group by a
+// running subscription's janitor; one that still holds an entry is kept.
+func TestIdleConsumersForgotten(t *testing.T) {
+	c := testClient(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	oldAfter, oldEvery := idleConsumerAfter, forgetEvery
+	idleConsumerAfter, forgetEvery = 200*time.Millisecond, 50*time.Millisecond
+	defer func() { idleConsumerAfter, forgetEvery = oldAfter, oldEvery }()
+	// "gone" consumed and left; "holder" left with an entry it never acked.
+	for _, name := range []string{"gone", "holder"} {
+		hold := name == "holder"
+		got := make(chan struct{}, 1)
+		sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+			got <- struct{}{}
+			if hold {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}), Consumer(name), VisibilityTimeout(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Publish(ctx, "t", Event{Data: []byte(name)})
+		<-got
+		if hold {
+			sub.Stop() // the entry is handed back but stays pending for "holder"
+			<-sub.Done()
+		} else {
+			sub.Drain(ctx)
+		}
+	}
+	// A running subscription's janitor step forgets what is idle and empty.
+	watcher, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { return ErrRelease }),
+		Consumer("watcher"), VisibilityTimeout(time.Hour), MaxInFlight(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := c.topic(ctx, "t", false)
+	waitForCond(t, 15*time.Second, func() bool {
+		watcher.forgetIdleConsumers()
+		names := consumerNames(t, c, tp.parts[0].Stream)
+		return !names["gone"] && names["holder"] && names["watcher"]
+	})
+}
+
+func consumerNames(t *testing.T, c *Client, stream string) map[string]bool {
+	arr, err := c.db.C.Do(context.Background(), c.db.C.B().XinfoConsumers().Key(stream).Group("g").Build()).ToArray()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range arr {
+		m, _ := e.AsMap()
+		nm := m["name"]
+		n, _ := nm.ToString()
+		out[n] = true
+	}
+	return out
+}
+
+func waitForCond(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

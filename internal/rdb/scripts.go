@@ -41,4 +41,5 @@ var (
 var (
 	scriptAppendAtomic = mustScript("stream_append_atomic")
 	scriptEntityAppend = mustScript("entity_append")
+	scriptForget       = mustScript("consumer_forget")
 )

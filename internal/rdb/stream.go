@@ -419,3 +419,32 @@ func (db *DB) PendingOf(ctx context.Context, stream, group, consumer string, cou
 	}
 	return ids, nil
 }
+
+// ForgetIdleConsumers deletes the consumers of group on stream that have no
+// pending entries and have been idle for at least minIdleMS (never keep,
+// the caller itself), with consumer_forget.lua. It returns how many.
+func (db *DB) ForgetIdleConsumers(ctx context.Context, stream, group, keep string, minIdleMS int64) (int, error) {
+	arr, err := db.C.Do(ctx, db.C.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range arr {
+		m, err := c.AsMap()
+		if err != nil {
+			continue
+		}
+		nameMsg, pendMsg, idleMsg := m["name"], m["pending"], m["idle"]
+		name, _ := nameMsg.ToString()
+		pending, err1 := pendMsg.AsInt64()
+		idle, err2 := idleMsg.AsInt64()
+		if name == "" || name == keep || err1 != nil || err2 != nil || pending > 0 || idle < minIdleMS {
+			continue
+		}
+		// The script re-checks that nothing is pending and deletes atomically.
+		if d, err := scriptForget.Exec(ctx, db.C, []string{stream}, []string{group, name}).AsInt64(); err == nil && d == 1 {
+			n++
+		}
+	}
+	return n, nil
+}
