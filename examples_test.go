@@ -23,3 +23,16 @@ func TestBlogExample(t *testing.T) {
 		t.Fatalf("unexpected output:\n%s", out)
 	}
 }
+
+// The peer harness in bench/ (its own module) keeps compiling against the
+// library as it changes.
+func TestPeerHarnessBuilds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module with peer libraries")
+	}
+	cmd := exec.Command("go", "vet", ".")
+	cmd.Dir = "bench"
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go vet in bench/: %v\n%s", err, out)
+	}
+}
