@@ -44,7 +44,13 @@ func StartSentinel(ctx context.Context, o SentinelOptions) (*Server, error) {
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		return nil, err
 	}
-	return Start(ctx, Options{Dir: dir, sentinelConf: conf})
+	s, err := Start(ctx, Options{Dir: dir, sentinelConf: conf})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	s.tempDir = true // Stop removes the directory this function made
+	return s, nil
 }
 
 func splitAddr(addr string) (string, int, error) {
