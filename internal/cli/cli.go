@@ -125,6 +125,9 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 			}
 			return nil
 		},
+		// Without a command: the help (after the flags were checked).
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	root.SetContext(ctx)
 	root.SetIn(stdio.In)
