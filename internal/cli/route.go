@@ -1,55 +1,24 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/heraldbus/herald/gateway"
 	"io"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/route"
 	"github.com/spf13/cobra"
 )
 
-// eventFile is the JSON form of an event accepted by `route test`.
-type eventFile struct {
-	ID          string            `json:"id"`
-	Type        string            `json:"type"`
-	Key         string            `json:"key"`
-	Source      string            `json:"source"`
-	Subject     string            `json:"subject"`
-	Time        *time.Time        `json:"time"`
-	ContentType string            `json:"content_type"`
-	Headers     map[string]string `json:"headers"`
-	Data        json.RawMessage   `json:"data"`
-}
-
-func (f *eventFile) event() herald.Event {
-	ev := herald.Event{ID: f.ID, Type: f.Type, Key: f.Key, Source: f.Source, Subject: f.Subject, ContentType: f.ContentType, Headers: f.Headers}
-	if f.Time != nil {
-		ev.Time = *f.Time
-	}
-	var s string
-	if len(f.Data) > 0 && json.Unmarshal(f.Data, &s) == nil {
-		ev.Data = []byte(s) // a JSON string is the payload itself
-	} else if len(f.Data) > 0 {
-		ev.Data = []byte(f.Data)
-		if ev.ContentType == "" {
-			ev.ContentType = "application/json"
-		}
-	}
-	return ev
-}
-
 func routeCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "route", Short: "Content-based routing rules (see docs/routing.md)"}
 	test := &cobra.Command{Use: "test RULES.yaml EVENT.json", Short: "Show which rules match an event and where it goes (nothing is published)",
-		Long: `Compile RULES.yaml and evaluate it for the event in EVENT.json ('-' for stdin), a JSON
-object with any of: id, type, key, source, subject, time, content_type, headers, data
-(data: a JSON value, or a string used as the raw payload).`,
+		Long: `Compile RULES.yaml and evaluate it for the event in EVENT.json ('-' for stdin), written
+as the HTTP API's event envelope: a JSON object with data (or data_base64) and any of id, type,
+key, source, subject, time, content_type, headers (docs/http-api.md).`,
 		Args: cobra.ExactArgs(2),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			r, err := route.Load(args[0])
@@ -65,11 +34,14 @@ object with any of: id, type, key, source, subject, time, content_type, headers,
 			if err != nil {
 				return usage("read event: %v", err)
 			}
-			var f eventFile
-			if err := json.Unmarshal(src, &f); err != nil {
-				return usage("%s is not a JSON event object: %v", args[1], err)
+			evs, err := gateway.DecodeEnvelopes(src)
+			if err != nil {
+				return usage("%s: %v", args[1], err)
 			}
-			ev := f.event()
+			if len(evs) != 1 {
+				return usage("%s holds %d events; give one event object", args[1], len(evs))
+			}
+			ev := evs[0]
 			res := r.Route(&ev)
 			dests := make([]string, len(res.Destinations))
 			for i, d := range res.Destinations {
