@@ -179,9 +179,9 @@ type pubReq struct {
 	// Room for one event, so that a single Publish allocates no slices.
 	fields1 [1][]string
 	dedupe1 [1]string
-	res        rdb.AppendResult
-	err        error
-	done       chan struct{}
+	res     rdb.AppendResult
+	err     error
+	done    chan struct{}
 }
 
 // maxInFlight is how many batches of one partition may be in flight at once.
