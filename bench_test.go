@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,6 +116,85 @@ func BenchmarkPublishConcurrent(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkPublishAsync: 16 goroutines publishing one event per call without
+// waiting for each. Raw: 100 XADDs per pipeline (DoMulti) per goroutine.
+// Herald: PublishAsync, each goroutine keeping up to 512 events unsettled,
+// over 8 partitions; with generated ids and with caller-set ids.
+func BenchmarkPublishAsync(b *testing.B) {
+	ctx := context.Background()
+	const publishers, window, pipeline = 16, 512, 100
+	b.Run("raw-pipelined-xadd", func(b *testing.B) {
+		rc := rawClient(b)
+		key := redistest.Namespace(b) + ":raw"
+		var left atomic.Int64
+		left.Store(int64(b.N))
+		b.ReportAllocs()
+		parallel(publishers, func(g int) {
+			cmds := make(rueidis.Commands, pipeline)
+			for left.Add(-pipeline) > -pipeline {
+				for j := range cmds {
+					cmds[j] = rc.B().Xadd().Key(key+strconv.Itoa(g%8)).Id("*").FieldValue().FieldValue("d", string(payload)).Build()
+				}
+				for _, r := range rc.DoMulti(ctx, cmds...) {
+					if err := r.Error(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}
+		})
+	})
+	for _, ids := range []bool{false, true} {
+		name := "herald"
+		if ids {
+			name += "-caller-ids"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, topic := benchClient(b, 8)
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			b.ReportAllocs()
+			parallel(publishers, func(g int) {
+				futs := make([]*herald.PublishFuture, window)
+				for i := 0; ; i++ {
+					f := &futs[i%window]
+					if *f != nil {
+						if _, err := (*f).Wait(ctx); err != nil {
+							b.Error(err)
+							return
+						}
+						*f = nil
+					}
+					if left.Add(-1) < 0 {
+						break
+					}
+					ev := herald.Event{Data: payload}
+					if ids {
+						ev.ID = "e-" + strconv.Itoa(g) + "-" + strconv.Itoa(i)
+					}
+					*f = c.PublishAsync(ctx, topic, ev)
+				}
+				for _, f := range futs {
+					if f != nil {
+						if _, err := f.Wait(ctx); err != nil {
+							b.Error(err)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// parallel runs f(0..n-1) in n goroutines and waits for them.
+func parallel(n int, f func(g int)) {
+	var wg sync.WaitGroup
+	for g := range n {
+		wg.Go(func() { f(g) })
+	}
+	wg.Wait()
 }
 
 // BenchmarkPublishBatch: batches of 100 events. Raw: 100 XADDs in one

@@ -18,12 +18,14 @@ type Client struct {
 	log    *slog.Logger
 	topics topics
 
-	mu      sync.Mutex
-	closed  bool
-	subs    map[*Subscription]struct{}
-	writers sync.WaitGroup // flushing partition writers
-	health  health
-	stats   clientStats
+	mu         sync.Mutex
+	closed     bool
+	subs       map[*Subscription]struct{}
+	writers    sync.WaitGroup // flushing partition writers
+	publishing sync.WaitGroup // publish calls between enterPublish and their hand-off to writers
+	pending    chan struct{}  // one slot per unsettled PublishAsync event
+	health     health
+	stats      clientStats
 
 	// testHookAppended, when set, runs after each append script returns and
 	// may turn a success into an error (tests simulate a lost reply with it).
@@ -57,11 +59,24 @@ func New(cfg Config) (*Client, error) {
 		}
 		return nil, err
 	}
-	return &Client{cfg: cfg, db: db, log: cfg.Logger, topics: topics{m: map[string]*topic{}}, subs: map[*Subscription]struct{}{}}, nil
+	return &Client{cfg: cfg, db: db, log: cfg.Logger, topics: topics{m: map[string]*topic{}}, subs: map[*Subscription]struct{}{}, pending: make(chan struct{}, cfg.MaxPending)}, nil
 }
 
 // Namespace is the key prefix in use.
 func (c *Client) Namespace() string { return c.cfg.Namespace }
+
+// enterPublish counts a publish call in c.publishing, unless the client is
+// closed: Close waits for the calls that entered before it sends what they
+// queued.
+func (c *Client) enterPublish() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.publishing.Add(1)
+	return nil
+}
 
 func (c *Client) checkOpen() error {
 	c.mu.Lock()
@@ -97,6 +112,7 @@ func (c *Client) Close() error {
 		go func() { defer wg.Done(); s.Drain(ctx) }()
 	}
 	wg.Wait()
+	c.publishing.Wait()
 	c.writers.Wait()
 	c.db.Close()
 	return nil

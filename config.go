@@ -18,6 +18,7 @@ const (
 	DefaultMaxEventBytes  = 1 << 20
 	DefaultPublishTimeout = 10 * time.Second
 	DefaultMaxBatch       = 512
+	DefaultMaxPending     = 16384
 	// MaxPartitions bounds TopicConfig.Partitions.
 	MaxPartitions = 1024
 	// MaxTopicNameLen bounds topic and group names.
@@ -48,6 +49,10 @@ type Config struct {
 	PublishTimeout time.Duration
 	// MaxBatch is the most events appended in one script call (default 512).
 	MaxBatch int
+	// MaxPending bounds the events PublishAsync has queued and not yet
+	// settled, per client (default 16384); PublishAsync waits while that
+	// many are.
+	MaxPending int
 	// ProducerID names this client's idempotent producer in Redis keys
 	// (default random). A random epoch is always appended: sequence numbers
 	// restart with every Client, so two clients never share state.
@@ -141,6 +146,9 @@ func (c *Config) fill() error {
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = DefaultMaxPending
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1

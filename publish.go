@@ -49,94 +49,39 @@ func (c *Client) Publish(ctx context.Context, topicName string, ev Event, opts .
 
 // PublishBatch appends events to topic and returns their positions, in order.
 // The events of one partition are appended by one script call (atomic per
-// partition). Either every event is validated or none is written. When ctx
-// ends first, the call returns ctx.Err() while the batch may still land.
+// partition); events without a key all go to one partition. Either every
+// event is validated or none is written. When ctx ends first, the call
+// returns ctx.Err() while the batch may still land.
 func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event, opts ...PublishOption) ([]Position, error) {
-	if err := c.checkOpen(); err != nil {
+	if err := c.enterPublish(); err != nil {
 		return nil, err
 	}
 	if len(evs) == 0 {
+		c.publishing.Done()
 		return nil, nil
 	}
-	o := publishOptions{partition: -1}
-	for _, opt := range opts {
-		opt(&o)
-	}
-	t, err := c.topic(ctx, topicName, true)
+	pr, err := c.prepare(ctx, topicName, evs, opts)
 	if err != nil {
+		c.publishing.Done()
 		return nil, err
 	}
-	dur := o.durability
-	if dur == DurabilityDefault {
-		dur = t.cfg.Durability
-	}
-	if dur != Memory && dur != Replicated {
-		return nil, invalid("durability %d is not supported; use herald.Memory or herald.Replicated", dur)
-	}
-	if o.partition >= len(t.parts) {
-		return nil, invalid("partition %d does not exist; topic %q has %d (0..%d)", o.partition, topicName, len(t.parts), len(t.parts)-1)
-	}
-	// Encode everything first, so that bad input writes nothing.
-	byPart := map[int]*pubReq{}
-	order := make([]struct{ p, i int }, len(evs))
-	for i := range evs {
-		e := evs[i] // the caller's slice is not modified
-		ev := &e
-		dedupe := ""
-		if ev.ID != "" || t.cfg.DedupeAll {
-			if ev.ID == "" {
-				ev.ID = newID()
-			}
-			if len(ev.ID) > 200 {
-				return nil, invalid("event id is %d bytes long; use at most 200", len(ev.ID))
-			}
-			dedupe = ev.ID
-		} else {
-			ev.ID = newID()
-		}
-		for name := range ev.Headers {
-			if !codec.ValidHeaderName(name) {
-				return nil, invalid("header name %q: use 1-256 printable ASCII characters without spaces", name)
-			}
-		}
-		ce := (*codec.Event)(ev)
-		if n := codec.Size(ce); n > t.cfg.MaxEventBytes {
-			return nil, fmt.Errorf("%w: %d bytes, the limit of topic %q is %d (TopicConfig.MaxEventBytes)", ErrTooLarge, n, topicName, t.cfg.MaxEventBytes)
-		}
-		p := o.partition
-		switch {
-		case p >= 0:
-		case ev.Key == "" && dedupe != "":
-			// A caller-set id is deduplicated per partition, so the same id
-			// must always land in the same partition.
-			p = t.partitionFor(ev.ID)
-		default:
-			p = t.partitionFor(ev.Key)
-		}
-		r := byPart[p]
-		if r == nil {
-			r = &pubReq{done: make(chan struct{}), replicated: dur == Replicated}
-			r.fields, r.dedupe = r.fields1[:0], r.dedupe1[:0]
-			byPart[p] = r
-		}
-		order[i] = struct{ p, i int }{p, len(r.fields)}
-		r.fields = append(r.fields, codec.Append(make([]string, 0, codec.FieldCount(ce)), ce))
-		r.dedupe = append(r.dedupe, dedupe)
-	}
-	if o.atomic && len(byPart) > 1 {
+	t, byPart, order := pr.t, pr.byPart, pr.order
+	if pr.opts.atomic && len(byPart) > 1 {
+		defer c.publishing.Done()
 		return c.publishAtomic(ctx, t, byPart, order)
 	}
 	if len(byPart) == 1 {
 		for p, r := range byPart {
-			t.writers[p].submit(r) // sends from this goroutine when a slot is free
+			t.writers[p].submit(r, true) // sends from this goroutine when a slot is free
 		}
 	} else {
 		var wg sync.WaitGroup
 		for p, r := range byPart {
-			wg.Go(func() { t.writers[p].submit(r) })
+			wg.Go(func() { t.writers[p].submit(r, true) })
 		}
 		wg.Wait()
 	}
+	c.publishing.Done()
 	out := make([]Position, len(evs))
 	var firstErr error
 	for p, r := range byPart {
@@ -154,19 +99,230 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	}
 	degraded := false
 	for i, o := range order {
-		r := byPart[o.p]
-		out[i] = Position{Partition: o.p, ID: r.res.Positions[o.i], Duplicate: r.res.Dup[o.i], Replicas: int(r.res.Acked)}
-		if r.replicated && r.res.Acked < int64(c.cfg.Replicas) {
-			out[i].Degraded, degraded = true, true
-		}
+		out[i] = c.position(o.p, byPart[o.p], o.i)
+		degraded = degraded || out[i].Degraded
 	}
 	if degraded {
-		c.stats.degraded.Add(1)
-		if c.cfg.FailUnreplicated {
-			return out, fmt.Errorf("%w (asked for %d, within %s)", ErrNotReplicated, c.cfg.Replicas, c.cfg.ReplicationTimeout)
-		}
+		return out, c.degraded()
 	}
 	return out, nil
+}
+
+// PublishAsync queues ev for topic and returns without waiting for Redis;
+// the returned future settles once the event is appended (or has failed).
+// Queued events join the batches of every other publish to the partition,
+// so one goroutine can keep thousands of events in flight: this is the
+// fastest way to publish a stream of events. Events of one partition land
+// in the order their PublishAsync calls returned. At most
+// Config.MaxPending events are queued per client; PublishAsync waits
+// (until ctx ends) while that many are. Bad input, an unknown topic or an
+// ended ctx settle the future at once with the error. Close sends what is
+// queued before it returns.
+func (c *Client) PublishAsync(ctx context.Context, topicName string, ev Event, opts ...PublishOption) *PublishFuture {
+	f := &PublishFuture{c: c, topic: topicName}
+	f.err = c.publishAsync(ctx, f, &ev, opts)
+	if f.err != nil {
+		f.done = closedChan
+	}
+	return f
+}
+
+func (c *Client) publishAsync(ctx context.Context, f *PublishFuture, ev *Event, opts []PublishOption) error {
+	if err := c.enterPublish(); err != nil {
+		return err
+	}
+	defer c.publishing.Done()
+	t, o, dur, err := c.publishTarget(ctx, f.topic, opts)
+	if err != nil {
+		return err
+	}
+	keyless := -1
+	p, dedupe, err := t.place(f.topic, o, ev, &keyless)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case c.pending <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	r := &f.req
+	r.done, r.replicated, r.async = make(chan struct{}), dur == Replicated, true
+	r.fields = append(r.fields1[:0], codec.Append(make([]string, 0, codec.FieldCount((*codec.Event)(ev))), (*codec.Event)(ev)))
+	r.dedupe = append(r.dedupe1[:0], dedupe)
+	f.p, f.done = p, r.done
+	t.writers[p].submit(r, false)
+	return nil
+}
+
+// PublishFuture is the outcome of a PublishAsync call.
+type PublishFuture struct {
+	c     *Client
+	topic string
+	p     int
+	req   pubReq
+	err   error // set before Done is closed
+	done  chan struct{}
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// Done is closed when the outcome is known.
+func (f *PublishFuture) Done() <-chan struct{} { return f.done }
+
+// Wait returns the event's position once it is appended, or the error that
+// stopped it (ctx.Err() when ctx ends first; the event may still land).
+// Errors are those of Publish.
+func (f *PublishFuture) Wait(ctx context.Context) (Position, error) {
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return Position{}, ctx.Err()
+	}
+	if f.err != nil {
+		return Position{}, f.err
+	}
+	if f.req.err != nil {
+		return Position{}, fmt.Errorf("herald: publish to %s partition %d: %w", f.topic, f.p, f.req.err)
+	}
+	pos := f.c.position(f.p, &f.req, 0)
+	if pos.Degraded {
+		return pos, f.c.degraded()
+	}
+	return pos, nil
+}
+
+// position is event i of r, appended to partition p.
+func (c *Client) position(p int, r *pubReq, i int) Position {
+	pos := Position{Partition: p, ID: r.res.Positions[i], Duplicate: r.res.Dup[i], Replicas: int(r.res.Acked)}
+	pos.Degraded = r.replicated && r.res.Acked < int64(c.cfg.Replicas)
+	return pos
+}
+
+// degraded counts a publish that fewer replicas acknowledged than asked, and
+// returns the error it is when Config.FailUnreplicated is set.
+func (c *Client) degraded() error {
+	c.stats.degraded.Add(1)
+	if c.cfg.FailUnreplicated {
+		return fmt.Errorf("%w (asked for %d, within %s)", ErrNotReplicated, c.cfg.Replicas, c.cfg.ReplicationTimeout)
+	}
+	return nil
+}
+
+// prepared is a publish call validated and encoded, split by partition.
+type prepared struct {
+	t      *topic
+	opts   publishOptions
+	byPart map[int]*pubReq
+	order  []struct{ p, i int } // per event: partition and index in its pubReq
+}
+
+// publishTarget resolves the options and the topic of a publish call.
+func (c *Client) publishTarget(ctx context.Context, topicName string, opts []PublishOption) (*topic, publishOptions, Durability, error) {
+	o := publishOptions{partition: -1}
+	if len(opts) > 0 {
+		o = applyOptions(opts)
+	}
+	t, err := c.topic(ctx, topicName, true)
+	if err != nil {
+		return nil, o, 0, err
+	}
+	dur := o.durability
+	if dur == DurabilityDefault {
+		dur = t.cfg.Durability
+	}
+	if dur != Memory && dur != Replicated {
+		return nil, o, 0, invalid("durability %d is not supported; use herald.Memory or herald.Replicated", dur)
+	}
+	if o.partition >= len(t.parts) {
+		return nil, o, 0, invalid("partition %d does not exist; topic %q has %d (0..%d)", o.partition, topicName, len(t.parts), len(t.parts)-1)
+	}
+	return t, o, dur, nil
+}
+
+// applyOptions is apart from publishTarget so that the options escape (to
+// the option functions) only when there are some.
+func applyOptions(opts []PublishOption) publishOptions {
+	o := publishOptions{partition: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// place validates ev, sets its id when missing and chooses its partition.
+// dedupe is the id to deduplicate by ("" for none). *keyless is the
+// partition of the call's keyless events (-1: not chosen yet).
+func (t *topic) place(topicName string, o publishOptions, ev *Event, keyless *int) (p int, dedupe string, err error) {
+	if ev.ID != "" || t.cfg.DedupeAll {
+		if ev.ID == "" {
+			ev.ID = newID()
+		}
+		if len(ev.ID) > 200 {
+			return 0, "", invalid("event id is %d bytes long; use at most 200", len(ev.ID))
+		}
+		dedupe = ev.ID
+	} else {
+		ev.ID = newID()
+	}
+	for name := range ev.Headers {
+		if !codec.ValidHeaderName(name) {
+			return 0, "", invalid("header name %q: use 1-256 printable ASCII characters without spaces", name)
+		}
+	}
+	if n := codec.Size((*codec.Event)(ev)); n > t.cfg.MaxEventBytes {
+		return 0, "", fmt.Errorf("%w: %d bytes, the limit of topic %q is %d (TopicConfig.MaxEventBytes)", ErrTooLarge, n, topicName, t.cfg.MaxEventBytes)
+	}
+	p = o.partition
+	switch {
+	case p >= 0:
+	case ev.Key == "" && dedupe != "":
+		// A caller-set id is deduplicated per partition, so the same id
+		// must always land in the same partition.
+		p = t.partitionFor(ev.ID)
+	case ev.Key == "":
+		// Keyless events of one call stay together: one script call.
+		if *keyless < 0 {
+			*keyless = t.partitionFor("")
+		}
+		p = *keyless
+	default:
+		p = t.partitionFor(ev.Key)
+	}
+	return p, dedupe, nil
+}
+
+// prepare validates and encodes evs for topicName, so that bad input
+// writes nothing, and places each event on a partition.
+func (c *Client) prepare(ctx context.Context, topicName string, evs []Event, opts []PublishOption) (prepared, error) {
+	t, o, dur, err := c.publishTarget(ctx, topicName, opts)
+	if err != nil {
+		return prepared{}, err
+	}
+	byPart := make(map[int]*pubReq, 1)
+	order := make([]struct{ p, i int }, len(evs))
+	keyless := -1
+	for i := range evs {
+		ev := evs[i] // the caller's slice is not modified
+		p, dedupe, err := t.place(topicName, o, &ev, &keyless)
+		if err != nil {
+			return prepared{}, err
+		}
+		r := byPart[p]
+		if r == nil {
+			r = &pubReq{done: make(chan struct{}), replicated: dur == Replicated}
+			r.fields, r.dedupe = r.fields1[:0], r.dedupe1[:0]
+			byPart[p] = r
+		}
+		order[i] = struct{ p, i int }{p, len(r.fields)}
+		ce := (*codec.Event)(&ev)
+		r.fields = append(r.fields, codec.Append(make([]string, 0, codec.FieldCount(ce)), ce))
+		r.dedupe = append(r.dedupe, dedupe)
+	}
+	return prepared{t: t, opts: o, byPart: byPart, order: order}, nil
 }
 
 func newID() string { return ids.next() }
@@ -174,6 +330,7 @@ func newID() string { return ids.next() }
 // pubReq is one caller's events for one partition.
 type pubReq struct {
 	replicated bool // wait for replicas after the append
+	async      bool // from PublishAsync: holds a Client.pending slot
 	fields     [][]string
 	dedupe     []string
 	// Room for one event, so that a single Publish allocates no slices.
@@ -219,18 +376,24 @@ type batch struct {
 	n    int
 }
 
-// submit queues r and, when a slot is free, sends batches from the
-// caller's goroutine until r is done (no hand-off at low load); batches
-// queued behind it go on in a goroutine of their own.
-func (w *partWriter) submit(r *pubReq) {
+// submit queues r and, when a slot is free, sends batches: inline, from
+// the caller's goroutine until r is done (no hand-off at low load; batches
+// queued behind it go on in a goroutine of their own), or else from a new
+// goroutine until the queue is empty.
+func (w *partWriter) submit(r *pubReq, inline bool) {
 	w.mu.Lock()
 	w.queue = append(w.queue, r)
 	w.queued.Add(int64(len(r.fields)))
 	b := w.takeLocked()
 	w.mu.Unlock()
-	if b != nil {
+	switch {
+	case b == nil:
+	case inline:
 		w.c.writers.Add(1)
 		w.sendLoop(b, r)
+	default:
+		w.c.writers.Add(1)
+		go w.sendLoop(b, nil)
 	}
 }
 
@@ -319,6 +482,9 @@ func (w *partWriter) flush(bt *batch) {
 			off += k
 		}
 		close(r.done)
+		if r.async {
+			<-w.c.pending
+		}
 	}
 }
 

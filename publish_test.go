@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,4 +150,100 @@ func TestBadInputWritesNothing(t *testing.T) {
 		t.Fatalf("malformed URL: err = %v, want ErrInvalid", err)
 	}
 	_ = fmt.Sprint
+}
+
+func TestPublishAsync(t *testing.T) {
+	c := newClient(t, func(cfg *herald.Config) { cfg.DefaultTopic.Partitions = 4; cfg.MaxPending = 64 })
+	ctx := ctxT(t, 20*time.Second)
+	const n = 2000
+	futs := make([]*herald.PublishFuture, n)
+	for i := range futs {
+		ev := herald.Event{Data: []byte(strconv.Itoa(i))}
+		if i%2 == 0 {
+			ev.Key = "k" // one partition, in call order
+		}
+		futs[i] = c.PublishAsync(ctx, "t", ev)
+	}
+	seen := map[string]bool{}
+	var last herald.Position
+	for i, f := range futs {
+		p, err := f.Wait(ctx)
+		if err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+		select {
+		case <-f.Done():
+		default:
+			t.Fatalf("event %d: Done not closed after Wait returned", i)
+		}
+		if seen[p.String()] {
+			t.Fatalf("event %d: position %v given twice", i, p)
+		}
+		seen[p.String()] = true
+		if i%2 == 0 {
+			if i > 0 && (p.Partition != last.Partition || !herald.StreamIDLess(last.ID, p.ID)) {
+				t.Fatalf("keyed event %d at %v after %v; want the same partition, later", i, p, last)
+			}
+			last = p
+		}
+	}
+	info, err := c.TopicInfo(ctx, "t")
+	if err != nil || info.Length != n {
+		t.Fatalf("topic length = %d (%v), want %d", info.Length, err, n)
+	}
+
+	// Caller-set ids are deduplicated on this path too.
+	p1, err1 := c.PublishAsync(ctx, "t", herald.Event{ID: "once", Data: []byte("a")}).Wait(ctx)
+	p2, err2 := c.PublishAsync(ctx, "t", herald.Event{ID: "once", Data: []byte("a")}).Wait(ctx)
+	if err1 != nil || err2 != nil || p2.ID != p1.ID || !p2.Duplicate {
+		t.Fatalf("same id twice: %+v (%v), %+v (%v); want the first position, marked duplicate", p1, err1, p2, err2)
+	}
+
+	// Bad input settles the future at once and writes nothing.
+	f := c.PublishAsync(ctx, "t", herald.Event{Data: make([]byte, herald.DefaultMaxEventBytes+1)})
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("an oversized event's future is not settled at once")
+	}
+	if _, err := f.Wait(ctx); !errors.Is(err, herald.ErrTooLarge) {
+		t.Fatalf("oversized event: err = %v, want ErrTooLarge", err)
+	}
+	if _, err := c.PublishAsync(ctx, "bad name", herald.Event{}).Wait(ctx); !errors.Is(err, herald.ErrInvalid) {
+		t.Fatalf("bad topic name: err = %v, want ErrInvalid", err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := c.PublishAsync(done, "t", herald.Event{}).Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ended ctx: err = %v, want context.Canceled", err)
+	}
+	if info, err := c.TopicInfo(ctx, "t"); err != nil || info.Length != n+1 {
+		t.Fatalf("topic length = %d (%v), want %d", info.Length, err, n+1)
+	}
+}
+
+func TestCloseSendsQueuedAsyncEvents(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 20*time.Second)
+	futs := make([]*herald.PublishFuture, 500)
+	for i := range futs {
+		futs[i] = c.PublishAsync(ctx, "t", herald.Event{Data: []byte("x")})
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i, f := range futs {
+		select {
+		case <-f.Done():
+		default:
+			t.Fatalf("event %d not settled when Close returned", i)
+		}
+		if _, err := f.Wait(ctx); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	_, err := c.PublishAsync(ctx, "t", herald.Event{}).Wait(ctx)
+	if !errors.Is(err, herald.ErrClosed) {
+		t.Fatalf("after Close: err = %v, want ErrClosed", err)
+	}
 }

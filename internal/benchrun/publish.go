@@ -3,6 +3,7 @@ package benchrun
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -49,8 +50,22 @@ func RunPublish(ctx context.Context, cfg Config) (res Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("herald PublishBatch: %w", err)
 	}
+	b.cleanup(ctx)
+	async, err := b.heraldPublishAsync(ctx, "publish-async", false)
+	if err != nil {
+		return res, fmt.Errorf("herald PublishAsync: %w", err)
+	}
+	b.cleanup(ctx)
+	ids, err := b.heraldPublishAsync(ctx, "publish-ids", true)
+	if err != nil {
+		return res, fmt.Errorf("herald PublishAsync with ids: %w", err)
+	}
 	rawDoes := fmt.Sprintf("XADD pipelined %d per round trip, %d goroutines", rawBatch, cfg.Publishers)
 	res.Phases = []Phase{
+		{Name: "publish-async", Herald: async, Raw: raw, RawDoes: rawDoes,
+			HeraldDoes: fmt.Sprintf("PublishAsync, %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow)},
+		{Name: "publish-ids", Herald: ids, Raw: raw, RawDoes: rawDoes,
+			HeraldDoes: fmt.Sprintf("PublishAsync with caller-set ids (deduplicated), %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow)},
 		{Name: "publish", Herald: single, Raw: raw, RawDoes: rawDoes,
 			HeraldDoes: fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers)},
 		{Name: "publish-batch", Herald: batch, Raw: raw, RawDoes: rawDoes,
@@ -72,10 +87,7 @@ func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side,
 	for i := range evs {
 		evs[i] = herald.Event{Data: b.payload}
 	}
-	var n atomic.Int64
-	m := b.meter(ctx)
-	deadline := m.start.Add(b.cfg.Duration)
-	err = forEach(ctx, b.cfg.Publishers, func(ctx context.Context, _ int) error {
+	return b.timed(ctx, func(ctx context.Context, _ int, deadline time.Time, n *atomic.Int64) error {
 		for ctx.Err() == nil && time.Now().Before(deadline) {
 			var err error
 			if per == 1 {
@@ -90,6 +102,15 @@ func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side,
 		}
 		return nil
 	})
+}
+
+// timed runs body in cfg.Publishers goroutines until cfg.Duration has
+// passed (body checks the deadline) and measures the events it counts.
+func (b *bench) timed(ctx context.Context, body func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error) (Side, error) {
+	var n atomic.Int64
+	m := b.meter(ctx)
+	deadline := m.start.Add(b.cfg.Duration)
+	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error { return body(ctx, g, deadline, &n) })
 	if err != nil {
 		return Side{}, err
 	}
@@ -99,13 +120,52 @@ func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side,
 	return m.stop(ctx, time.Now(), n.Load()), nil
 }
 
+// asyncWindow is how many PublishAsync futures one publishing goroutine
+// keeps unsettled: it waits for the oldest when it has that many.
+const asyncWindow = 512
+
+// heraldPublishAsync publishes to a fresh topic for cfg.Duration with
+// PublishAsync, each goroutine keeping up to asyncWindow events unsettled;
+// with ids, every event carries a unique caller-set id (deduplicated).
+func (b *bench) heraldPublishAsync(ctx context.Context, phase string, ids bool) (Side, error) {
+	topic, err := b.topic(ctx, phase)
+	if err != nil {
+		return Side{}, err
+	}
+	return b.timed(ctx, func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error {
+		window := make([]*herald.PublishFuture, asyncWindow)
+		ev := herald.Event{Data: b.payload}
+		prefix := fmt.Sprintf("%s-%d-", b.id, g)
+		for sent := 0; ctx.Err() == nil && time.Now().Before(deadline); sent++ {
+			slot := &window[sent%asyncWindow]
+			if *slot != nil {
+				if _, err := (*slot).Wait(ctx); err != nil {
+					return err
+				}
+				n.Add(1)
+			}
+			if ids {
+				ev.ID = prefix + strconv.Itoa(sent)
+			}
+			*slot = b.c.PublishAsync(ctx, topic, ev)
+		}
+		for _, f := range window {
+			if f == nil {
+				continue
+			}
+			if _, err := f.Wait(ctx); err != nil {
+				return err
+			}
+			n.Add(1)
+		}
+		return nil
+	})
+}
+
 // rawPublish sends pipelined XADDs to fresh streams for cfg.Duration.
 func (b *bench) rawPublish(ctx context.Context, phase string) (Side, error) {
 	keys := b.rawStreams(phase)
-	var n atomic.Int64
-	m := b.meter(ctx)
-	deadline := m.start.Add(b.cfg.Duration)
-	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error {
+	return b.timed(ctx, func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error {
 		for i := g; ctx.Err() == nil && time.Now().Before(deadline); i++ {
 			if err := b.db.RawXAddBatch(ctx, keys[i%len(keys)], b.payload, rawBatch); err != nil {
 				return err
@@ -114,22 +174,12 @@ func (b *bench) rawPublish(ctx context.Context, phase string) (Side, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return Side{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Side{}, err
-	}
-	return m.stop(ctx, time.Now(), n.Load()), nil
 }
 
 // rawPublishSingle sends one XADD per call to fresh streams for cfg.Duration.
 func (b *bench) rawPublishSingle(ctx context.Context, phase string) (Side, error) {
 	keys := b.rawStreams(phase)
-	var n atomic.Int64
-	m := b.meter(ctx)
-	deadline := m.start.Add(b.cfg.Duration)
-	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error {
+	return b.timed(ctx, func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error {
 		for i := g; ctx.Err() == nil && time.Now().Before(deadline); i++ {
 			if err := b.db.RawXAdd(ctx, keys[i%len(keys)], b.payload); err != nil {
 				return err
@@ -138,11 +188,4 @@ func (b *bench) rawPublishSingle(ctx context.Context, phase string) (Side, error
 		}
 		return nil
 	})
-	if err != nil {
-		return Side{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return Side{}, err
-	}
-	return m.stop(ctx, time.Now(), n.Load()), nil
 }

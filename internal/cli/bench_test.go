@@ -41,7 +41,7 @@ func TestBenchModes(t *testing.T) {
 		phases  []string
 		latency bool
 	}{
-		{"publish", []string{"publish", "publish-batch", "publish-xadd"}, false},
+		{"publish", []string{"publish-async", "publish-ids", "publish", "publish-batch", "publish-xadd"}, false},
 		{"consume", []string{"consume"}, false},
 		{"e2e", []string{"e2e"}, true},
 		{"channel", []string{"channel", "channel-latency"}, true},

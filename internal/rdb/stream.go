@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/redis/rueidis"
+
+	"github.com/heraldbus/herald/internal/codec"
 )
 
 // Entry is one stream entry as read from Redis.
@@ -40,15 +42,28 @@ type AppendResult struct {
 }
 
 func (b *AppendBatch) args() []string {
-	n := 8 + 2*len(b.Fields)
-	for _, f := range b.Fields {
-		n += len(f)
+	short := true
+	n := 9
+	for i, f := range b.Fields {
+		n += 2 + len(f)
+		short = short && b.DedupeIDs[i] == "" && len(f) == 4 && f[0] == codec.FieldID && f[2] == codec.FieldData
+	}
+	if short {
+		n = 9 + 2*len(b.Fields)
 	}
 	args := make([]string, 0, n)
+	layout := "g"
+	if short {
+		layout = "s"
+	}
 	args = append(args, strconv.FormatInt(b.Seq, 10), strconv.FormatInt(b.MaxLen, 10), b.MinID,
 		strconv.FormatInt(b.DedupeMS, 10), b.Keys.DedupePrefix(), strconv.FormatInt(b.StateTTL, 10),
-		strconv.FormatInt(b.Confirmed, 10), strconv.Itoa(len(b.Fields)))
+		strconv.FormatInt(b.Confirmed, 10), strconv.Itoa(len(b.Fields)), layout)
 	for i, f := range b.Fields {
+		if short {
+			args = append(args, f[1], f[3])
+			continue
+		}
 		args = append(args, b.DedupeIDs[i], strconv.Itoa(len(f)))
 		args = append(args, f...)
 	}

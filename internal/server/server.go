@@ -76,6 +76,17 @@ func (s *Server) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	// Listen first: a busy address fails before anything starts, and the
+	// managed redis-server's free port cannot be this one.
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
 	if s.engine, err = startEngine(ctx, s.cfg, s.log); err != nil {
 		return err
 	}
@@ -100,10 +111,6 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.srv = &http.Server{Handler: s.gw, ReadTimeout: s.cfg.ReadTimeout, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout, MaxHeaderBytes: s.cfg.MaxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Listen, err)
-	}
 	if s.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {

@@ -9,7 +9,12 @@
 -- ARGV[6]  producer state TTL in ms
 -- ARGV[7]  confirmed: every batch of the producer up to this sequence is settled
 --          (appended, or given up by the producer)
--- ARGV[8]  number of events n; then per event: dedupe id ("" = none), field count m, m field/values
+-- ARGV[8]  number of events n
+-- ARGV[9]  layout of the events that follow:
+--          "g" general: per event dedupe id ("" = none), field count m, m field/values;
+--          "s" short, for batches without dedupe ids whose events hold only the fields
+--          i (event id) and d (data): per event the two values. Fewer arguments per event
+--          is the cheapest part of this script to save (docs/design.md, "The append").
 -- The state is "<last sequence appended>|<its positions, comma-separated>": one batch of a
 -- producer is in flight per partition, so the last batch is the only one a retry can repeat.
 -- Returns {"ok"|"replay", pos1, ..., posn}. "replay": this sequence was appended before and the
@@ -37,28 +42,44 @@ if math.max(last, tonumber(ARGV[7])) < seq - 1 then
   return redis.error_reply('HERALD_GAP batch sequence ' .. seq .. ' waits for ' .. (last + 1))
 end
 local maxlen = tonumber(ARGV[2])
-local window = ARGV[4]
-local prefix = ARGV[5]
+local n = tonumber(ARGV[8])
 local out = {'ok'}
-local i = 9
-for _ = 1, tonumber(ARGV[8]) do
-  local did = ARGV[i]
-  local m = tonumber(ARGV[i + 1])
-  local pos = false
-  if did ~= '' then
-    pos = redis.call('GET', prefix .. did)
-    if pos then pos = '=' .. pos end
-  end
-  if not pos then
-    if maxlen > 0 then
-      pos = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 2, i + 1 + m))
-    else
-      pos = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + m))
+if ARGV[9] == 's' then
+  local i = 10
+  if maxlen > 0 then
+    for k = 2, n + 1 do
+      out[k] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'i', ARGV[i], 'd', ARGV[i + 1])
+      i = i + 2
     end
-    if did ~= '' then redis.call('SET', prefix .. did, pos, 'PX', window) end
+  else
+    for k = 2, n + 1 do
+      out[k] = redis.call('XADD', KEYS[1], '*', 'i', ARGV[i], 'd', ARGV[i + 1])
+      i = i + 2
+    end
   end
-  out[#out + 1] = pos
-  i = i + 2 + m
+else
+  local window = ARGV[4]
+  local prefix = ARGV[5]
+  local i = 10
+  for k = 2, n + 1 do
+    local did = ARGV[i]
+    local m = tonumber(ARGV[i + 1])
+    local pos = false
+    if did ~= '' then
+      pos = redis.call('GET', prefix .. did)
+      if pos then pos = '=' .. pos end
+    end
+    if not pos then
+      if maxlen > 0 then
+        pos = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', unpack(ARGV, i + 2, i + 1 + m))
+      else
+        pos = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + m))
+      end
+      if did ~= '' then redis.call('SET', prefix .. did, pos, 'PX', window) end
+    end
+    out[k] = pos
+    i = i + 2 + m
+  end
 end
 if ARGV[3] ~= '' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[3]) end
 redis.call('SET', KEYS[2], seq .. '|' .. table.concat(out, ',', 2), 'PX', ARGV[6])
