@@ -247,3 +247,51 @@ func TestCloseSendsQueuedAsyncEvents(t *testing.T) {
 		t.Fatalf("after Close: err = %v, want ErrClosed", err)
 	}
 }
+
+// TestDedupeWindow: a caller-set id is remembered for at least the dedupe
+// window and at most twice it, on the batch and the atomic paths alike.
+func TestDedupeWindow(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 20*time.Second)
+	const window = 300 * time.Millisecond
+	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 4, DedupeWindow: window}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	first, err := c.Publish(ctx, "t", herald.Event{ID: "a", Data: []byte("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The atomic path (several partitions) sees the same dedupe record.
+	ps, err := c.PublishBatch(ctx, "t", []herald.Event{{ID: "a"}, {ID: "c"}, {ID: "a"}}, herald.Atomic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < window && (!ps[0].Duplicate || ps[0].ID != first.ID || ps[1].Duplicate || !ps[2].Duplicate || ps[2].ID != first.ID) {
+		t.Fatalf("atomic batch a, c, a = %+v; want a as the duplicate of %v, c new", ps, first)
+	}
+	for {
+		p, err := c.Publish(ctx, "t", herald.Event{ID: "a", Data: []byte("again")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		age := time.Since(start)
+		if !p.Duplicate {
+			if age < window {
+				t.Fatalf("id forgotten after %s, before the window of %s", age, window)
+			}
+			break
+		}
+		if p.ID != first.ID {
+			t.Fatalf("duplicate reported at %v, first stored at %v", p, first)
+		}
+		if age > 2*window+2*time.Second {
+			t.Fatalf("id still remembered after %s (window %s)", age, window)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -30,7 +30,24 @@ type library interface {
 	consume(ctx context.Context, n int) (wait func(ctx context.Context) error, closeFn func(), err error)
 }
 
+// fastPublisher is implemented by libraries with a faster way to publish
+// from many goroutines than one event per blocking call (the "fastest API"
+// workload); the others are measured with publisher there too. publish
+// returns how many events it sent; flush returns once every sent event is
+// stored.
+type fastPublisher interface {
+	fastPublisher(ctx context.Context) (publish func(ctx context.Context) (int, error), flush func(ctx context.Context) error,
+		stored func(ctx context.Context) (int64, error), closeFn func(ctx context.Context) error, err error)
+}
+
 const topicName = "bench"
+
+// asyncWindow bounds Herald's unsettled PublishAsync events per goroutine
+// in the fastest-API workload; peerBatch is Watermill's messages per call.
+const (
+	asyncWindow = 512
+	peerBatch   = 100
+)
 
 // parallel calls fn from g goroutines until fn errs or returns false.
 func parallel(ctx context.Context, g int, fn func(ctx context.Context) (bool, error)) error {
@@ -129,6 +146,48 @@ func (h *heraldLib) publisher(ctx context.Context) (func(context.Context) error,
 	return publish, stored, func() { c.Close() }, nil
 }
 
+func (h *heraldLib) fastPublisher(ctx context.Context) (func(context.Context) (int, error), func(context.Context) error,
+	func(context.Context) (int64, error), func(context.Context) error, error) {
+	c, err := h.open(ctx)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	// A ring of unsettled futures shared by the goroutines (16 x
+	// asyncWindow): each publish waits for the one it replaces.
+	var mu sync.Mutex
+	ring := make([]*herald.PublishFuture, 16*asyncWindow)
+	next := 0
+	publish := func(ctx context.Context) (int, error) {
+		f := c.PublishAsync(ctx, topicName, herald.Event{Data: h.payload})
+		mu.Lock()
+		old := ring[next]
+		ring[next], next = f, (next+1)%len(ring)
+		mu.Unlock()
+		if old != nil {
+			if _, err := old.Wait(ctx); err != nil {
+				return 0, err
+			}
+		}
+		return 1, nil
+	}
+	flush := func(ctx context.Context) error {
+		for _, f := range ring {
+			if f == nil {
+				continue
+			}
+			if _, err := f.Wait(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	stored := func(ctx context.Context) (int64, error) {
+		ti, err := c.TopicInfo(ctx, topicName)
+		return ti.Length, err
+	}
+	return publish, flush, stored, func(context.Context) error { return c.Close() }, nil
+}
+
 func (h *heraldLib) fill(ctx context.Context, n int) error {
 	c, err := h.open(ctx)
 	if err != nil {
@@ -206,6 +265,25 @@ func (w *watermillLib) publisher(ctx context.Context) (func(context.Context) err
 	}
 	stored := func(ctx context.Context) (int64, error) { return admin.XLen(ctx, topicName).Result() }
 	return publish, stored, func() { p.Close(); admin.Close() }, nil
+}
+
+func (w *watermillLib) fastPublisher(ctx context.Context) (func(context.Context) (int, error), func(context.Context) error,
+	func(context.Context) (int64, error), func(context.Context) error, error) {
+	p, err := w.newPublisher()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	admin := w.client()
+	publish := func(ctx context.Context) (int, error) {
+		msgs := make([]*message.Message, peerBatch)
+		for i := range msgs {
+			msgs[i] = message.NewMessage(watermill.NewUUID(), w.payload)
+		}
+		return peerBatch, p.Publish(topicName, msgs...)
+	}
+	stored := func(ctx context.Context) (int64, error) { return admin.XLen(ctx, topicName).Result() }
+	closeFn := func(context.Context) error { p.Close(); return admin.Close() }
+	return publish, func(context.Context) error { return nil }, stored, closeFn, nil
 }
 
 func (w *watermillLib) fill(ctx context.Context, n int) error {

@@ -42,25 +42,29 @@ type AppendResult struct {
 }
 
 func (b *AppendBatch) args() []string {
-	short := true
-	n := 9
+	// Short layouts when every event holds only its id and data, and no
+	// event or every event is deduplicated (always by its id).
+	short, plain, unique := true, true, true
+	n := 10
 	for i, f := range b.Fields {
 		n += 2 + len(f)
-		short = short && b.DedupeIDs[i] == "" && len(f) == 4 && f[0] == codec.FieldID && f[2] == codec.FieldData
+		short = short && len(f) == 4 && f[0] == codec.FieldID && f[2] == codec.FieldData
+		plain = plain && b.DedupeIDs[i] == ""
+		unique = unique && b.DedupeIDs[i] != "" && len(f) > 1 && b.DedupeIDs[i] == f[1]
 	}
-	if short {
-		n = 9 + 2*len(b.Fields)
+	layout := "g"
+	if short && (plain || unique) {
+		layout, n = "s", 10+2*len(b.Fields)
+		if unique {
+			layout = "u"
+		}
 	}
 	args := make([]string, 0, n)
-	layout := "g"
-	if short {
-		layout = "s"
-	}
 	args = append(args, strconv.FormatInt(b.Seq, 10), strconv.FormatInt(b.MaxLen, 10), b.MinID,
 		strconv.FormatInt(b.DedupeMS, 10), b.Keys.DedupePrefix(), strconv.FormatInt(b.StateTTL, 10),
 		strconv.FormatInt(b.Confirmed, 10), strconv.Itoa(len(b.Fields)), layout)
 	for i, f := range b.Fields {
-		if short {
+		if layout != "g" {
 			args = append(args, f[1], f[3])
 			continue
 		}

@@ -2,7 +2,8 @@
 -- (standalone Redis only: the keys are in different cluster slots).
 -- KEYS     per partition: the stream, then the batch's state key   {tag}:s, {tag}:p:<batch id>
 -- ARGV[1]  MAXLEN ~ retention (0 = none)      ARGV[2] MINID ~ retention ("" = none)
--- ARGV[3]  dedupe window in ms                ARGV[4] state TTL in ms
+-- ARGV[3]  dedupe window w in ms              ARGV[4] state TTL in ms
+--          (dedupe ids: hashes per time bucket, as in stream_append.lua)
 -- ARGV[5]  number of partitions k; then per partition: dedupe key prefix, event count n,
 --          and per event: dedupe id ("" = none), field count m, m field/values
 -- Returns {"ok"|"replay", positions...} in the order of the partitions and their events;
@@ -23,6 +24,10 @@ for j = 1, k do
 end
 local maxlen = tonumber(ARGV[1])
 local out = {'ok'}
+local t = redis.call('TIME')
+local w = tonumber(ARGV[3])
+local b = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) / w)
+local cur, prev, expires = string.format('%d', b), string.format('%d', b - 1), string.format('%d', (b + 2) * w)
 local i = 6
 for j = 1, k do
   local stream = KEYS[2 * j - 1]
@@ -34,7 +39,7 @@ for j = 1, k do
     local m = tonumber(ARGV[i + 1])
     local pos = false
     if did ~= '' then
-      pos = redis.call('GET', prefix .. did)
+      pos = redis.call('HGET', prefix .. cur, did) or redis.call('HGET', prefix .. prev, did)
       if pos then pos = '=' .. pos end
     end
     if not pos then
@@ -43,7 +48,10 @@ for j = 1, k do
       else
         pos = redis.call('XADD', stream, '*', unpack(ARGV, i + 2, i + 1 + m))
       end
-      if did ~= '' then redis.call('SET', prefix .. did, pos, 'PX', ARGV[3]) end
+      if did ~= '' then
+        redis.call('HSET', prefix .. cur, did, pos)
+        redis.call('PEXPIREAT', prefix .. cur, expires)
+      end
     end
     out[#out + 1] = pos
     i = i + 2 + m
