@@ -3,6 +3,7 @@ package herald
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -151,6 +152,7 @@ func (c *Client) publishAsync(ctx context.Context, f *PublishFuture, ev *Event, 
 	}
 	r := &f.req
 	r.done, r.replicated, r.async = make(chan struct{}), dur == Replicated, true
+	r.ordered = ev.Key != "" || o.partition >= 0
 	r.fields = append(r.fields1[:0], codec.Append(make([]string, 0, codec.FieldCount((*codec.Event)(ev))), (*codec.Event)(ev)))
 	r.dedupe = append(r.dedupe1[:0], dedupe)
 	f.p, f.done = p, r.done
@@ -317,6 +319,7 @@ func (c *Client) prepare(ctx context.Context, topicName string, evs []Event, opt
 			r.fields, r.dedupe = r.fields1[:0], r.dedupe1[:0]
 			byPart[p] = r
 		}
+		r.ordered = r.ordered || ev.Key != "" || o.partition >= 0
 		order[i] = struct{ p, i int }{p, len(r.fields)}
 		ce := (*codec.Event)(&ev)
 		r.fields = append(r.fields, codec.Append(make([]string, 0, codec.FieldCount(ce)), ce))
@@ -331,6 +334,7 @@ func newID() string { return ids.next() }
 type pubReq struct {
 	replicated bool // wait for replicas after the append
 	async      bool // from PublishAsync: holds a Client.pending slot
+	ordered    bool // has keyed events or a chosen partition: lane 0, in order
 	fields     [][]string
 	dedupe     []string
 	// Room for one event, so that a single Publish allocates no slices.
@@ -341,49 +345,64 @@ type pubReq struct {
 	done    chan struct{}
 }
 
-// maxInFlight is how many batches of one partition may be in flight at once.
-// It must stay 1: stream_append.lua remembers only a producer's last batch
-// per partition (a retry can only repeat that one), which keeps the check
-// to one GET and one SET per batch. A window of 8 with a 16-batch replay
-// hash was built and measured: batches sent from several goroutines reach
+// lanes is how many batches of one partition may be in flight at once.
+// Each lane is an independent idempotent producer (its own sequence and
+// state key, {tag}:p:<producer>[/<lane>]) with one batch in flight, so its
+// batches can never reach Redis out of order. Events with a key (and those
+// sent with ToPartition) all go through lane 0, in call order; keyless
+// events take any idle lane. A window of 8 batches on one sequence was
+// built and measured first: batches sent from several goroutines reached
 // Redis out of order so often (half of the calls answered HERALD_GAP) that
-// it moved fewer events, and the hash cost two more commands per batch.
-const maxInFlight = 1
+// it moved fewer events. One batch in flight per partition made a keyless
+// event wait for the batch before it: at 20k events/s that was most of the
+// publish-to-handler latency (docs/design.md).
+const lanes = 2
 
-// partWriter coalesces the requests for one partition into batches with
-// consecutive sequence numbers of this producer, up to maxInFlight of them
-// in flight. Different partitions flush concurrently; all are pipelined on
-// the connection.
+// partWriter coalesces the requests for one partition into batches, one in
+// flight per lane. Different partitions and lanes flush concurrently; all
+// are pipelined on the connection.
 type partWriter struct {
 	c    *Client
 	t    *topic
 	p    int
 	keys rdb.PartKeys
 
-	mu        sync.Mutex
-	queue     []*pubReq
-	queued    atomic.Int64 // events in queue, for keyless placement (topic.go)
-	busy      atomic.Bool  // a batch is in flight, for keyless placement
-	inflight  int
+	mu      sync.Mutex
+	ordered []*pubReq    // requests with keys: lane 0, in order
+	free    []*pubReq    // keyless requests: any lane
+	queued  atomic.Int64 // events in free, for keyless placement (topic.go)
+	busy    atomic.Bool  // every lane has a batch in flight, for keyless placement
+	lane    [lanes]laneState
+	idle    int // lanes without a batch in flight
+}
+
+// laneState is one lane's producer sequence.
+type laneState struct {
+	inflight  bool
 	nextSeq   int64          // the next batch's sequence number (from 1)
 	confirmed int64          // every batch up to this one is settled
 	settled   map[int64]bool // settled batches above confirmed
 }
 
 type batch struct {
+	lane int
 	seq  int64
 	reqs []*pubReq
 	n    int
 }
 
-// submit queues r and, when a slot is free, sends batches: inline, from
+// submit queues r and, when a lane is free, sends batches: inline, from
 // the caller's goroutine until r is done (no hand-off at low load; batches
 // queued behind it go on in a goroutine of their own), or else from a new
 // goroutine until the queue is empty.
 func (w *partWriter) submit(r *pubReq, inline bool) {
 	w.mu.Lock()
-	w.queue = append(w.queue, r)
-	w.queued.Add(int64(len(r.fields)))
+	if r.ordered {
+		w.ordered = append(w.ordered, r)
+	} else {
+		w.free = append(w.free, r)
+		w.queued.Add(int64(len(r.fields)))
+	}
 	b := w.takeLocked()
 	w.mu.Unlock()
 	switch {
@@ -397,26 +416,52 @@ func (w *partWriter) submit(r *pubReq, inline bool) {
 	}
 }
 
-// takeLocked forms the next batch, or returns nil when the queue is empty or
-// the window is full. w.mu must be held.
+// takeLocked forms the next batch on an idle lane, or returns nil when
+// nothing is queued that an idle lane may take. Ordered requests go to
+// lane 0, with keyless ones after them when there is room; keyless ones
+// alone go to the first idle lane. w.mu must be held.
 func (w *partWriter) takeLocked() *batch {
-	if len(w.queue) == 0 || w.inflight >= maxInFlight {
+	l := -1
+	switch {
+	case len(w.ordered) > 0 && !w.lane[0].inflight:
+		l = 0
+	case len(w.free) > 0:
+		for i := range w.lane {
+			if !w.lane[i].inflight {
+				l = i
+				break
+			}
+		}
+	}
+	if l < 0 {
 		return nil
 	}
-	n, k := 0, 0
-	for k < len(w.queue) && (k == 0 || n+len(w.queue[k].fields) <= w.c.cfg.MaxBatch) {
-		n += len(w.queue[k].fields)
-		k++
+	b := &batch{lane: l}
+	max := w.c.cfg.MaxBatch
+	take := func(q []*pubReq) []*pubReq {
+		k := 0
+		for k < len(q) && (b.n == 0 || b.n+len(q[k].fields) <= max) {
+			b.n += len(q[k].fields)
+			b.reqs = append(b.reqs, q[k])
+			k++
+		}
+		return q[k:]
 	}
-	if w.nextSeq == 0 {
-		w.nextSeq = 1
+	if l == 0 {
+		w.ordered = take(w.ordered)
 	}
-	b := &batch{seq: w.nextSeq, reqs: w.queue[:k:k], n: n}
-	w.nextSeq++
-	w.queue = w.queue[k:]
-	w.queued.Add(int64(-n))
-	w.inflight++
-	w.busy.Store(true)
+	before := b.n
+	w.free = take(w.free)
+	w.queued.Add(int64(before - b.n))
+	ls := &w.lane[l]
+	if ls.nextSeq == 0 {
+		ls.nextSeq = 1
+	}
+	b.seq = ls.nextSeq
+	ls.nextSeq++
+	ls.inflight = true
+	w.idle--
+	w.busy.Store(w.idle == 0)
 	return b
 }
 
@@ -427,9 +472,10 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 	for b != nil {
 		w.flush(b)
 		w.mu.Lock()
-		w.inflight--
-		w.busy.Store(w.inflight > 0)
-		w.settleLocked(b.seq)
+		w.lane[b.lane].inflight = false
+		w.idle++
+		w.busy.Store(false)
+		w.settleLocked(b.lane, b.seq)
 		next := w.takeLocked()
 		w.mu.Unlock()
 		if next != nil && mine != nil {
@@ -445,21 +491,30 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 	}
 }
 
-// settleLocked records that batch seq will not be sent again (appended, or
-// given up), and advances confirmed over every settled batch.
-func (w *partWriter) settleLocked(seq int64) {
-	if w.settled == nil {
-		w.settled = map[int64]bool{}
+// settleLocked records that batch seq of lane l will not be sent again
+// (appended, or given up), and advances confirmed over every settled batch.
+func (w *partWriter) settleLocked(l int, seq int64) {
+	ls := &w.lane[l]
+	if ls.settled == nil {
+		ls.settled = map[int64]bool{}
 	}
-	w.settled[seq] = true
-	for w.settled[w.confirmed+1] {
-		delete(w.settled, w.confirmed+1)
-		w.confirmed++
+	ls.settled[seq] = true
+	for ls.settled[ls.confirmed+1] {
+		delete(ls.settled, ls.confirmed+1)
+		ls.confirmed++
 	}
 }
 
+// producer is the producer id of lane l in Redis keys.
+func (w *partWriter) producer(l int) string {
+	if l == 0 {
+		return w.c.cfg.ProducerID
+	}
+	return w.c.cfg.ProducerID + "/" + strconv.Itoa(l)
+}
+
 func (w *partWriter) flush(bt *batch) {
-	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.c.cfg.ProducerID, Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
+	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.producer(bt.lane), Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
 		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg),
 		DedupeIDs: make([]string, 0, bt.n), Fields: make([][]string, 0, bt.n)}
 	if w.t.cfg.MaxAge > 0 {
@@ -471,7 +526,7 @@ func (w *partWriter) flush(bt *batch) {
 		b.Fields = append(b.Fields, r.fields...)
 		replicated = replicated || r.replicated
 	}
-	res, err := w.appendWithRetry(b, replicated)
+	res, err := w.appendWithRetry(b, bt.lane, replicated)
 	off := 0
 	for _, r := range bt.reqs {
 		if err != nil {
@@ -491,7 +546,7 @@ func (w *partWriter) flush(bt *batch) {
 // appendWithRetry sends the batch until it is confirmed, retrying errors
 // whose outcome is unknown with the same sequence number: if an earlier send
 // landed, the script answers with the positions of that first append.
-func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, replicated bool) (rdb.AppendResult, error) {
+func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bool) (rdb.AppendResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.c.cfg.PublishTimeout)
 	defer cancel()
 	backoff := 5 * time.Millisecond
@@ -499,7 +554,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, replicated bool) (rdb.A
 		var res rdb.AppendResult
 		var err error
 		w.mu.Lock()
-		b.Confirmed = w.confirmed
+		b.Confirmed = w.lane[lane].confirmed
 		w.mu.Unlock()
 		if replicated {
 			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())

@@ -111,7 +111,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 	t.down = make([]atomic.Bool, len(t.tags))
 	for i, tag := range t.tags {
 		t.parts[i] = c.db.Keys.Part(tag)
-		t.writers[i] = &partWriter{c: c, t: t, p: i, keys: t.parts[i]}
+		t.writers[i] = &partWriter{c: c, t: t, p: i, keys: t.parts[i], idle: lanes}
 	}
 	return t, nil
 }
