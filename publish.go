@@ -113,8 +113,9 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 // the returned future settles once the event is appended (or has failed).
 // Queued events join the batches of every other publish to the partition,
 // so one goroutine can keep thousands of events in flight: this is the
-// fastest way to publish a stream of events. Events of one partition land
-// in the order their PublishAsync calls returned. At most
+// fastest way to publish a stream of events. Events with the same key (or
+// sent with ToPartition) land in the order their PublishAsync calls
+// returned; keyless events have no order among themselves. At most
 // Config.MaxPending events are queued per client; PublishAsync waits
 // (until ctx ends) while that many are. Bad input, an unknown topic or an
 // ended ctx settle the future at once with the error. Close sends what is
