@@ -87,7 +87,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	var firstErr error
 	for p, r := range byPart {
 		select {
-		case <-r.done:
+		case <-r.doneChan():
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -124,7 +124,7 @@ func (c *Client) PublishAsync(ctx context.Context, topicName string, ev Event, o
 	f := &PublishFuture{c: c, topic: topicName}
 	f.err = c.publishAsync(ctx, f, &ev, opts)
 	if f.err != nil {
-		f.done = closedChan
+		f.req.settle()
 	}
 	return f
 }
@@ -152,11 +152,11 @@ func (c *Client) publishAsync(ctx context.Context, f *PublishFuture, ev *Event, 
 		return ctx.Err()
 	}
 	r := &f.req
-	r.done, r.replicated, r.async = make(chan struct{}), dur == Replicated, true
+	r.replicated, r.async = dur == Replicated, true
 	r.ordered = ev.Key != "" || o.partition >= 0
-	r.fields = append(r.fields1[:0], codec.Append(make([]string, 0, codec.FieldCount((*codec.Event)(ev))), (*codec.Event)(ev)))
+	r.fields = append(r.fields1[:0], codec.Append(r.fieldsBuf[:0], (*codec.Event)(ev)))
 	r.dedupe = append(r.dedupe1[:0], dedupe)
-	f.p, f.done = p, r.done
+	f.p = p
 	t.writers[p].submit(r, false)
 	return nil
 }
@@ -166,24 +166,25 @@ type PublishFuture struct {
 	c     *Client
 	topic string
 	p     int
-	req   pubReq
-	err   error // set before Done is closed
-	done  chan struct{}
+	req   pubReq // settled when the outcome is known
+	err   error  // set before req is settled
 }
 
 var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 // Done is closed when the outcome is known.
-func (f *PublishFuture) Done() <-chan struct{} { return f.done }
+func (f *PublishFuture) Done() <-chan struct{} { return f.req.doneChan() }
 
 // Wait returns the event's position once it is appended, or the error that
 // stopped it (ctx.Err() when ctx ends first; the event may still land).
 // Errors are those of Publish.
 func (f *PublishFuture) Wait(ctx context.Context) (Position, error) {
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return Position{}, ctx.Err()
+	if !f.req.settled.Load() {
+		select {
+		case <-f.req.doneChan():
+		case <-ctx.Done():
+			return Position{}, ctx.Err()
+		}
 	}
 	if f.err != nil {
 		return Position{}, f.err
@@ -316,7 +317,7 @@ func (c *Client) prepare(ctx context.Context, topicName string, evs []Event, opt
 		}
 		r := byPart[p]
 		if r == nil {
-			r = &pubReq{done: make(chan struct{}), replicated: dur == Replicated}
+			r = &pubReq{replicated: dur == Replicated}
 			r.fields, r.dedupe = r.fields1[:0], r.dedupe1[:0]
 			byPart[p] = r
 		}
@@ -339,11 +340,42 @@ type pubReq struct {
 	fields     [][]string
 	dedupe     []string
 	// Room for one event, so that a single Publish allocates no slices.
-	fields1 [1][]string
-	dedupe1 [1]string
-	res     rdb.AppendResult
-	err     error
+	fields1   [1][]string
+	dedupe1   [1]string
+	fieldsBuf [4]string // an event's id and data fields (more grow a slice)
+	res       rdb.AppendResult
+	err       error
+
+	// Settling: settled is set once res and err are final. The channel of
+	// Done is made only for callers that ask for one.
+	settled atomic.Bool
+	mu      sync.Mutex
 	done    chan struct{}
+}
+
+// settle marks r final and wakes whoever waits on its channel.
+func (r *pubReq) settle() {
+	r.mu.Lock()
+	r.settled.Store(true)
+	if r.done == nil {
+		r.done = closedChan
+	} else if r.done != closedChan {
+		close(r.done)
+	}
+	r.mu.Unlock()
+}
+
+// doneChan is closed once r is settled.
+func (r *pubReq) doneChan() <-chan struct{} {
+	if r.settled.Load() {
+		return closedChan
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	return r.done
 }
 
 // lanes is how many batches of one partition may be in flight at once.
@@ -479,14 +511,10 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 		w.settleLocked(b.lane, b.seq)
 		next := w.takeLocked()
 		w.mu.Unlock()
-		if next != nil && mine != nil {
-			select {
-			case <-mine.done:
-				w.c.writers.Add(1)
-				go w.sendLoop(next, nil)
-				return
-			default:
-			}
+		if next != nil && mine != nil && mine.settled.Load() {
+			w.c.writers.Add(1)
+			go w.sendLoop(next, nil)
+			return
 		}
 		b = next
 	}
@@ -537,7 +565,7 @@ func (w *partWriter) flush(bt *batch) {
 			r.res = rdb.AppendResult{Replay: res.Replay, Positions: res.Positions[off : off+k], Dup: res.Dup[off : off+k], Acked: res.Acked}
 			off += k
 		}
-		close(r.done)
+		r.settle()
 		if r.async {
 			<-w.c.pending
 		}
