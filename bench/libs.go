@@ -32,11 +32,11 @@ type library interface {
 
 // fastPublisher is implemented by libraries with a faster way to publish
 // from many goroutines than one event per blocking call (the "fastest API"
-// workload); the others are measured with publisher there too. publish
-// returns how many events it sent; flush returns once every sent event is
-// stored.
+// workload); the others are measured with publisher there too. Each
+// publishing goroutine gets a worker of its own: publish returns how many
+// events it sent, flush returns once every event the worker sent is stored.
 type fastPublisher interface {
-	fastPublisher(ctx context.Context) (publish func(ctx context.Context) (int, error), flush func(ctx context.Context) error,
+	fastPublisher(ctx context.Context) (worker func() (publish func(ctx context.Context) (int, error), flush func(ctx context.Context) error),
 		stored func(ctx context.Context) (int64, error), closeFn func(ctx context.Context) error, err error)
 }
 
@@ -51,26 +51,31 @@ const (
 
 // parallel calls fn from g goroutines until fn errs or returns false.
 func parallel(ctx context.Context, g int, fn func(ctx context.Context) (bool, error)) error {
+	return parallelWorkers(ctx, g, func(ctx context.Context) error {
+		for ctx.Err() == nil {
+			more, err := fn(ctx)
+			if err != nil || !more {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// parallelWorkers runs fn once in each of g goroutines; the first error
+// cancels the others' ctx and is returned.
+func parallelWorkers(ctx context.Context, g int, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	var once sync.Once
 	var first error
 	for range g {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				more, err := fn(ctx)
-				if err != nil {
-					once.Do(func() { first = err; cancel() })
-					return
-				}
-				if !more {
-					return
-				}
+		wg.Go(func() {
+			if err := fn(ctx); err != nil {
+				once.Do(func() { first = err; cancel() })
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if first != nil {
@@ -146,46 +151,45 @@ func (h *heraldLib) publisher(ctx context.Context) (func(context.Context) error,
 	return publish, stored, func() { c.Close() }, nil
 }
 
-func (h *heraldLib) fastPublisher(ctx context.Context) (func(context.Context) (int, error), func(context.Context) error,
+func (h *heraldLib) fastPublisher(ctx context.Context) (func() (func(context.Context) (int, error), func(context.Context) error),
 	func(context.Context) (int64, error), func(context.Context) error, error) {
 	c, err := h.open(ctx)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
-	// A ring of unsettled futures shared by the goroutines (16 x
-	// asyncWindow): each publish waits for the one it replaces.
-	var mu sync.Mutex
-	ring := make([]*herald.PublishFuture, 16*asyncWindow)
-	next := 0
-	publish := func(ctx context.Context) (int, error) {
-		f := c.PublishAsync(ctx, topicName, herald.Event{Data: h.payload})
-		mu.Lock()
-		old := ring[next]
-		ring[next], next = f, (next+1)%len(ring)
-		mu.Unlock()
-		if old != nil {
-			if _, err := old.Wait(ctx); err != nil {
-				return 0, err
+	// Each goroutine keeps up to asyncWindow futures unsettled and waits for
+	// the oldest when it has that many.
+	worker := func() (func(context.Context) (int, error), func(context.Context) error) {
+		ring := make([]*herald.PublishFuture, asyncWindow)
+		next := 0
+		publish := func(ctx context.Context) (int, error) {
+			if old := ring[next]; old != nil {
+				if _, err := old.Wait(ctx); err != nil {
+					return 0, err
+				}
 			}
+			ring[next] = c.PublishAsync(ctx, topicName, herald.Event{Data: h.payload})
+			next = (next + 1) % len(ring)
+			return 1, nil
 		}
-		return 1, nil
-	}
-	flush := func(ctx context.Context) error {
-		for _, f := range ring {
-			if f == nil {
-				continue
+		flush := func(ctx context.Context) error {
+			for _, f := range ring {
+				if f == nil {
+					continue
+				}
+				if _, err := f.Wait(ctx); err != nil {
+					return err
+				}
 			}
-			if _, err := f.Wait(ctx); err != nil {
-				return err
-			}
+			return nil
 		}
-		return nil
+		return publish, flush
 	}
 	stored := func(ctx context.Context) (int64, error) {
 		ti, err := c.TopicInfo(ctx, topicName)
 		return ti.Length, err
 	}
-	return publish, flush, stored, func(context.Context) error { return c.Close() }, nil
+	return worker, stored, func(context.Context) error { return c.Close() }, nil
 }
 
 func (h *heraldLib) fill(ctx context.Context, n int) error {
@@ -267,23 +271,26 @@ func (w *watermillLib) publisher(ctx context.Context) (func(context.Context) err
 	return publish, stored, func() { p.Close(); admin.Close() }, nil
 }
 
-func (w *watermillLib) fastPublisher(ctx context.Context) (func(context.Context) (int, error), func(context.Context) error,
+func (w *watermillLib) fastPublisher(ctx context.Context) (func() (func(context.Context) (int, error), func(context.Context) error),
 	func(context.Context) (int64, error), func(context.Context) error, error) {
 	p, err := w.newPublisher()
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, nil, err
 	}
 	admin := w.client()
-	publish := func(ctx context.Context) (int, error) {
-		msgs := make([]*message.Message, peerBatch)
-		for i := range msgs {
-			msgs[i] = message.NewMessage(watermill.NewUUID(), w.payload)
+	worker := func() (func(context.Context) (int, error), func(context.Context) error) {
+		publish := func(ctx context.Context) (int, error) {
+			msgs := make([]*message.Message, peerBatch)
+			for i := range msgs {
+				msgs[i] = message.NewMessage(watermill.NewUUID(), w.payload)
+			}
+			return peerBatch, p.Publish(topicName, msgs...)
 		}
-		return peerBatch, p.Publish(topicName, msgs...)
+		return publish, func(context.Context) error { return nil }
 	}
 	stored := func(ctx context.Context) (int64, error) { return admin.XLen(ctx, topicName).Result() }
 	closeFn := func(context.Context) error { p.Close(); return admin.Close() }
-	return publish, func(context.Context) error { return nil }, stored, closeFn, nil
+	return worker, stored, closeFn, nil
 }
 
 func (w *watermillLib) fill(ctx context.Context, n int) error {

@@ -150,18 +150,19 @@ func run(ctx context.Context, o options, out, log io.Writer) error {
 // measurePublish publishes from g goroutines for d and checks that Redis
 // holds what was counted.
 func measurePublish(ctx context.Context, srv *redisServer, l library, g int, d time.Duration, fastest bool) (sample, error) {
-	var publish func(ctx context.Context) (int, error)
-	var flush, closeFn func(ctx context.Context) error
+	var worker func() (func(ctx context.Context) (int, error), func(ctx context.Context) error)
+	var closeFn func(ctx context.Context) error
 	var stored func(ctx context.Context) (int64, error)
 	var err error
 	if fp, ok := l.(fastPublisher); ok && fastest {
-		publish, flush, stored, closeFn, err = fp.fastPublisher(ctx)
+		worker, stored, closeFn, err = fp.fastPublisher(ctx)
 	} else {
 		var one func(ctx context.Context) error
 		var closeOne func()
 		one, stored, closeOne, err = l.publisher(ctx)
-		publish = func(ctx context.Context) (int, error) { return 1, one(ctx) }
-		flush = func(context.Context) error { return nil }
+		worker = func() (func(ctx context.Context) (int, error), func(ctx context.Context) error) {
+			return func(ctx context.Context) (int, error) { return 1, one(ctx) }, func(context.Context) error { return nil }
+		}
 		closeFn = func(context.Context) error { closeOne(); return nil }
 	}
 	if err != nil {
@@ -171,20 +172,17 @@ func measurePublish(ctx context.Context, srv *redisServer, l library, g int, d t
 	var n atomic.Int64
 	m := startMeter(srv)
 	deadline := m.start.Add(d)
-	err = parallel(ctx, g, func(ctx context.Context) (bool, error) {
-		if time.Now().After(deadline) {
-			return false, nil
+	err = parallelWorkers(ctx, g, func(ctx context.Context) error {
+		publish, flush := worker()
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			k, err := publish(ctx)
+			if err != nil {
+				return err
+			}
+			n.Add(int64(k))
 		}
-		k, err := publish(ctx)
-		if err != nil {
-			return false, err
-		}
-		n.Add(int64(k))
-		return true, nil
+		return flush(ctx) // what was sent is stored before the clock stops
 	})
-	if err == nil {
-		err = flush(ctx) // what was sent is stored before the clock stops
-	}
 	if err != nil && ctx.Err() == nil {
 		return sample{}, err
 	}
