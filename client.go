@@ -114,6 +114,15 @@ func (c *Client) Close() error {
 	wg.Wait()
 	c.publishing.Wait()
 	c.writers.Wait()
+	c.topics.mu.RLock()
+	for _, t := range c.topics.m {
+		for _, w := range t.writers {
+			for i := range w.lane {
+				w.lane[i].fence.Close()
+			}
+		}
+	}
+	c.topics.mu.RUnlock()
 	c.db.Close()
 	return nil
 }

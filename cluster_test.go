@@ -75,7 +75,10 @@ func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 	// Publish and consume across the shards.
 	got := make(chan string, 100)
 	if _, err := c.Subscribe(ctx, "orders", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
-		got <- string(m.Data)
+		select {
+		case got <- string(m.Data):
+		default: // the big batch below is not awaited here
+		}
 		return nil
 	})); err != nil {
 		t.Fatal(err)
@@ -103,6 +106,28 @@ func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 	// One key: one partition, one slot: atomic works.
 	if _, err := c.PublishBatch(ctx, "orders", []herald.Event{{Key: "k", Data: []byte("1")}, {Key: "k", Data: []byte("2")}}, herald.Atomic()); err != nil {
 		t.Fatal(err)
+	}
+	// Big batches of plain events go as transactions on a connection of
+	// the lane's own, to the master of the partition's slot.
+	for round := 0; round < 3; round++ {
+		big := make([]herald.Event, 300)
+		for i := range big {
+			big[i] = herald.Event{Data: []byte("big")}
+		}
+		ps, err := c.PublishBatch(ctx, "orders", big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, p := range ps {
+			if p.ID == "" || seen[p.String()] {
+				t.Fatalf("batch position %v empty or repeated", p)
+			}
+			seen[p.String()] = true
+		}
+	}
+	if ti, _ := c.TopicInfo(ctx, "orders"); ti.Length != 12+2+900 {
+		t.Fatalf("stored %d events, want %d", ti.Length, 12+2+900)
 	}
 }
 

@@ -3,10 +3,12 @@ package herald
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redistest"
 )
 
@@ -44,5 +46,117 @@ func TestRetriedBatchStoredOnce(t *testing.T) {
 		if stored[i].Position != p.ID || string(stored[i].Data) != string(evs[i].Data) {
 			t.Fatalf("position %d = %v, stored %+v", i, p, stored[i])
 		}
+	}
+}
+
+// plainBatch is n keyless events of an id and data, the shape that goes
+// through the transactional append.
+func plainBatch(prefix string, n int) [][]string {
+	fs := make([][]string, n)
+	for i := range fs {
+		fs[i] = []string{"i", prefix + strconv.Itoa(i), "d", "x"}
+	}
+	return fs
+}
+
+// TestTransactionalBatchRetriedStoredOnce: a batch big enough for the
+// MULTI/EXEC append whose reply is lost is answered from the stream and
+// stored once.
+func TestTransactionalBatchRetriedStoredOnce(t *testing.T) {
+	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sends atomic.Int32
+	c.testHookAppended = func() error {
+		if sends.Add(1) == 1 {
+			return errors.New("i/o timeout (simulated lost reply)")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evs := make([]Event, 2*multiMin)
+	for i := range evs {
+		evs[i] = Event{Data: []byte(strconv.Itoa(i))}
+	}
+	ps, err := c.PublishBatch(ctx, "t", evs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sends.Load() != 2 {
+		t.Fatalf("append sent %d times, want 2 (one lost reply, one retry)", sends.Load())
+	}
+	stored, err := c.Events(ctx, "t", Query{Limit: 1000})
+	if err != nil || len(stored) != len(evs) {
+		t.Fatalf("stored %d events (%v), want %d", len(stored), err, len(evs))
+	}
+	for i, p := range ps {
+		if stored[i].Position != p.ID || string(stored[i].Data) != string(evs[i].Data) {
+			t.Fatalf("position %d = %v, stored %+v", i, p, stored[i])
+		}
+	}
+	// It went through the transaction: the producer state has no positions.
+	tp, _ := c.topic(ctx, "t", false)
+	keys, err := c.db.C.Do(ctx, c.db.C.B().Keys().Pattern(tp.parts[0].Producer("*")).Build()).AsStrSlice()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("producer states %v (%v), want one", keys, err)
+	}
+	if st, _ := c.db.C.Do(ctx, c.db.C.B().Get().Key(keys[0]).Build()).ToString(); st != "1|*" {
+		t.Fatalf("producer state %q, want 1|* (a transactional append)", st)
+	}
+}
+
+// TestFenceAbortsLateAttempt: an attempt whose WATCH was set before the
+// batch was appended on another connection (a first attempt that reaches
+// Redis after its retry) does not store the batch again; it answers with
+// the positions of the append that landed.
+func TestFenceAbortsLateAttempt(t *testing.T) {
+	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tp, err := c.topic(ctx, "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(seq int64, prefix string) *rdb.AppendBatch {
+		return &rdb.AppendBatch{Keys: tp.parts[0], Producer: "p", Seq: seq, StateTTL: 3600000,
+			DedupeIDs: make([]string, multiMin), Fields: plainBatch(prefix, multiMin)}
+	}
+	var old, fresh rdb.Fence
+	defer old.Close()
+	defer fresh.Close()
+	if _, err := c.db.AppendMulti(ctx, &old, batch(1, "a")); err != nil { // old's WATCH is set after this
+		t.Fatal(err)
+	}
+	landed, err := c.db.AppendMulti(ctx, &fresh, batch(2, "b")) // the retry, on another connection
+	if err != nil || landed.Replay {
+		t.Fatalf("retry: %+v, %v; want a first append", landed, err)
+	}
+	late, err := c.db.AppendMulti(ctx, &old, batch(2, "b")) // the first attempt, late
+	if err != nil || !late.Replay {
+		t.Fatalf("late attempt: replay %v, %v; want it answered as a replay", late.Replay, err)
+	}
+	for i := range landed.Positions {
+		if late.Positions[i] != landed.Positions[i] {
+			t.Fatalf("late attempt position %d = %s, the batch is at %s", i, late.Positions[i], landed.Positions[i])
+		}
+	}
+	// A script append on the lane in between (it touches the watched state)
+	// does not break the next transaction.
+	if _, err := c.db.Append(ctx, &rdb.AppendBatch{Keys: tp.parts[0], Producer: "p", Seq: 3, StateTTL: 3600000,
+		DedupeIDs: []string{""}, Fields: plainBatch("c", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.db.AppendMulti(ctx, &old, batch(4, "d")); err != nil || res.Replay {
+		t.Fatalf("transaction after a script append: replay %v, %v", res.Replay, err)
+	}
+	if n, err := c.db.C.Do(ctx, c.db.C.B().Xlen().Key(tp.parts[0].Stream).Build()).AsInt64(); err != nil || n != 3*multiMin+1 {
+		t.Fatalf("stream length %d (%v), want %d: nothing stored twice", n, err, 3*multiMin+1)
 	}
 }
