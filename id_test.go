@@ -8,7 +8,7 @@ import (
 )
 
 func TestIDsAreSortedUUIDv7(t *testing.T) {
-	g := newIDGen()
+	var g idGen
 	prev := ""
 	seen := map[string]bool{}
 	before := time.Now().Add(-time.Millisecond)
@@ -37,5 +37,39 @@ func BenchmarkNewID(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		_ = newID()
+	}
+}
+
+// TestIDsConcurrentUnique: ids made on many goroutines at once are unique
+// and, per goroutine, in order.
+func TestIDsConcurrentUnique(t *testing.T) {
+	var g idGen
+	const goroutines, each = 16, 5000
+	out := make([][]string, goroutines)
+	done := make(chan int)
+	for i := range goroutines {
+		go func() {
+			ids := make([]string, each)
+			for j := range ids {
+				ids[j] = g.next()
+			}
+			out[i] = ids
+			done <- i
+		}()
+	}
+	for range goroutines {
+		<-done
+	}
+	seen := map[string]bool{}
+	for _, ids := range out {
+		for j, id := range ids {
+			if seen[id] {
+				t.Fatalf("duplicate id %s", id)
+			}
+			seen[id] = true
+			if j > 0 && id <= ids[j-1] {
+				t.Fatalf("ids of one goroutine out of order: %s after %s", id, ids[j-1])
+			}
+		}
 	}
 }

@@ -347,22 +347,19 @@ type pubReq struct {
 	err       error
 
 	// Settling: settled is set once res and err are final. The channel of
-	// Done is made only for callers that ask for one.
+	// Done is made only for callers that ask for one; whichever of settle
+	// and doneChan sees the other's step closes it (closed makes it once).
 	settled atomic.Bool
-	mu      sync.Mutex
-	done    chan struct{}
+	closed  atomic.Bool
+	done    atomic.Pointer[chan struct{}]
 }
 
 // settle marks r final and wakes whoever waits on its channel.
 func (r *pubReq) settle() {
-	r.mu.Lock()
 	r.settled.Store(true)
-	if r.done == nil {
-		r.done = closedChan
-	} else if r.done != closedChan {
-		close(r.done)
+	if ch := r.done.Load(); ch != nil && r.closed.CompareAndSwap(false, true) {
+		close(*ch)
 	}
-	r.mu.Unlock()
 }
 
 // doneChan is closed once r is settled.
@@ -370,12 +367,14 @@ func (r *pubReq) doneChan() <-chan struct{} {
 	if r.settled.Load() {
 		return closedChan
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done == nil {
-		r.done = make(chan struct{})
+	ch := make(chan struct{})
+	if !r.done.CompareAndSwap(nil, &ch) {
+		return *r.done.Load()
 	}
-	return r.done
+	if r.settled.Load() && r.closed.CompareAndSwap(false, true) {
+		close(ch)
+	}
+	return ch
 }
 
 // lanes is how many batches of one partition may be in flight at once.
