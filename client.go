@@ -117,9 +117,7 @@ func (c *Client) Close() error {
 	c.topics.mu.RLock()
 	for _, t := range c.topics.m {
 		for _, w := range t.writers {
-			for i := range w.lane {
-				w.lane[i].fence.Close()
-			}
+			w.closeFences()
 		}
 	}
 	c.topics.mu.RUnlock()

@@ -541,6 +541,18 @@ func (w *partWriter) settleLocked(l int, seq int64) {
 	}
 }
 
+// closeFences returns the transaction connections of the lanes that have
+// no batch in flight (a lane with one keeps its connection until Close).
+func (w *partWriter) closeFences() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := range w.lane {
+		if !w.lane[i].inflight {
+			w.lane[i].fence.Close()
+		}
+	}
+}
+
 // producer is the producer id of lane l in Redis keys.
 func (w *partWriter) producer(l int) string {
 	if l == 0 {

@@ -208,6 +208,9 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	c.topics.mu.Lock()
 	delete(c.topics.m, name)
 	c.topics.mu.Unlock()
+	for _, w := range t.writers {
+		w.closeFences()
+	}
 	return nil
 }
 
