@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,5 +159,82 @@ func TestFenceAbortsLateAttempt(t *testing.T) {
 	}
 	if n, err := c.db.C.Do(ctx, c.db.C.B().Xlen().Key(tp.parts[0].Stream).Build()).AsInt64(); err != nil || n != 3*multiMin+1 {
 		t.Fatalf("stream length %d (%v), want %d: nothing stored twice", n, err, 3*multiMin+1)
+	}
+}
+
+// TestBatchesSurviveKilledConnections: big batches (transactions) and small
+// ones (the script) are published while the server kills every client
+// connection again and again; every publish succeeds after its retries,
+// and the stream holds each event exactly once.
+func TestBatchesSurviveKilledConnections(t *testing.T) {
+	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin, err := rdb.Open(ctx, rdb.Options{URL: redistest.URL(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	stop := make(chan struct{})
+	killed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { killed <- n }()
+		for n < 30 {
+			select {
+			case <-stop:
+				return
+			case <-time.After(15 * time.Millisecond):
+			}
+			// The admin connection is spared (SKIPME yes, the default).
+			if err := admin.C.Do(ctx, admin.C.B().ClientKill().TypeNormal().Build()).Error(); err == nil {
+				n++
+			}
+		}
+	}()
+	const publishers, rounds = 4, 15
+	var wg sync.WaitGroup
+	var published atomic.Int64
+	for g := range publishers {
+		wg.Go(func() {
+			for r := range rounds {
+				size := 2 * multiMin // a transaction
+				if r%3 == 2 {
+					size = 5 // the script
+				}
+				evs := make([]Event, size)
+				for i := range evs {
+					evs[i] = Event{Data: []byte(strconv.Itoa(g*1000+r) + "-" + strconv.Itoa(i))}
+				}
+				if _, err := c.PublishBatch(ctx, "t", evs); err != nil {
+					t.Errorf("publisher %d round %d: %v", g, r, err)
+					return
+				}
+				published.Add(int64(size))
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	if n := <-killed; n < 3 {
+		t.Fatalf("only %d kills happened during the publishing; the test proves little", n)
+	}
+	events, err := c.Events(ctx, "t", Query{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range events {
+		if seen[string(e.Data)] {
+			t.Fatalf("event %s stored twice", e.Data)
+		}
+		seen[string(e.Data)] = true
+	}
+	if int64(len(events)) != published.Load() {
+		t.Fatalf("stored %d events, published %d", len(events), published.Load())
 	}
 }
