@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -120,6 +121,24 @@ func TestMemoryEngine(t *testing.T) {
 	}
 	if code, b := get(t, s.URL()+"/readyz"); code != 200 {
 		t.Fatalf("readyz: %d %s", code, b)
+	}
+	// A batch big enough for the transactional append (MULTI/EXEC under a
+	// WATCH) works on the in-process engine too.
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = fmt.Sprintf(`{"data":{"n":%d}}`, i)
+	}
+	resp, err := http.Post(s.URL()+"/v1/topics/mem/events", "application/json", strings.NewReader("["+strings.Join(items, ",")+"]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("batch publish: %d %s", resp.StatusCode, b)
+	}
+	if code, b := get(t, s.URL()+"/v1/topics/mem"); code != 200 || !strings.Contains(b, `"length":101`) {
+		t.Fatalf("after the batch: %d %s", code, b)
 	}
 	if code, b := get(t, s.URL()+"/v1/topics/mem/groups"); code != 200 {
 		t.Fatalf("groups: %d %s", code, b)
