@@ -41,11 +41,11 @@ func ToPartition(p int) PublishOption { return func(o *publishOptions) { o.parti
 // set is stored once within the topic's dedupe window: publishing it again
 // returns the first position with Duplicate set.
 func (c *Client) Publish(ctx context.Context, topicName string, ev Event, opts ...PublishOption) (Position, error) {
-	ps, err := c.PublishBatch(ctx, topicName, []Event{ev}, opts...)
-	if err != nil {
+	f := &PublishFuture{c: c, topic: topicName}
+	if err := c.publishOne(ctx, f, &ev, opts, false); err != nil {
 		return Position{}, err
 	}
-	return ps[0], nil
+	return f.Wait(ctx)
 }
 
 // PublishBatch appends events to topic and returns their positions, in order.
@@ -122,14 +122,17 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 // queued before it returns.
 func (c *Client) PublishAsync(ctx context.Context, topicName string, ev Event, opts ...PublishOption) *PublishFuture {
 	f := &PublishFuture{c: c, topic: topicName}
-	f.err = c.publishAsync(ctx, f, &ev, opts)
+	f.err = c.publishOne(ctx, f, &ev, opts, true)
 	if f.err != nil {
 		f.req.settle()
 	}
 	return f
 }
 
-func (c *Client) publishAsync(ctx context.Context, f *PublishFuture, ev *Event, opts []PublishOption) error {
+// publishOne validates, encodes and queues one event for f. async: take a
+// Client.pending slot and leave the sending to the writer; otherwise send
+// from this goroutine when a lane is free (Publish).
+func (c *Client) publishOne(ctx context.Context, f *PublishFuture, ev *Event, opts []PublishOption, async bool) error {
 	if err := c.enterPublish(); err != nil {
 		return err
 	}
@@ -146,18 +149,20 @@ func (c *Client) publishAsync(ctx context.Context, f *PublishFuture, ev *Event, 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case c.pending <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if async {
+		select {
+		case c.pending <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	r := &f.req
-	r.replicated, r.async = dur == Replicated, true
+	r.replicated, r.async = dur == Replicated, async
 	r.ordered = ev.Key != "" || o.partition >= 0
 	r.fields = append(r.fields1[:0], codec.Append(r.fieldsBuf[:0], (*codec.Event)(ev)))
 	r.dedupe = append(r.dedupe1[:0], dedupe)
 	f.p = p
-	t.writers[p].submit(r, false)
+	t.writers[p].submit(r, !async)
 	return nil
 }
 
@@ -599,8 +604,21 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 	// others through the script; one batch keeps its way over its retries
 	// (each answers a repeated sequence from its own records).
 	multi := !replicated && len(b.Fields) >= multiMin && b.MultiEligible()
-	ctx, cancel := context.WithTimeout(context.Background(), w.c.cfg.PublishTimeout)
-	defer cancel()
+	// The first attempt runs without a context deadline of its own (a timer
+	// and a context per batch cost more than the rest of a small publish):
+	// rueidis bounds a dead connection by itself, and retries, which are
+	// the slow path, get the deadline.
+	deadline := time.Now().Add(w.c.cfg.PublishTimeout)
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	bound := func() {
+		if _, ok := ctx.Deadline(); !ok {
+			ctx, cancel = context.WithDeadline(context.Background(), deadline)
+		}
+	}
+	if w.c.cfg.PublishTimeout < rdb.ConnWriteTimeout {
+		bound()
+	}
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		var res rdb.AppendResult
@@ -621,6 +639,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 		if rdb.IsGap(err) {
 			// An earlier batch of this partition is still on its way (or being
 			// retried): wait for it without counting a failure.
+			bound()
 			select {
 			case <-ctx.Done():
 				return res, fmt.Errorf("%w (an earlier batch did not settle: %v)", ErrPublishTimeout, err)
@@ -642,6 +661,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 			return res, err
 		}
 		w.c.log.Warn("publish retry", "topic", w.t.name, "partition", w.p, "attempt", attempt, "err", err)
+		bound()
 		select {
 		case <-ctx.Done():
 			return res, fmt.Errorf("%w (last error: %v)", ErrPublishTimeout, err)

@@ -23,6 +23,10 @@ type DB struct {
 	opt  rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
 }
 
+// ConnWriteTimeout is how long a connection may fail to write or answer
+// before the client drops it (rueidis ClientOption.ConnWriteTimeout).
+const ConnWriteTimeout = 10 * time.Second
+
 // Options configure Open.
 type Options struct {
 	URL       string
@@ -113,7 +117,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	opt.ClientSetInfo = rueidis.DisableClientSetInfo // works with servers older than 7.2
 	opt.ClientName = "herald"
 	opt.Dialer.Timeout = 5 * time.Second
-	opt.ConnWriteTimeout = 10 * time.Second
+	opt.ConnWriteTimeout = ConnWriteTimeout
 	opt.BlockingPoolSize = 4096
 	c, err := rueidis.NewClient(opt)
 	if err != nil {
