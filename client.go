@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldbus/herald/internal/rdb"
@@ -18,14 +19,15 @@ type Client struct {
 	log    *slog.Logger
 	topics topics
 
-	mu         sync.Mutex
-	closed     bool
-	subs       map[*Subscription]struct{}
-	writers    sync.WaitGroup // flushing partition writers
-	publishing sync.WaitGroup // publish calls between enterPublish and their hand-off to writers
-	pending    chan struct{}  // one slot per unsettled PublishAsync event
-	health     health
-	stats      clientStats
+	mu        sync.Mutex
+	closed    bool
+	subs      map[*Subscription]struct{}
+	writers   sync.WaitGroup // flushing partition writers
+	inPublish atomic.Int64   // publish calls between enterPublish and their hand-off to writers
+	closing   atomic.Bool    // set by Close before it waits for inPublish to reach 0
+	pending   chan struct{}  // one slot per unsettled PublishAsync event
+	health    health
+	stats     clientStats
 
 	// testHookAppended, when set, runs after each append script returns and
 	// may turn a success into an error (tests simulate a lost reply with it).
@@ -65,18 +67,21 @@ func New(cfg Config) (*Client, error) {
 // Namespace is the key prefix in use.
 func (c *Client) Namespace() string { return c.cfg.Namespace }
 
-// enterPublish counts a publish call in c.publishing, unless the client is
-// closed: Close waits for the calls that entered before it sends what they
-// queued.
+// enterPublish counts a publish call in c.inPublish, unless the client is
+// closed: Close waits for the calls that entered before it, so that it
+// sends what they queued. (Atomics, not the client's mutex: every publish
+// passes here.)
 func (c *Client) enterPublish() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	c.inPublish.Add(1)
+	if c.closing.Load() {
+		c.leavePublish()
 		return ErrClosed
 	}
-	c.publishing.Add(1)
 	return nil
 }
+
+// leavePublish ends what enterPublish counted.
+func (c *Client) leavePublish() { c.inPublish.Add(-1) }
 
 func (c *Client) checkOpen() error {
 	c.mu.Lock()
@@ -97,6 +102,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.closing.Store(true)
 	subs := make([]*Subscription, 0, len(c.subs))
 	for s := range c.subs {
 		subs = append(subs, s)
@@ -112,7 +118,9 @@ func (c *Client) Close() error {
 		go func() { defer wg.Done(); s.Drain(ctx) }()
 	}
 	wg.Wait()
-	c.publishing.Wait()
+	for c.inPublish.Load() > 0 { // calls that entered before closing was set
+		time.Sleep(time.Millisecond)
+	}
 	c.writers.Wait()
 	c.topics.mu.RLock()
 	for _, t := range c.topics.m {

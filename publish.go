@@ -58,17 +58,17 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		return nil, err
 	}
 	if len(evs) == 0 {
-		c.publishing.Done()
+		c.leavePublish()
 		return nil, nil
 	}
 	pr, err := c.prepare(ctx, topicName, evs, opts)
 	if err != nil {
-		c.publishing.Done()
+		c.leavePublish()
 		return nil, err
 	}
 	t, byPart, order := pr.t, pr.byPart, pr.order
 	if pr.opts.atomic && len(byPart) > 1 {
-		defer c.publishing.Done()
+		defer c.leavePublish()
 		return c.publishAtomic(ctx, t, byPart, order)
 	}
 	if len(byPart) == 1 {
@@ -82,7 +82,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		}
 		wg.Wait()
 	}
-	c.publishing.Done()
+	c.leavePublish()
 	out := make([]Position, len(evs))
 	var firstErr error
 	for p, r := range byPart {
@@ -136,7 +136,7 @@ func (c *Client) publishOne(ctx context.Context, f *PublishFuture, ev *Event, op
 	if err := c.enterPublish(); err != nil {
 		return err
 	}
-	defer c.publishing.Done()
+	defer c.leavePublish()
 	t, o, dur, err := c.publishTarget(ctx, f.topic, opts)
 	if err != nil {
 		return err
