@@ -120,6 +120,18 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 type topics struct {
 	mu sync.RWMutex
 	m  map[string]*topic
+	// snap is a copy of m for lookups without a lock (every publish looks
+	// its topic up); it is replaced, never changed, under mu.
+	snap atomic.Pointer[map[string]*topic]
+}
+
+// publishLocked replaces snap with a copy of m. mu must be held.
+func (ts *topics) publishLocked() {
+	cp := make(map[string]*topic, len(ts.m))
+	for k, v := range ts.m {
+		cp[k] = v
+	}
+	ts.snap.Store(&cp)
 }
 
 // CreateTopic creates a topic, or returns nil when it already exists (its
@@ -166,16 +178,16 @@ func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {
 		return old, nil
 	}
 	c.topics.m[name] = t
+	c.topics.publishLocked()
 	return t, nil
 }
 
 // topic returns the cached topic, loading it, or creating it when create is set.
 func (c *Client) topic(ctx context.Context, name string, create bool) (*topic, error) {
-	c.topics.mu.RLock()
-	t, ok := c.topics.m[name]
-	c.topics.mu.RUnlock()
-	if ok {
-		return t, nil
+	if m := c.topics.snap.Load(); m != nil {
+		if t, ok := (*m)[name]; ok {
+			return t, nil
+		}
 	}
 	if err := ValidateName("topic", name); err != nil {
 		return nil, err
@@ -207,6 +219,7 @@ func (c *Client) DeleteTopic(ctx context.Context, name string) error {
 	}
 	c.topics.mu.Lock()
 	delete(c.topics.m, name)
+	c.topics.publishLocked()
 	c.topics.mu.Unlock()
 	for _, w := range t.writers {
 		w.closeFences()
