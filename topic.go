@@ -28,15 +28,19 @@ type topic struct {
 	stuck   atomic.Int64  // keyless events sent to it since it was chosen
 }
 
-// Keyless placement: while a partition has a batch in flight, events without
-// a key join the batch forming behind it (up to stickyEvents events, or
-// until its queue is long or it fails), so that many concurrent publishers
-// fill a few large batches instead of many tiny ones (each batch is one
-// script call). An idle partition is left at once: at low load keyless
-// events go round robin, and over time they spread evenly.
+// Keyless placement: while every lane of a partition has a batch in flight,
+// events without a key join the batch forming behind them (up to
+// stickyEvents events, or until the queue holds stickyQueue or the
+// partition fails), so that many concurrent publishers fill a few large
+// batches instead of many small ones (each batch is one script call or
+// transaction). A queue of MaxBatch (512) lets PublishAsync fill whole
+// batches: with 128, batches of 8 partitions stayed at 128-256 events and
+// PublishAsync moved 0.59-0.63x of raw pipelined XADD instead of 0.71-0.72x.
+// A partition with an idle lane is left at once: at low load keyless events
+// go round robin, and over time they spread evenly.
 const (
-	stickyEvents = 256
-	stickyQueue  = 128
+	stickyEvents = 1024
+	stickyQueue  = 512
 )
 
 func (t *topic) keylessPartition() int {
