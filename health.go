@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // health is the client's view of which partitions accept writes. A
@@ -19,47 +17,6 @@ import (
 type health struct {
 	mu      sync.Mutex
 	failing map[*topic]map[int]time.Time
-}
-
-func (h *health) record(t *topic, p int, err error) {
-	if err != nil && !rdb.Transient(err) {
-		return // a definitive reply: the partition itself is up
-	}
-	down := err != nil
-	if down == t.down[p].Load() {
-		return
-	}
-	t.down[p].Store(down)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failing == nil {
-		h.failing = map[*topic]map[int]time.Time{}
-	}
-	if down {
-		if h.failing[t] == nil {
-			h.failing[t] = map[int]time.Time{}
-		}
-		h.failing[t][p] = time.Now()
-	} else {
-		delete(h.failing[t], p)
-	}
-}
-
-// healthyPartition picks the next keyless partition, skipping unhealthy ones
-// while a healthy one exists.
-func (t *topic) healthyPartition() int {
-	n := len(t.parts)
-	start := t.rr.Add(1)
-	for i := 0; i < n; i++ {
-		p := int((start + uint64(i)) % uint64(n))
-		if !t.down[p].Load() {
-			if i > 0 {
-				t.rr.Add(uint64(i))
-			}
-			return p
-		}
-	}
-	return int(start % uint64(n))
 }
 
 // PartitionHealth is one partition that the client saw failing.

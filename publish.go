@@ -3,9 +3,8 @@ package herald
 import (
 	"context"
 	"fmt"
-	"strconv"
+	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/heraldbus/herald/internal/codec"
@@ -109,6 +108,67 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	return out, nil
 }
 
+// publishAtomic appends a batch spanning partitions with one script call.
+// A fresh batch id makes a re-sent batch (after an unknown outcome) answer
+// with the positions of its first append instead of appending again.
+func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pubReq, order []struct{ p, i int }) ([]Position, error) {
+	if c.db.IsCluster() {
+		ps := make([]int, 0, len(byPart))
+		for p := range byPart {
+			ps = append(ps, p)
+		}
+		sort.Ints(ps)
+		return nil, invalid("atomic batch spans partitions %v of topic %q, which live in different cluster slots; "+
+			"Redis Cluster has no cross-slot transactions: give the events one partition key, or publish without Atomic", ps, t.name)
+	}
+	parts := make([]int, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	sort.Ints(parts)
+	aps := make([]rdb.AtomicPart, len(parts))
+	offset := map[int]int{}
+	off := 0
+	for i, p := range parts {
+		r := byPart[p]
+		aps[i] = rdb.AtomicPart{Keys: t.parts[p], DedupeIDs: r.dedupe, Fields: r.fields}
+		offset[p] = off
+		off += len(r.fields)
+	}
+	minID := ""
+	if t.cfg.MaxAge > 0 {
+		minID = fmt.Sprintf("%d-0", time.Now().Add(-t.cfg.MaxAge).UnixMilli())
+	}
+	batchID := "tx-" + newID()
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
+	defer cancel()
+	var res rdb.AppendResult
+	var err error
+	for backoff := 5 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
+		res, err = c.db.AppendAtomic(rctx, batchID, aps, t.cfg.MaxLen, minID, t.cfg.DedupeWindow.Milliseconds(), stateTTL(t.cfg))
+		if err == nil && c.testHookAppended != nil {
+			err = c.testHookAppended()
+		}
+		if err == nil || !rdb.Transient(err) {
+			break
+		}
+		select {
+		case <-rctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ErrPublishTimeout, err)
+		case <-time.After(backoff):
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("herald: atomic publish to %s: %w", t.name, err)
+	}
+	out := make([]Position, len(order))
+	for i, o := range order {
+		k := offset[o.p] + o.i
+		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k], Replicas: -1}
+	}
+	return out, nil
+}
+
 // PublishAsync queues ev for topic and returns without waiting for Redis;
 // the returned future settles once the event is appended (or has failed).
 // Queued events join the batches of every other publish to the partition,
@@ -174,8 +234,6 @@ type PublishFuture struct {
 	req   pubReq // settled when the outcome is known
 	err   error  // set before req is settled
 }
-
-var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
 
 // Done is closed when the outcome is known.
 func (f *PublishFuture) Done() <-chan struct{} { return f.req.doneChan() }
@@ -262,48 +320,6 @@ func applyOptions(opts []PublishOption) publishOptions {
 	return o
 }
 
-// place validates ev, sets its id when missing and chooses its partition.
-// dedupe is the id to deduplicate by ("" for none). *keyless is the
-// partition of the call's keyless events (-1: not chosen yet).
-func (t *topic) place(topicName string, o publishOptions, ev *Event, keyless *int) (p int, dedupe string, err error) {
-	if ev.ID != "" || t.cfg.DedupeAll {
-		if ev.ID == "" {
-			ev.ID = newID()
-		}
-		if len(ev.ID) > 200 {
-			return 0, "", invalid("event id is %d bytes long; use at most 200", len(ev.ID))
-		}
-		dedupe = ev.ID
-	} else {
-		ev.ID = newID()
-	}
-	for name := range ev.Headers {
-		if !codec.ValidHeaderName(name) {
-			return 0, "", invalid("header name %q: use 1-256 printable ASCII characters without spaces", name)
-		}
-	}
-	if n := codec.Size((*codec.Event)(ev)); n > t.cfg.MaxEventBytes {
-		return 0, "", fmt.Errorf("%w: %d bytes, the limit of topic %q is %d (TopicConfig.MaxEventBytes)", ErrTooLarge, n, topicName, t.cfg.MaxEventBytes)
-	}
-	p = o.partition
-	switch {
-	case p >= 0:
-	case ev.Key == "" && dedupe != "":
-		// A caller-set id is deduplicated per partition, so the same id
-		// must always land in the same partition.
-		p = t.partitionFor(ev.ID)
-	case ev.Key == "":
-		// Keyless events of one call stay together: one script call.
-		if *keyless < 0 {
-			*keyless = t.partitionFor("")
-		}
-		p = *keyless
-	default:
-		p = t.partitionFor(ev.Key)
-	}
-	return p, dedupe, nil
-}
-
 // prepare validates and encodes evs for topicName, so that bad input
 // writes nothing, and places each event on a partition.
 func (c *Client) prepare(ctx context.Context, topicName string, evs []Event, opts []PublishOption) (prepared, error) {
@@ -336,349 +352,3 @@ func (c *Client) prepare(ctx context.Context, topicName string, evs []Event, opt
 }
 
 func newID() string { return ids.next() }
-
-// pubReq is one caller's events for one partition.
-type pubReq struct {
-	replicated bool // wait for replicas after the append
-	async      bool // from PublishAsync: holds a Client.pending slot
-	ordered    bool // has keyed events or a chosen partition: lane 0, in order
-	fields     [][]string
-	dedupe     []string
-	// Room for one event, so that a single Publish allocates no slices.
-	fields1   [1][]string
-	dedupe1   [1]string
-	fieldsBuf [4]string // an event's id and data fields (more grow a slice)
-	res       rdb.AppendResult
-	err       error
-
-	// Settling: settled is set once res and err are final. The channel of
-	// Done is made only for callers that ask for one; whichever of settle
-	// and doneChan sees the other's step closes it (closed makes it once).
-	settled atomic.Bool
-	closed  atomic.Bool
-	done    atomic.Pointer[chan struct{}]
-}
-
-// settle marks r final and wakes whoever waits on its channel.
-func (r *pubReq) settle() {
-	r.settled.Store(true)
-	if ch := r.done.Load(); ch != nil && r.closed.CompareAndSwap(false, true) {
-		close(*ch)
-	}
-}
-
-// doneChan is closed once r is settled.
-func (r *pubReq) doneChan() <-chan struct{} {
-	if r.settled.Load() {
-		return closedChan
-	}
-	ch := make(chan struct{})
-	if !r.done.CompareAndSwap(nil, &ch) {
-		return *r.done.Load()
-	}
-	if r.settled.Load() && r.closed.CompareAndSwap(false, true) {
-		close(ch)
-	}
-	return ch
-}
-
-// lanes is how many batches of one partition may be in flight at once.
-// Each lane is an independent idempotent producer (its own sequence and
-// state key, {tag}:p:<producer>[/<lane>]) with one batch in flight, so its
-// batches can never reach Redis out of order. Events with a key (and those
-// sent with ToPartition) all go through lane 0, in call order; keyless
-// events take any idle lane. A window of 8 batches on one sequence was
-// built and measured first: batches sent from several goroutines reached
-// Redis out of order so often (half of the calls answered HERALD_GAP) that
-// it moved fewer events. One batch in flight per partition made a keyless
-// event wait for the batch before it: at 20k events/s that was most of the
-// publish-to-handler latency (docs/design.md).
-const lanes = 2
-
-// partWriter coalesces the requests for one partition into batches, one in
-// flight per lane. Different partitions and lanes flush concurrently; all
-// are pipelined on the connection.
-type partWriter struct {
-	c    *Client
-	t    *topic
-	p    int
-	keys rdb.PartKeys
-
-	mu      sync.Mutex
-	ordered []*pubReq    // requests with keys: lane 0, in order
-	free    []*pubReq    // keyless requests: any lane
-	queued  atomic.Int64 // events in free, for keyless placement (topic.go)
-	busy    atomic.Bool  // every lane has a batch in flight, for keyless placement
-	lane    [lanes]laneState
-	idle    int // lanes without a batch in flight
-}
-
-// multiMin is the smallest batch appended as a transaction (rdb.Fence)
-// instead of by stream_append.lua: per event the transaction costs Redis
-// 1.0-1.1 µs against the script's 1.3-1.5 µs, but it needs a connection of
-// the lane's own and one more round trip whenever the lane's WATCH has to
-// be set again; small batches are about latency, big ones about throughput.
-const multiMin = 64
-
-// laneState is one lane's producer sequence.
-type laneState struct {
-	fence     rdb.Fence // the lane's transaction connection, used by its one batch in flight
-	inflight  bool
-	nextSeq   int64          // the next batch's sequence number (from 1)
-	confirmed int64          // every batch up to this one is settled
-	settled   map[int64]bool // settled batches above confirmed
-}
-
-type batch struct {
-	lane int
-	seq  int64
-	reqs []*pubReq
-	n    int
-}
-
-// submit queues r and, when a lane is free, sends batches: inline, from
-// the caller's goroutine until r is done (no hand-off at low load; batches
-// queued behind it go on in a goroutine of their own), or else from a new
-// goroutine until the queue is empty.
-func (w *partWriter) submit(r *pubReq, inline bool) {
-	w.mu.Lock()
-	if r.ordered {
-		w.ordered = append(w.ordered, r)
-	} else {
-		w.free = append(w.free, r)
-		w.queued.Add(int64(len(r.fields)))
-	}
-	b := w.takeLocked()
-	w.mu.Unlock()
-	switch {
-	case b == nil:
-	case inline:
-		w.c.writers.Add(1)
-		w.sendLoop(b, r)
-	default:
-		w.c.writers.Add(1)
-		go w.sendLoop(b, nil)
-	}
-}
-
-// takeLocked forms the next batch on an idle lane, or returns nil when
-// nothing is queued that an idle lane may take. Ordered requests go to
-// lane 0, with keyless ones after them when there is room; keyless ones
-// alone go to the first idle lane. w.mu must be held.
-func (w *partWriter) takeLocked() *batch {
-	l := -1
-	switch {
-	case len(w.ordered) > 0 && !w.lane[0].inflight:
-		l = 0
-	case len(w.free) > 0:
-		for i := range w.lane {
-			if !w.lane[i].inflight {
-				l = i
-				break
-			}
-		}
-	}
-	if l < 0 {
-		return nil
-	}
-	b := &batch{lane: l}
-	max := w.c.cfg.MaxBatch
-	take := func(q []*pubReq) []*pubReq {
-		k := 0
-		for k < len(q) && (b.n == 0 || b.n+len(q[k].fields) <= max) {
-			b.n += len(q[k].fields)
-			b.reqs = append(b.reqs, q[k])
-			k++
-		}
-		return q[k:]
-	}
-	if l == 0 {
-		w.ordered = take(w.ordered)
-	}
-	before := b.n
-	w.free = take(w.free)
-	w.queued.Add(int64(before - b.n))
-	ls := &w.lane[l]
-	if ls.nextSeq == 0 {
-		ls.nextSeq = 1
-	}
-	b.seq = ls.nextSeq
-	ls.nextSeq++
-	ls.inflight = true
-	w.idle--
-	w.busy.Store(w.idle == 0)
-	return b
-}
-
-// sendLoop sends b and then whatever is queued, until mine is done (the
-// rest is left to a new goroutine) or nothing is left. c.writers counts it.
-func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
-	defer w.c.writers.Done()
-	for b != nil {
-		w.flush(b)
-		w.mu.Lock()
-		w.lane[b.lane].inflight = false
-		w.idle++
-		w.busy.Store(false)
-		w.settleLocked(b.lane, b.seq)
-		next := w.takeLocked()
-		w.mu.Unlock()
-		if next != nil && mine != nil && mine.settled.Load() {
-			w.c.writers.Add(1)
-			go w.sendLoop(next, nil)
-			return
-		}
-		b = next
-	}
-}
-
-// settleLocked records that batch seq of lane l will not be sent again
-// (appended, or given up), and advances confirmed over every settled batch.
-func (w *partWriter) settleLocked(l int, seq int64) {
-	ls := &w.lane[l]
-	if ls.settled == nil {
-		ls.settled = map[int64]bool{}
-	}
-	ls.settled[seq] = true
-	for ls.settled[ls.confirmed+1] {
-		delete(ls.settled, ls.confirmed+1)
-		ls.confirmed++
-	}
-}
-
-// closeFences returns the transaction connections of the lanes that have
-// no batch in flight (a lane with one keeps its connection until Close).
-func (w *partWriter) closeFences() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for i := range w.lane {
-		if !w.lane[i].inflight {
-			w.lane[i].fence.Close()
-		}
-	}
-}
-
-// producer is the producer id of lane l in Redis keys.
-func (w *partWriter) producer(l int) string {
-	if l == 0 {
-		return w.c.cfg.ProducerID
-	}
-	return w.c.cfg.ProducerID + "/" + strconv.Itoa(l)
-}
-
-func (w *partWriter) flush(bt *batch) {
-	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.producer(bt.lane), Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
-		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg),
-		DedupeIDs: make([]string, 0, bt.n), Fields: make([][]string, 0, bt.n)}
-	if w.t.cfg.MaxAge > 0 {
-		b.MinID = fmt.Sprintf("%d-0", time.Now().Add(-w.t.cfg.MaxAge).UnixMilli())
-	}
-	replicated := false
-	for _, r := range bt.reqs {
-		b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
-		b.Fields = append(b.Fields, r.fields...)
-		replicated = replicated || r.replicated
-	}
-	res, err := w.appendWithRetry(b, bt.lane, replicated)
-	off := 0
-	for _, r := range bt.reqs {
-		if err != nil {
-			r.err = err
-		} else {
-			k := len(r.fields)
-			r.res = rdb.AppendResult{Replay: res.Replay, Positions: res.Positions[off : off+k], Dup: res.Dup[off : off+k], Acked: res.Acked}
-			off += k
-		}
-		r.settle()
-		if r.async {
-			<-w.c.pending
-		}
-	}
-}
-
-// appendWithRetry sends the batch until it is confirmed, retrying errors
-// whose outcome is unknown with the same sequence number: if an earlier send
-// landed, the script answers with the positions of that first append.
-func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bool) (rdb.AppendResult, error) {
-	// Big batches of plain events go as a WATCH-guarded transaction, the
-	// others through the script; one batch keeps its way over its retries
-	// (each answers a repeated sequence from its own records).
-	multi := !replicated && len(b.Fields) >= multiMin && b.MultiEligible()
-	// The first attempt runs without a context deadline of its own (a timer
-	// and a context per batch cost more than the rest of a small publish):
-	// rueidis bounds a dead connection by itself, and retries, which are
-	// the slow path, get the deadline.
-	deadline := time.Now().Add(w.c.cfg.PublishTimeout)
-	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	defer func() { cancel() }()
-	bound := func() {
-		if _, ok := ctx.Deadline(); !ok {
-			ctx, cancel = context.WithDeadline(context.Background(), deadline)
-		}
-	}
-	if w.c.cfg.PublishTimeout < rdb.ConnWriteTimeout {
-		bound()
-	}
-	backoff := 5 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		var res rdb.AppendResult
-		var err error
-		w.mu.Lock()
-		b.Confirmed = w.lane[lane].confirmed
-		w.mu.Unlock()
-		switch {
-		case multi:
-			res, err = w.c.db.AppendMulti(ctx, &w.lane[lane].fence, b)
-		case replicated:
-			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
-			w.lane[lane].fence.Disarm()
-		default:
-			res, err = w.c.db.Append(ctx, b)
-			w.lane[lane].fence.Disarm()
-		}
-		if rdb.IsGap(err) {
-			// An earlier batch of this partition is still on its way (or being
-			// retried): wait for it without counting a failure.
-			bound()
-			select {
-			case <-ctx.Done():
-				return res, fmt.Errorf("%w (an earlier batch did not settle: %v)", ErrPublishTimeout, err)
-			case <-time.After(200 * time.Microsecond):
-			}
-			continue
-		}
-		w.c.health.record(w.t, w.p, err)
-		if err == nil && w.c.testHookAppended != nil {
-			err = w.c.testHookAppended()
-		}
-		if err == nil {
-			if res.Replay {
-				w.c.log.Info("publish retry answered by the first append", "topic", w.t.name, "partition", w.p, "seq", b.Seq)
-			}
-			return res, nil
-		}
-		if !rdb.Transient(err) {
-			return res, err
-		}
-		w.c.log.Warn("publish retry", "topic", w.t.name, "partition", w.p, "attempt", attempt, "err", err)
-		bound()
-		select {
-		case <-ctx.Done():
-			return res, fmt.Errorf("%w (last error: %v)", ErrPublishTimeout, err)
-		case <-time.After(backoff):
-		}
-		if backoff < 500*time.Millisecond {
-			backoff *= 2
-		}
-	}
-}
-
-// stateTTL keeps a producer's sequence state at least as long as a batch can
-// be retried, and at least the dedupe window.
-func stateTTL(cfg TopicConfig) int64 {
-	ttl := cfg.DedupeWindow
-	if ttl < time.Hour {
-		ttl = time.Hour
-	}
-	return ttl.Milliseconds()
-}

@@ -3,7 +3,6 @@ package herald
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -23,52 +22,9 @@ type topic struct {
 	parts   []rdb.PartKeys
 	writers []*partWriter
 	rr      atomic.Uint64
-	down    []atomic.Bool // per partition: the last append failed transiently (health.go)
+	down    []atomic.Bool // per partition: the last append failed transiently (placement.go)
 	sticky  atomic.Int64  // keyless events' current partition
 	stuck   atomic.Int64  // keyless events sent to it since it was chosen
-}
-
-// Keyless placement: while every lane of a partition has a batch in flight,
-// events without a key join the batch forming behind them (up to
-// stickyEvents events, or until the queue holds stickyQueue or the
-// partition fails), so that many concurrent publishers fill a few large
-// batches instead of many small ones (each batch is one script call or
-// transaction). A queue of MaxBatch (512) lets PublishAsync fill whole
-// batches: with 128, batches of 8 partitions stayed at 128-256 events and
-// PublishAsync moved 0.59-0.63x of raw pipelined XADD instead of 0.71-0.72x.
-// A partition with an idle lane is left at once: at low load keyless events
-// go round robin, and over time they spread evenly.
-const (
-	stickyEvents = 1024
-	stickyQueue  = 512
-)
-
-func (t *topic) keylessPartition() int {
-	if len(t.parts) == 1 {
-		return 0
-	}
-	cur := int(t.sticky.Load())
-	w := t.writers[cur]
-	if !t.down[cur].Load() && w.busy.Load() && w.queued.Load() < stickyQueue && t.stuck.Add(1) <= stickyEvents {
-		return cur
-	}
-	p := t.healthyPartition()
-	t.sticky.Store(int64(p))
-	t.stuck.Store(1)
-	return p
-}
-
-func (t *topic) partitionFor(key string) int {
-	n := len(t.parts)
-	if n == 1 {
-		return 0
-	}
-	if key == "" {
-		return t.keylessPartition()
-	}
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(n))
 }
 
 // topicMeta encodes a topic's configuration for its metadata hash.

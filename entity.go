@@ -1,77 +1,19 @@
+// Entity streams: one stream per entity ("order-123"), appended with an
+// expected version (optimistic concurrency) and read back in version order,
+// for event sourcing. They are apart from topics: no partitions, no groups.
+
 package herald
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
 	"github.com/heraldbus/herald/internal/codec"
 	"github.com/heraldbus/herald/internal/rdb"
 )
-
-// publishAtomic appends a batch spanning partitions with one script call.
-// A fresh batch id makes a re-sent batch (after an unknown outcome) answer
-// with the positions of its first append instead of appending again.
-func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pubReq, order []struct{ p, i int }) ([]Position, error) {
-	if c.db.IsCluster() {
-		ps := make([]int, 0, len(byPart))
-		for p := range byPart {
-			ps = append(ps, p)
-		}
-		sort.Ints(ps)
-		return nil, invalid("atomic batch spans partitions %v of topic %q, which live in different cluster slots; "+
-			"Redis Cluster has no cross-slot transactions: give the events one partition key, or publish without Atomic", ps, t.name)
-	}
-	parts := make([]int, 0, len(byPart))
-	for p := range byPart {
-		parts = append(parts, p)
-	}
-	sort.Ints(parts)
-	aps := make([]rdb.AtomicPart, len(parts))
-	offset := map[int]int{}
-	off := 0
-	for i, p := range parts {
-		r := byPart[p]
-		aps[i] = rdb.AtomicPart{Keys: t.parts[p], DedupeIDs: r.dedupe, Fields: r.fields}
-		offset[p] = off
-		off += len(r.fields)
-	}
-	minID := ""
-	if t.cfg.MaxAge > 0 {
-		minID = fmt.Sprintf("%d-0", time.Now().Add(-t.cfg.MaxAge).UnixMilli())
-	}
-	batchID := "tx-" + newID()
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
-	defer cancel()
-	var res rdb.AppendResult
-	var err error
-	for backoff := 5 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
-		res, err = c.db.AppendAtomic(rctx, batchID, aps, t.cfg.MaxLen, minID, t.cfg.DedupeWindow.Milliseconds(), stateTTL(t.cfg))
-		if err == nil && c.testHookAppended != nil {
-			err = c.testHookAppended()
-		}
-		if err == nil || !rdb.Transient(err) {
-			break
-		}
-		select {
-		case <-rctx.Done():
-			return nil, fmt.Errorf("%w (last error: %v)", ErrPublishTimeout, err)
-		case <-time.After(backoff):
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("herald: atomic publish to %s: %w", t.name, err)
-	}
-	out := make([]Position, len(order))
-	for i, o := range order {
-		k := offset[o.p] + o.i
-		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k], Replicas: -1}
-	}
-	return out, nil
-}
 
 // ErrVersionConflict is returned by Append when the entity stream is not at
 // the expected version: someone else appended first. Read, decide again,
@@ -178,9 +120,9 @@ func (c *Client) Read(ctx context.Context, stream string, fromVersion int64) ([]
 	}
 }
 
-// appendWatch is the WATCH/MULTI/EXEC variant of Append, kept for the
+// appendEntityWatch is the WATCH/MULTI/EXEC variant of Append, kept for the
 // benchmark that compares it with the script (docs/design.md).
-func (c *Client) appendWatch(ctx context.Context, stream string, expected int64, events ...Event) (int64, error) {
+func (c *Client) appendEntityWatch(ctx context.Context, stream string, expected int64, events ...Event) (int64, error) {
 	fields := make([][]string, len(events))
 	for i := range events {
 		ev := events[i]

@@ -88,10 +88,10 @@ func TestConcurrentAppendersOneWinnerPerVersion(t *testing.T) {
 func TestAppendWatchVariantAgrees(t *testing.T) {
 	c := testClient(t, 1)
 	ctx := context.Background()
-	if v, err := c.appendWatch(ctx, "e", 0, Event{Data: []byte("a")}, Event{Data: []byte("b")}); err != nil || v != 2 {
+	if v, err := c.appendEntityWatch(ctx, "e", 0, Event{Data: []byte("a")}, Event{Data: []byte("b")}); err != nil || v != 2 {
 		t.Fatalf("watch append = %d, %v", v, err)
 	}
-	if _, err := c.appendWatch(ctx, "e", 1, Event{Data: []byte("x")}); !errors.Is(err, ErrVersionConflict) {
+	if _, err := c.appendEntityWatch(ctx, "e", 1, Event{Data: []byte("x")}); !errors.Is(err, ErrVersionConflict) {
 		t.Fatalf("stale watch append: %v", err)
 	}
 	if v, err := c.Append(ctx, "e", 2, Event{Data: []byte("c")}); err != nil || v != 3 {
@@ -225,7 +225,7 @@ func BenchmarkAppend(b *testing.B) {
 			c := testClient(b, 1)
 			app := c.Append
 			if variant == "watch" {
-				app = c.appendWatch
+				app = c.appendEntityWatch
 			}
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
@@ -238,7 +238,7 @@ func BenchmarkAppend(b *testing.B) {
 			c := testClient(b, 1)
 			app := c.Append
 			if variant == "watch" {
-				app = c.appendWatch
+				app = c.appendEntityWatch
 			}
 			var version, conflicts atomic.Int64
 			b.SetParallelism(4) // x GOMAXPROCS writers
