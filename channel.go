@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/heraldbus/herald/internal/rdb"
-	"github.com/redis/rueidis"
 )
 
 // Live channels are Redis Pub/Sub: fire-and-forget messages for whoever is
@@ -248,7 +247,7 @@ func (l *Listener) run() {
 			b.wait(l.ctx)
 			continue
 		}
-		conn := rdb.DialPubSub(node, rdb.PubSubHandlers{
+		conn, err := l.c.db.DialPubSub(node, rdb.PubSubHandlers{
 			OnMessage: func(ch, pat string, data []byte) {
 				l.recv.Add(1)
 				kind := "message"
@@ -261,6 +260,11 @@ func (l *Listener) run() {
 				l.send(ChannelMessage{Kind: kind, Channel: ch, Count: n})
 			},
 		})
+		if err != nil {
+			l.lastErr.Store(&err)
+			b.wait(l.ctx)
+			continue
+		}
 		if err := l.subscribeAll(conn); err != nil {
 			conn.Close()
 			l.lastErr.Store(&err)
@@ -320,28 +324,16 @@ func (l *Listener) subscribeAll(conn *rdb.PubSubConn) error {
 }
 
 // pickNode chooses the node to subscribe on: any reachable node works for
-// classic pub/sub, which a cluster broadcasts to every node.
-func (l *Listener) pickNode() (rueidis.Client, error) {
-	nodes := l.c.db.NodeClients()
-	addrs := keys(map[string]bool{})
-	for a := range nodes {
-		addrs = append(addrs, a)
-	}
-	if len(addrs) == 0 {
-		return nil, fmt.Errorf("herald: no Redis node known")
-	}
-	sort.Strings(addrs)
+// classic pub/sub, which a cluster broadcasts to every node. It rotates
+// after each loss.
+func (l *Listener) pickNode() (string, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Second)
 	defer cancel()
-	var lastErr error
-	start := int(l.gaps.Load()) // rotate after a loss
-	for i := range addrs {
-		n := nodes[addrs[(start+i)%len(addrs)]]
-		if lastErr = n.Do(ctx, n.B().Ping().Build()).Error(); lastErr == nil {
-			return n, nil
-		}
+	addr, err := l.c.db.PickNode(ctx, int(l.gaps.Load()))
+	if err != nil {
+		return "", fmt.Errorf("herald: no Redis node answered: %w", err)
 	}
-	return nil, lastErr
+	return addr, nil
 }
 
 func keys(m map[string]bool) []string {

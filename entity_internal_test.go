@@ -129,10 +129,10 @@ func TestAtomicBatchAllOrNothing(t *testing.T) {
 	// Injected failure: one partition's stream key is not a stream. The batch
 	// is refused and none of its events, on any partition, becomes visible.
 	tp, _ := c.topic(ctx, "t", false)
-	if err := c.db.C.Do(ctx, c.db.C.B().Del().Key(tp.parts[3].Stream).Build()).Error(); err != nil {
+	if _, err := c.db.Do(ctx, "DEL", tp.parts[3].Stream); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.db.C.Do(ctx, c.db.C.B().Set().Key(tp.parts[3].Stream).Value("not a stream").Build()).Error(); err != nil {
+	if _, err := c.db.Do(ctx, "SET", tp.parts[3].Stream, "not a stream"); err != nil {
 		t.Fatal(err)
 	}
 	before := map[int]int64{}
@@ -316,15 +316,15 @@ func TestIdleConsumersForgotten(t *testing.T) {
 }
 
 func consumerNames(t *testing.T, c *Client, stream string) map[string]bool {
-	arr, err := c.db.C.Do(context.Background(), c.db.C.B().XinfoConsumers().Key(stream).Group("g").Build()).ToArray()
+	v, err := c.db.Do(context.Background(), "XINFO", "CONSUMERS", stream, "g")
 	if err != nil {
 		t.Fatal(err)
 	}
+	arr, _ := v.([]any)
 	out := map[string]bool{}
 	for _, e := range arr {
-		m, _ := e.AsMap()
-		nm := m["name"]
-		n, _ := nm.ToString()
+		m, _ := e.(map[string]any)
+		n, _ := m["name"].(string)
 		out[n] = true
 	}
 	return out

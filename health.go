@@ -50,17 +50,10 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 		return Health{}, err
 	}
 	h := Health{Cluster: c.db.IsCluster(), DegradedPublishes: c.stats.degraded.Load()}
-	for addr, n := range c.db.NodeClients() {
-		nh := NodeHealth{Addr: addr}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		start := time.Now()
-		role, err := n.Do(pctx, n.B().Role().Build()).ToArray()
-		nh.Latency = time.Since(start)
-		cancel()
-		if err != nil {
-			nh.Err = err.Error()
-		} else if len(role) > 0 {
-			nh.Role, _ = role[0].ToString()
+	for _, r := range c.db.NodeRoles(ctx, 2*time.Second) {
+		nh := NodeHealth{Addr: r.Addr, Role: r.Role, Latency: r.Latency}
+		if r.Err != nil {
+			nh.Err = r.Err.Error()
 		}
 		h.Nodes = append(h.Nodes, nh)
 	}

@@ -103,11 +103,12 @@ func TestTransactionalBatchRetriedStoredOnce(t *testing.T) {
 	}
 	// It went through the transaction: the producer state has no positions.
 	tp, _ := c.topic(ctx, "t", false)
-	keys, err := c.db.C.Do(ctx, c.db.C.B().Keys().Pattern(tp.parts[0].Producer("*")).Build()).AsStrSlice()
+	kv, err := c.db.Do(ctx, "KEYS", tp.parts[0].Producer("*"))
+	keys, _ := kv.([]any)
 	if err != nil || len(keys) != 1 {
 		t.Fatalf("producer states %v (%v), want one", keys, err)
 	}
-	if st, _ := c.db.C.Do(ctx, c.db.C.B().Get().Key(keys[0]).Build()).ToString(); st != "1|*" {
+	if st, _ := c.db.Do(ctx, "GET", keys[0].(string)); st != "1|*" {
 		t.Fatalf("producer state %q, want 1|* (a transactional append)", st)
 	}
 }
@@ -160,7 +161,7 @@ func TestFenceAbortsLateAttempt(t *testing.T) {
 	if res, err := c.db.AppendMulti(ctx, &old, batch(4, "d")); err != nil || res.Replay {
 		t.Fatalf("transaction after a script append: replay %v, %v", res.Replay, err)
 	}
-	if n, err := c.db.C.Do(ctx, c.db.C.B().Xlen().Key(tp.parts[0].Stream).Build()).AsInt64(); err != nil || n != 3*multiMin+1 {
+	if n, err := c.db.Do(ctx, "XLEN", tp.parts[0].Stream); err != nil || n != int64(3*multiMin+1) {
 		t.Fatalf("stream length %d (%v), want %d: nothing stored twice", n, err, 3*multiMin+1)
 	}
 }
@@ -206,7 +207,8 @@ func TestBatchesSurviveKilledConnections(t *testing.T) {
 	}
 	defer admin.Close()
 	killAll := func() int {
-		list, err := admin.C.Do(ctx, admin.C.B().ClientList().Build()).ToString()
+		lv, err := admin.Do(ctx, "CLIENT", "LIST")
+		list := rdb.Text(lv)
 		if err != nil {
 			return 0
 		}
@@ -219,7 +221,7 @@ func TestBatchesSurviveKilledConnections(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			if admin.C.Do(ctx, admin.C.B().ClientKill().Id(id).Build()).Error() == nil {
+			if _, err := admin.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)); err == nil {
 				n++
 			}
 		}

@@ -69,7 +69,7 @@ func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) 
 		return ti, err
 	}
 	standalone := ""
-	for addr := range c.db.NodeClients() {
+	for _, addr := range c.db.NodeAddrs() {
 		standalone = addr
 	}
 	for p, pk := range t.parts {

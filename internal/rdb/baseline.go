@@ -31,9 +31,9 @@ func (k Keys) RawChannel(run string) string { return k.NS + ":bench:" + run }
 func (db *DB) RawXAddBatch(ctx context.Context, stream string, data []byte, n int) error {
 	cmds := make(rueidis.Commands, n)
 	for i := range cmds {
-		cmds[i] = db.C.B().Xadd().Key(stream).Id("*").FieldValue().FieldValue(RawField, rueidis.BinaryString(data)).Build()
+		cmds[i] = db.c.B().Xadd().Key(stream).Id("*").FieldValue().FieldValue(RawField, rueidis.BinaryString(data)).Build()
 	}
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return err
 		}
@@ -43,13 +43,13 @@ func (db *DB) RawXAddBatch(ctx context.Context, stream string, data []byte, n in
 
 // RawXAdd appends one entry holding data to stream.
 func (db *DB) RawXAdd(ctx context.Context, stream string, data []byte) error {
-	return db.C.Do(ctx, db.C.B().Xadd().Key(stream).Id("*").FieldValue().FieldValue(RawField, rueidis.BinaryString(data)).Build()).Error()
+	return db.c.Do(ctx, db.c.B().Xadd().Key(stream).Id("*").FieldValue().FieldValue(RawField, rueidis.BinaryString(data)).Build()).Error()
 }
 
 // RawCreateGroup creates group on stream (and the stream when missing),
 // reading from start ("0" or "$"). An existing group is left as it is.
 func (db *DB) RawCreateGroup(ctx context.Context, stream, group, start string) error {
-	err := db.C.Do(ctx, db.C.B().XgroupCreate().Key(stream).Group(group).Id(start).Mkstream().Build()).Error()
+	err := db.c.Do(ctx, db.c.B().XgroupCreate().Key(stream).Group(group).Id(start).Mkstream().Build()).Error()
 	if IsBusyGroup(err) {
 		return nil
 	}
@@ -61,7 +61,7 @@ func (db *DB) RawCreateGroup(ctx context.Context, stream, group, start string) e
 // when each is not nil, then acknowledges the batch with one XACK. It returns
 // the number of entries read and acknowledged (0 when the block timed out).
 func (db *DB) RawReadAck(ctx context.Context, stream, group, consumer string, count, blockMS int64, each func(data []byte)) (int, error) {
-	res, err := db.C.Do(ctx, db.C.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
+	res, err := db.c.Do(ctx, db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
 		Streams().Key(stream).Id(">").Build()).AsXRead()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
@@ -80,7 +80,7 @@ func (db *DB) RawReadAck(ctx context.Context, stream, group, consumer string, co
 			each([]byte(e.FieldValues[RawField]))
 		}
 	}
-	if err := db.C.Do(ctx, db.C.B().Xack().Key(stream).Group(group).Id(ids...).Build()).Error(); err != nil {
+	if err := db.c.Do(ctx, db.c.B().Xack().Key(stream).Group(group).Id(ids...).Build()).Error(); err != nil {
 		return 0, err
 	}
 	return len(es), nil
@@ -88,14 +88,14 @@ func (db *DB) RawReadAck(ctx context.Context, stream, group, consumer string, co
 
 // RawPublish sends PUBLISH and returns the number of receivers.
 func (db *DB) RawPublish(ctx context.Context, channel string, data []byte) (int64, error) {
-	return db.C.Do(ctx, db.C.B().Publish().Channel(channel).Message(rueidis.BinaryString(data)).Build()).AsInt64()
+	return db.c.Do(ctx, db.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(data)).Build()).AsInt64()
 }
 
 // RawSubscribe subscribes a dedicated connection to channel and calls fn
 // with each message's payload, from the connection's reading goroutine. It
 // returns once the subscription is confirmed; call stop to close it.
 func (db *DB) RawSubscribe(ctx context.Context, channel string, fn func(data []byte)) (stop func(), err error) {
-	dc, cancel := db.C.Dedicate()
+	dc, cancel := db.c.Dedicate()
 	dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: func(m rueidis.PubSubMessage) { fn([]byte(m.Message)) }})
 	if err := dc.Do(ctx, dc.B().Subscribe().Channel(channel).Build()).Error(); err != nil {
 		cancel()
@@ -108,9 +108,9 @@ func (db *DB) RawSubscribe(ctx context.Context, channel string, fn func(data []b
 func (db *DB) RawDelete(ctx context.Context, keys ...string) error {
 	cmds := make(rueidis.Commands, len(keys))
 	for i, k := range keys {
-		cmds[i] = db.C.B().Unlink().Key(k).Build()
+		cmds[i] = db.c.B().Unlink().Key(k).Build()
 	}
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return err
 		}
@@ -130,7 +130,7 @@ type ServerInfo struct {
 // (every node of a cluster, summed) with INFO server and INFO cpu.
 func (db *DB) ServerInfo(ctx context.Context) (ServerInfo, error) {
 	var out ServerInfo
-	for _, n := range db.NodeClients() {
+	for _, n := range db.nodes() {
 		rs := n.DoMulti(ctx, n.B().Info().Section("server").Build(), n.B().Info().Section("cpu").Build())
 		var text strings.Builder
 		for _, r := range rs {

@@ -34,7 +34,7 @@ type NodeReport struct {
 // cluster, or the one server) for a NodeReport, in parallel, each bounded
 // by 3 s. Reports come sorted by address.
 func (db *DB) Survey(ctx context.Context, config ...string) []NodeReport {
-	nodes := db.NodeClients()
+	nodes := db.nodes()
 	addrs := make([]string, 0, len(nodes))
 	for a := range nodes {
 		addrs = append(addrs, a)
@@ -124,7 +124,7 @@ func textReply(r rueidis.RedisResult) (string, error) {
 // connection when it routes to that node, else a connection of its own,
 // closed by done.
 func (db *DB) nodeClient(addr string) (c rueidis.Client, done func(), err error) {
-	if n, ok := db.NodeClients()[addr]; ok {
+	if n, ok := db.nodes()[addr]; ok {
 		return n, func() {}, nil
 	}
 	if len(db.opt.InitAddress) == 0 {

@@ -23,7 +23,7 @@ type MonitorLine struct {
 // itself. It returns when every node's connection has ended.
 func (db *DB) Monitor(ctx context.Context, out chan<- MonitorLine) error {
 	addrs := make([]string, 0)
-	for a := range db.NodeClients() {
+	for a := range db.nodes() {
 		addrs = append(addrs, a)
 	}
 	sort.Strings(addrs)

@@ -66,7 +66,7 @@ func (db *DB) AppendMulti(ctx context.Context, f *Fence, b *AppendBatch) (res Ap
 	state := b.Keys.Producer(b.Producer)
 	for attempt := 0; attempt < 3; attempt++ {
 		if f.dc == nil {
-			f.dc, f.cancel = db.C.Dedicate()
+			f.dc, f.cancel = db.c.Dedicate()
 		}
 		if !f.armed {
 			// UNWATCH first: a WATCH whose key was touched stays dirty until
@@ -158,7 +158,7 @@ func (db *DB) findBatch(ctx context.Context, b *AppendBatch) (AppendResult, erro
 	firstID := b.Fields[0][1]
 	end := "+"
 	for scanned := 0; scanned < findScan; {
-		es, err := db.C.Do(ctx, db.C.B().Xrevrange().Key(b.Keys.Stream).End(end).Start("-").Count(1000).Build()).AsXRange()
+		es, err := db.c.Do(ctx, db.c.B().Xrevrange().Key(b.Keys.Stream).End(end).Start("-").Count(1000).Build()).AsXRange()
 		if err != nil {
 			return res, err
 		}
@@ -166,7 +166,7 @@ func (db *DB) findBatch(ctx context.Context, b *AppendBatch) (AppendResult, erro
 			if e.FieldValues[b.Fields[0][0]] != firstID {
 				continue
 			}
-			after, err := db.C.Do(ctx, db.C.B().Xrange().Key(b.Keys.Stream).Start(e.ID).End("+").Count(int64(len(b.Fields))).Build()).AsXRange()
+			after, err := db.c.Do(ctx, db.c.B().Xrange().Key(b.Keys.Stream).Start(e.ID).End("+").Count(int64(len(b.Fields))).Build()).AsXRange()
 			if err != nil {
 				return res, err
 			}

@@ -48,7 +48,7 @@ func (db *DB) SlotRanges(ctx context.Context) ([]SlotRange, error) {
 	if !db.IsCluster() {
 		return nil, nil
 	}
-	arr, err := db.C.Do(ctx, db.C.B().ClusterSlots().Build()).ToArray()
+	arr, err := db.c.Do(ctx, db.c.B().ClusterSlots().Build()).ToArray()
 	if err != nil {
 		return nil, err
 	}

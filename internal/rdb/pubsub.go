@@ -2,6 +2,7 @@ package rdb
 
 import (
 	"context"
+	"fmt"
 	"sort"
 
 	"github.com/redis/rueidis"
@@ -10,17 +11,11 @@ import (
 // Publish sends PUBLISH and returns the receivers counted by the node that
 // took it (on a cluster the message reaches every node; the count does not).
 func (db *DB) Publish(ctx context.Context, channel string, data []byte) (int64, error) {
-	return db.C.Do(ctx, db.C.B().Publish().Channel(channel).Message(rueidis.BinaryString(data)).Build()).AsInt64()
-}
-
-// NodeClients returns a client per node: every node of a cluster (masters
-// and replicas), or the one server.
-func (db *DB) NodeClients() map[string]rueidis.Client {
-	return db.C.Nodes()
+	return db.c.Do(ctx, db.c.B().Publish().Channel(channel).Message(rueidis.BinaryString(data)).Build()).AsInt64()
 }
 
 // IsCluster reports whether the client talks to a Redis Cluster.
-func (db *DB) IsCluster() bool { return db.C.Mode() == rueidis.ClientModeCluster }
+func (db *DB) IsCluster() bool { return db.c.Mode() == rueidis.ClientModeCluster }
 
 // NumSub sums PUBSUB NUMSUB over every node (the counts are node-local).
 func (db *DB) NumSub(ctx context.Context, channels []string) (map[string]int64, error) {
@@ -28,7 +23,7 @@ func (db *DB) NumSub(ctx context.Context, channels []string) (map[string]int64, 
 	for _, ch := range channels {
 		out[ch] = 0
 	}
-	for _, n := range db.NodeClients() {
+	for _, n := range db.nodes() {
 		m, err := n.Do(ctx, n.B().PubsubNumsub().Channel(channels...).Build()).AsIntMap()
 		if err != nil {
 			return nil, err
@@ -43,7 +38,7 @@ func (db *DB) NumSub(ctx context.Context, channels []string) (map[string]int64, 
 // Channels lists active channels matching pattern over every node.
 func (db *DB) Channels(ctx context.Context, pattern string) ([]string, error) {
 	seen := map[string]bool{}
-	for _, n := range db.NodeClients() {
+	for _, n := range db.nodes() {
 		b := n.B().PubsubChannels()
 		var cmd rueidis.Completed
 		if pattern != "" {
@@ -70,7 +65,7 @@ func (db *DB) Channels(ctx context.Context, pattern string) ([]string, error) {
 // NumPat sums PUBSUB NUMPAT over every node.
 func (db *DB) NumPat(ctx context.Context) (int64, error) {
 	var total int64
-	for _, n := range db.NodeClients() {
+	for _, n := range db.nodes() {
 		v, err := n.Do(ctx, n.B().PubsubNumpat().Build()).AsInt64()
 		if err != nil {
 			return 0, err
@@ -94,9 +89,14 @@ type PubSubHandlers struct {
 	OnSubscription func(kind, channel string, count int64)
 }
 
-// DialPubSub opens a dedicated subscriber connection on node (any node for
-// classic pub/sub: a cluster broadcasts it to every node).
-func DialPubSub(node rueidis.Client, h PubSubHandlers) *PubSubConn {
+// DialPubSub opens a dedicated subscriber connection on the node at addr
+// (any node for classic pub/sub: a cluster broadcasts it to every node);
+// PickNode chooses one that answers.
+func (db *DB) DialPubSub(addr string, h PubSubHandlers) (*PubSubConn, error) {
+	node, ok := db.nodes()[addr]
+	if !ok {
+		return nil, fmt.Errorf("node %s is not among the client's nodes", addr)
+	}
 	dc, cancel := node.Dedicate()
 	lost := dc.SetPubSubHooks(rueidis.PubSubHooks{
 		OnMessage: func(m rueidis.PubSubMessage) {
@@ -108,7 +108,7 @@ func DialPubSub(node rueidis.Client, h PubSubHandlers) *PubSubConn {
 			}
 		},
 	})
-	return &PubSubConn{dc: dc, cancel: cancel, Lost: lost}
+	return &PubSubConn{dc: dc, cancel: cancel, Lost: lost}, nil
 }
 
 // Subscribe, Unsubscribe, PSubscribe and PUnsubscribe change the connection's subscriptions.
@@ -133,18 +133,3 @@ func (p *PubSubConn) PUnsubscribe(ctx context.Context, pats ...string) error {
 
 // Close ends the connection.
 func (p *PubSubConn) Close() { p.cancel() }
-
-// LastID returns the id of a stream's newest entry, or "0-0" when it has none.
-func (db *DB) LastID(ctx context.Context, stream string) (string, error) {
-	es, err := db.RevRange(ctx, stream, "+", "-", 1)
-	if err != nil || len(es) == 0 {
-		return "0-0", err
-	}
-	return es[0].ID, nil
-}
-
-// Tail reads entries after id from one stream without a consumer group
-// (XREAD), waiting up to blockMS. It costs publishers nothing.
-func (db *DB) Tail(ctx context.Context, stream, after string, count, blockMS int64) ([]Entry, error) {
-	return parseXRead(db.C.Do(ctx, db.C.B().Xread().Count(count).Block(blockMS).Streams().Key(stream).Id(after).Build()))
-}

@@ -17,7 +17,7 @@ import (
 
 // DB is a Redis connection (standalone or cluster) plus Herald's key layout.
 type DB struct {
-	C    rueidis.Client
+	c    rueidis.Client // unexported: every command goes through a method of DB
 	Keys Keys
 	own  bool
 	opt  rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
@@ -103,7 +103,7 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 func Open(ctx context.Context, o Options) (*DB, error) {
 	db := &DB{Keys: Keys{NS: o.Namespace}}
 	if o.Client != nil {
-		db.C = o.Client
+		db.c = o.Client
 		return db, nil
 	}
 	opt, err := ParseURL(o.URL)
@@ -123,7 +123,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), err)
 	}
-	db.C, db.own, db.opt = c, true, opt
+	db.c, db.own, db.opt = c, true, opt
 	// PING is keyless: a cluster client may send it to any seed, a dead one
 	// too. One node that answers is enough.
 	var perr error
@@ -142,7 +142,7 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 // Close closes the client if Open dialed it.
 func (db *DB) Close() {
 	if db.own {
-		db.C.Close()
+		db.c.Close()
 	}
 }
 

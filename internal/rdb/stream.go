@@ -78,7 +78,7 @@ func (b *AppendBatch) keys() []string { return []string{b.Keys.Stream, b.Keys.Pr
 
 // Append runs stream_append.lua for one batch.
 func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) {
-	return b.parse(scriptAppend.Exec(ctx, db.C, b.keys(), b.args()))
+	return b.parse(scriptAppend.Exec(ctx, db.c, b.keys(), b.args()))
 }
 
 // AppendReplicated runs stream_append.lua and then WAIT replicas timeoutMS on
@@ -87,7 +87,7 @@ func (db *DB) Append(ctx context.Context, b *AppendBatch) (AppendResult, error) 
 func (db *DB) AppendReplicated(ctx context.Context, b *AppendBatch, replicas, timeoutMS int64) (AppendResult, error) {
 	var res AppendResult
 	keys, args := b.keys(), b.args()
-	err := db.C.Dedicated(func(dc rueidis.DedicatedClient) error {
+	err := db.c.Dedicated(func(dc rueidis.DedicatedClient) error {
 		wait := dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build()
 		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(scriptSHA["stream_append"]).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
 		if replyPrefix(rs[0].Error(), "NOSCRIPT") { // script cache lost (restart, failover): send the source
@@ -138,10 +138,10 @@ func (b *AppendBatch) parse(r rueidis.RedisResult) (AppendResult, error) {
 // stream (both created when missing). start is "$" (new events only) or "0".
 func (db *DB) EnsureGroup(ctx context.Context, pk PartKeys, group, start string) error {
 	cmds := rueidis.Commands{
-		db.C.B().XgroupCreate().Key(pk.Stream).Group(group).Id(start).Mkstream().Build(),
-		db.C.B().XgroupCreate().Key(pk.Retry(group)).Group(group).Id("0").Mkstream().Build(),
+		db.c.B().XgroupCreate().Key(pk.Stream).Group(group).Id(start).Mkstream().Build(),
+		db.c.B().XgroupCreate().Key(pk.Retry(group)).Group(group).Id("0").Mkstream().Build(),
 	}
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !IsBusyGroup(err) {
 			return err
 		}
@@ -152,17 +152,17 @@ func (db *DB) EnsureGroup(ctx context.Context, pk PartKeys, group, start string)
 // ReadGroup reads new entries for a consumer from the partition stream and
 // the group's retry stream (same slot, one command), blocking up to blockMS.
 func (db *DB) ReadGroup(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64) ([]Entry, error) {
-	cmd := db.C.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
+	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
 		Streams().Key(pk.Stream, pk.Retry(group)).Id(">", ">").Build()
-	return parseXRead(db.C.Do(ctx, cmd))
+	return parseXRead(db.c.Do(ctx, cmd))
 }
 
 // ReadOwnPending re-reads entries already delivered to consumer and not acked
 // (the consumer's PEL), for a restart under the same consumer name.
 func (db *DB) ReadOwnPending(ctx context.Context, pk PartKeys, group, consumer string, count int64) ([]Entry, error) {
-	cmd := db.C.B().Xreadgroup().Group(group, consumer).Count(count).
+	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).
 		Streams().Key(pk.Stream, pk.Retry(group)).Id("0", "0").Build()
-	return parseXRead(db.C.Do(ctx, cmd))
+	return parseXRead(db.c.Do(ctx, cmd))
 }
 
 func parseXRead(r rueidis.RedisResult) ([]Entry, error) {
@@ -274,13 +274,13 @@ type Ack struct {
 func (db *DB) AckMany(ctx context.Context, acks []Ack) error {
 	cmds := make(rueidis.Commands, 0, len(acks)+2)
 	for _, a := range acks {
-		cmds = append(cmds, db.C.B().Xack().Key(a.Stream).Group(a.Group).Id(a.IDs...).Build())
+		cmds = append(cmds, db.c.B().Xack().Key(a.Stream).Group(a.Group).Id(a.IDs...).Build())
 		if a.Delete {
-			cmds = append(cmds, db.C.B().Xdel().Key(a.Stream).Id(a.IDs...).Build())
+			cmds = append(cmds, db.c.B().Xdel().Key(a.Stream).Id(a.IDs...).Build())
 		}
 	}
 	var first error
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && first == nil {
 			first = err
 		}
@@ -308,7 +308,7 @@ func (db *DB) Fail(ctx context.Context, f Failure) (string, error) {
 	if f.Keys.IsRetry(f.Source) {
 		del = "1"
 	}
-	return scriptFail.Exec(ctx, db.C, []string{f.Source, f.Keys.Schedule(f.Group), f.Keys.DLQ},
+	return scriptFail.Exec(ctx, db.c, []string{f.Source, f.Keys.Schedule(f.Group), f.Keys.DLQ},
 		[]string{f.Group, f.ID, strconv.Itoa(f.NextAttempt), strconv.FormatInt(f.DueMS, 10), f.Err, f.Origin,
 			strconv.FormatInt(f.NowMS, 10), del, strconv.FormatInt(f.DLQMaxLen, 10), strconv.Itoa(f.NextAttempt - 1)}).ToString()
 }
@@ -324,7 +324,7 @@ func (db *DB) Promote(ctx context.Context, parts []PartKeys, group string, nowMS
 	}
 	moved, next := 0, int64(-1)
 	var first error
-	for _, r := range scriptPromote.ExecMulti(ctx, db.C, execs...) {
+	for _, r := range scriptPromote.ExecMulti(ctx, db.c, execs...) {
 		arr, err := r.ToArray()
 		if err == nil && len(arr) != 2 {
 			err = errors.New("retry_promote: unexpected reply")
@@ -349,9 +349,9 @@ func (db *DB) Promote(ctx context.Context, parts []PartKeys, group string, nowMS
 // (their consumer died). Entries deleted from the stream while pending are
 // removed from the PEL by Redis and counted in deleted.
 func (db *DB) AutoClaim(ctx context.Context, stream, group, consumer string, minIdleMS int64, start string, count int64) (entries []Entry, next string, deleted int, err error) {
-	cmd := db.C.B().Xautoclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime(strconv.FormatInt(minIdleMS, 10)).
+	cmd := db.c.B().Xautoclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime(strconv.FormatInt(minIdleMS, 10)).
 		Start(start).Count(count).Build()
-	arr, err := db.C.Do(ctx, cmd).ToArray()
+	arr, err := db.c.Do(ctx, cmd).ToArray()
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -387,42 +387,42 @@ func (db *DB) AutoClaim(ctx context.Context, stream, group, consumer string, min
 // Touch resets the idle time of entries a consumer is still working on
 // (XCLAIM ... JUSTID), so that no other consumer reclaims them.
 func (db *DB) Touch(ctx context.Context, stream, group, consumer string, ids []string) error {
-	return db.C.Do(ctx, db.C.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
+	return db.c.Do(ctx, db.c.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
 		Id(ids...).Justid().Build()).Error()
 }
 
 // Range reads entries of stream between start and end (inclusive; "-" and "+"
 // for the ends), at most count.
 func (db *DB) Range(ctx context.Context, stream, start, end string, count int64) ([]Entry, error) {
-	return parseEntries(stream, db.C.Do(ctx, db.C.B().Xrange().Key(stream).Start(start).End(end).Count(count).Build()))
+	return parseEntries(stream, db.c.Do(ctx, db.c.B().Xrange().Key(stream).Start(start).End(end).Count(count).Build()))
 }
 
 // RevRange reads entries of stream from end down to start, at most count.
 func (db *DB) RevRange(ctx context.Context, stream, end, start string, count int64) ([]Entry, error) {
-	return parseEntries(stream, db.C.Do(ctx, db.C.B().Xrevrange().Key(stream).End(end).Start(start).Count(count).Build()))
+	return parseEntries(stream, db.c.Do(ctx, db.c.B().Xrevrange().Key(stream).End(end).Start(start).Count(count).Build()))
 }
 
 // Redrive moves one dead letter to the group's retry stream.
 func (db *DB) Redrive(ctx context.Context, pk PartKeys, group, id string) (bool, error) {
-	n, err := scriptRedrive.Exec(ctx, db.C, []string{pk.DLQ, pk.Retry(group)}, []string{id}).AsInt64()
+	n, err := scriptRedrive.Exec(ctx, db.c, []string{pk.DLQ, pk.Retry(group)}, []string{id}).AsInt64()
 	return n == 1, err
 }
 
 // Delete removes entries from a stream.
 func (db *DB) Delete(ctx context.Context, stream string, ids ...string) (int64, error) {
-	return db.C.Do(ctx, db.C.B().Xdel().Key(stream).Id(ids...).Build()).AsInt64()
+	return db.c.Do(ctx, db.c.B().Xdel().Key(stream).Id(ids...).Build()).AsInt64()
 }
 
 // Release hands entries back unhandled: their idle time is set past the
 // visibility timeout, so that any consumer's next reclaim takes them.
 func (db *DB) Release(ctx context.Context, stream, group, consumer string, ids []string, visibilityMS int64) error {
-	return db.C.Do(ctx, db.C.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
+	return db.c.Do(ctx, db.c.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").
 		Id(ids...).Idle(visibilityMS+1).Justid().Build()).Error()
 }
 
 // PendingOf lists the ids pending for one consumer of group on stream.
 func (db *DB) PendingOf(ctx context.Context, stream, group, consumer string, count int64) ([]string, error) {
-	arr, err := db.C.Do(ctx, db.C.B().Xpending().Key(stream).Group(group).Start("-").End("+").Count(count).Consumer(consumer).Build()).ToArray()
+	arr, err := db.c.Do(ctx, db.c.B().Xpending().Key(stream).Group(group).Start("-").End("+").Count(count).Consumer(consumer).Build()).ToArray()
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +443,7 @@ func (db *DB) PendingOf(ctx context.Context, stream, group, consumer string, cou
 // pending entries and have been idle for at least minIdleMS (never keep,
 // the caller itself), with consumer_forget.lua. It returns how many.
 func (db *DB) ForgetIdleConsumers(ctx context.Context, stream, group, keep string, minIdleMS int64) (int, error) {
-	arr, err := db.C.Do(ctx, db.C.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
+	arr, err := db.c.Do(ctx, db.c.B().XinfoConsumers().Key(stream).Group(group).Build()).ToArray()
 	if err != nil {
 		return 0, err
 	}
@@ -461,7 +461,7 @@ func (db *DB) ForgetIdleConsumers(ctx context.Context, stream, group, keep strin
 			continue
 		}
 		// The script re-checks that nothing is pending and deletes atomically.
-		if d, err := scriptForget.Exec(ctx, db.C, []string{stream}, []string{group, name}).AsInt64(); err == nil && d == 1 {
+		if d, err := scriptForget.Exec(ctx, db.c, []string{stream}, []string{group, name}).AsInt64(); err == nil && d == 1 {
 			n++
 		}
 	}

@@ -22,7 +22,7 @@ func (db *DB) CreateTopic(ctx context.Context, name string, meta map[string]stri
 	for _, k := range keys {
 		args = append(args, k, meta[k])
 	}
-	arr, err := scriptTopicNew.Exec(ctx, db.C, []string{db.Keys.Topic(name)}, args).AsStrSlice()
+	arr, err := scriptTopicNew.Exec(ctx, db.c, []string{db.Keys.Topic(name)}, args).AsStrSlice()
 	if err != nil {
 		return nil, false, err
 	}
@@ -35,7 +35,7 @@ func (db *DB) CreateTopic(ctx context.Context, name string, meta map[string]stri
 		out[arr[i]] = arr[i+1]
 	}
 	// The registry lives in another slot; adding twice is harmless.
-	if err := db.C.Do(ctx, db.C.B().Sadd().Key(db.Keys.Topics()).Member(name).Build()).Error(); err != nil {
+	if err := db.c.Do(ctx, db.c.B().Sadd().Key(db.Keys.Topics()).Member(name).Build()).Error(); err != nil {
 		return nil, false, err
 	}
 	return out, created, nil
@@ -43,7 +43,7 @@ func (db *DB) CreateTopic(ctx context.Context, name string, meta map[string]stri
 
 // LoadTopic reads a topic's metadata; found is false when it does not exist.
 func (db *DB) LoadTopic(ctx context.Context, name string) (map[string]string, bool, error) {
-	m, err := db.C.Do(ctx, db.C.B().Hgetall().Key(db.Keys.Topic(name)).Build()).AsStrMap()
+	m, err := db.c.Do(ctx, db.c.B().Hgetall().Key(db.Keys.Topic(name)).Build()).AsStrMap()
 	if err != nil {
 		return nil, false, err
 	}
@@ -52,7 +52,7 @@ func (db *DB) LoadTopic(ctx context.Context, name string) (map[string]string, bo
 
 // TopicNames lists registered topics, sorted.
 func (db *DB) TopicNames(ctx context.Context) ([]string, error) {
-	names, err := db.C.Do(ctx, db.C.B().Smembers().Key(db.Keys.Topics()).Build()).AsStrSlice()
+	names, err := db.c.Do(ctx, db.c.B().Smembers().Key(db.Keys.Topics()).Build()).AsStrSlice()
 	sort.Strings(names)
 	return names, err
 }
@@ -71,13 +71,13 @@ func (db *DB) DeleteTopic(ctx context.Context, name string, parts []PartKeys) er
 			keys = append(keys, pk.Retry(g), pk.Schedule(g))
 		}
 		for _, k := range keys {
-			if err := db.C.Do(ctx, db.C.B().Del().Key(k).Build()).Error(); err != nil {
+			if err := db.c.Do(ctx, db.c.B().Del().Key(k).Build()).Error(); err != nil {
 				return err
 			}
 		}
 	}
 	match := db.Keys.NS + ":{" + name + "/*"
-	for _, n := range db.NodeClients() {
+	for _, n := range db.nodes() {
 		cursor := uint64(0)
 		for {
 			e, err := n.Do(ctx, n.B().Scan().Cursor(cursor).Match(match).Count(1000).Build()).AsScanEntry()
@@ -86,7 +86,7 @@ func (db *DB) DeleteTopic(ctx context.Context, name string, parts []PartKeys) er
 			}
 			for _, k := range e.Elements {
 				if i := strings.Index(k, "}:"); i > 0 && bases[k[:i+2]] {
-					db.C.Do(ctx, db.C.B().Del().Key(k).Build())
+					db.c.Do(ctx, db.c.B().Del().Key(k).Build())
 				}
 			}
 			if cursor = e.Cursor; cursor == 0 {
@@ -95,10 +95,10 @@ func (db *DB) DeleteTopic(ctx context.Context, name string, parts []PartKeys) er
 		}
 	}
 	cmds := rueidis.Commands{
-		db.C.B().Del().Key(db.Keys.Topic(name)).Build(),
-		db.C.B().Srem().Key(db.Keys.Topics()).Member(name).Build(),
+		db.c.B().Del().Key(db.Keys.Topic(name)).Build(),
+		db.c.B().Srem().Key(db.Keys.Topics()).Member(name).Build(),
 	}
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
 			return err
 		}
@@ -116,11 +116,11 @@ type StreamInfo struct {
 
 // StreamInfo reads length, first and last entry and memory of a stream.
 func (db *DB) StreamInfo(ctx context.Context, key string) (StreamInfo, error) {
-	rs := db.C.DoMulti(ctx,
-		db.C.B().Xlen().Key(key).Build(),
-		db.C.B().Xrange().Key(key).Start("-").End("+").Count(1).Build(),
-		db.C.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build(),
-		db.C.B().MemoryUsage().Key(key).Samples(0).Build())
+	rs := db.c.DoMulti(ctx,
+		db.c.B().Xlen().Key(key).Build(),
+		db.c.B().Xrange().Key(key).Start("-").End("+").Count(1).Build(),
+		db.c.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build(),
+		db.c.B().MemoryUsage().Key(key).Samples(0).Build())
 	var si StreamInfo
 	var err error
 	if si.Length, err = rs[0].AsInt64(); err != nil {
@@ -158,7 +158,7 @@ type GroupInfo struct {
 
 // Groups reads XINFO GROUPS of a stream, plus the oldest pending id of each.
 func (db *DB) Groups(ctx context.Context, stream string) ([]GroupInfo, error) {
-	arr, err := db.C.Do(ctx, db.C.B().XinfoGroups().Key(stream).Build()).ToArray()
+	arr, err := db.c.Do(ctx, db.c.B().XinfoGroups().Key(stream).Build()).ToArray()
 	if err != nil {
 		if isNoSuchKey(err) {
 			return nil, nil
@@ -179,7 +179,7 @@ func (db *DB) Groups(ctx context.Context, stream string) ([]GroupInfo, error) {
 			gi.Lag, _ = lag.AsInt64()
 		}
 		if gi.Pending > 0 {
-			if p, err := db.C.Do(ctx, db.C.B().Xpending().Key(stream).Group(gi.Name).Build()).ToArray(); err == nil && len(p) > 1 {
+			if p, err := db.c.Do(ctx, db.c.B().Xpending().Key(stream).Group(gi.Name).Build()).ToArray(); err == nil && len(p) > 1 {
 				gi.OldestPendingID, _ = p[1].ToString()
 			}
 		}
@@ -190,17 +190,17 @@ func (db *DB) Groups(ctx context.Context, stream string) ([]GroupInfo, error) {
 
 // ScheduledRetries counts a group's scheduled retries on a partition.
 func (db *DB) ScheduledRetries(ctx context.Context, pk PartKeys, group string) (int64, error) {
-	return db.C.Do(ctx, db.C.B().Zcard().Key(pk.Schedule(group)).Build()).AsInt64()
+	return db.c.Do(ctx, db.c.B().Zcard().Key(pk.Schedule(group)).Build()).AsInt64()
 }
 
 // DestroyGroup removes a group from a partition, with its retry keys.
 func (db *DB) DestroyGroup(ctx context.Context, pk PartKeys, group string) error {
 	cmds := rueidis.Commands{
-		db.C.B().XgroupDestroy().Key(pk.Stream).Group(group).Build(),
-		db.C.B().Del().Key(pk.Retry(group)).Build(),
-		db.C.B().Del().Key(pk.Schedule(group)).Build(),
+		db.c.B().XgroupDestroy().Key(pk.Stream).Group(group).Build(),
+		db.c.B().Del().Key(pk.Retry(group)).Build(),
+		db.c.B().Del().Key(pk.Schedule(group)).Build(),
 	}
-	for _, r := range db.C.DoMulti(ctx, cmds...) {
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !isNoSuchKey(err) {
 			return err
 		}

@@ -32,7 +32,7 @@ func (db *DB) AppendAtomic(ctx context.Context, batchID string, parts []AtomicPa
 		}
 		total += len(p.Fields)
 	}
-	arr, err := scriptAppendAtomic.Exec(ctx, db.C, keys, args).AsStrSlice()
+	arr, err := scriptAppendAtomic.Exec(ctx, db.c, keys, args).AsStrSlice()
 	if err != nil {
 		return AppendResult{}, err
 	}
@@ -62,7 +62,7 @@ func (db *DB) EntityAppend(ctx context.Context, key string, expected int64, fiel
 		args = append(args, strconv.Itoa(len(f)))
 		args = append(args, f...)
 	}
-	arr, err := scriptEntityAppend.Exec(ctx, db.C, []string{key}, args).AsIntSlice()
+	arr, err := scriptEntityAppend.Exec(ctx, db.c, []string{key}, args).AsIntSlice()
 	if err != nil {
 		return 0, err
 	}
@@ -79,7 +79,7 @@ func (db *DB) EntityAppend(ctx context.Context, key string, expected int64, fiel
 // connection (three round trips). Kept for the benchmark that chose the script.
 func (db *DB) EntityAppendWatch(ctx context.Context, key string, expected int64, fields [][]string) (int64, error) {
 	var version int64
-	err := db.C.Dedicated(func(dc rueidis.DedicatedClient) error {
+	err := db.c.Dedicated(func(dc rueidis.DedicatedClient) error {
 		if err := dc.Do(ctx, dc.B().Watch().Key(key).Build()).Error(); err != nil {
 			return err
 		}
