@@ -65,7 +65,7 @@ func TestListenerRuntimeSubscriptions(t *testing.T) {
 
 func TestListenerSurvivesRedisRestart(t *testing.T) {
 	srv := redistest.Own(t, redisproc.Options{})
-	c, err := herald.New(herald.Config{URL: srv.URL()})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

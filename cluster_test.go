@@ -54,7 +54,7 @@ func masterOfPartitions(t *testing.T, c *herald.Client, topic string) map[string
 
 func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 	cl := startCluster(t)
-	c, err := herald.New(herald.Config{URL: cl.URL()})
+	c, err := herald.New(context.Background(), herald.Config{URL: cl.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestClusterFailoverNothingAcknowledgedLost(t *testing.T) {
 		t.Skip("failover drill: about a minute")
 	}
 	cl := startCluster(t)
-	c, err := herald.New(herald.Config{URL: cl.URL(), PublishTimeout: 30 * time.Second, ReplicationTimeout: 200 * time.Millisecond})
+	c, err := herald.New(context.Background(), herald.Config{URL: cl.URL(), PublishTimeout: 30 * time.Second, ReplicationTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

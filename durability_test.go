@@ -1,6 +1,7 @@
 package herald_test
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ func TestReplicatedDurability(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 
 	// No replica yet: the publish is stored but reported as degraded.
-	c, err := herald.New(herald.Config{URL: master.URL(), ReplicationTimeout: 50 * time.Millisecond})
+	c, err := herald.New(context.Background(), herald.Config{URL: master.URL(), ReplicationTimeout: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestReplicatedDurability(t *testing.T) {
 	if c.Stats().DegradedPublishes != 1 {
 		t.Fatalf("degraded counter = %d", c.Stats().DegradedPublishes)
 	}
-	strict, err := herald.New(herald.Config{URL: master.URL(), ReplicationTimeout: 50 * time.Millisecond, FailUnreplicated: true})
+	strict, err := herald.New(context.Background(), herald.Config{URL: master.URL(), ReplicationTimeout: 50 * time.Millisecond, FailUnreplicated: true})
 	if err != nil {
 		t.Fatal(err)
 	}

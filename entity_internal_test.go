@@ -14,7 +14,7 @@ import (
 
 func testClient(t testing.TB, parts int) *Client {
 	t.Helper()
-	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: parts}})
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: parts}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 // A batch whose reply is lost (the first send did land) is sent again with the
 // same sequence number and stored once; the caller gets the first positions.
 func TestRetriedBatchStoredOnce(t *testing.T) {
-	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 2}})
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func plainBatch(prefix string, n int) [][]string {
 // MULTI/EXEC append whose reply is lost is answered from the stream and
 // stored once.
 func TestTransactionalBatchRetriedStoredOnce(t *testing.T) {
-	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 1}})
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestTransactionalBatchRetriedStoredOnce(t *testing.T) {
 // Redis after its retry) does not store the batch again; it answers with
 // the positions of the append that landed.
 func TestFenceAbortsLateAttempt(t *testing.T) {
-	c, err := New(Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestBatchesSurviveKilledConnections(t *testing.T) {
 		defer logMu.Unlock()
 		return logs.Write(b)
 	}), nil))
-	c, err := New(Config{Redis: rc, Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 2}, Logger: log})
+	c, err := New(context.Background(), Config{Redis: rc, Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 2}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ func newClient(t testing.TB, mod ...func(*herald.Config)) *herald.Client {
 	for _, f := range mod {
 		f(&cfg)
 	}
-	c, err := herald.New(cfg)
+	c, err := herald.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,8 +178,8 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 // returned; keyless events have no order among themselves. At most
 // Config.MaxPending events are queued per client; PublishAsync waits
 // (until ctx ends) while that many are. Bad input, an unknown topic or an
-// ended ctx settle the future at once with the error. Close sends what is
-// queued before it returns.
+// ended ctx settle the future at once with the error. Shutdown and Close
+// send what is queued before they return.
 func (c *Client) PublishAsync(ctx context.Context, topicName string, ev Event, opts ...PublishOption) *PublishFuture {
 	f := &PublishFuture{c: c, topic: topicName}
 	f.err = c.publishOne(ctx, f, &ev, opts, true)
@@ -293,9 +293,12 @@ func (c *Client) publishTarget(ctx context.Context, topicName string, opts []Pub
 	if len(opts) > 0 {
 		o = applyOptions(opts)
 	}
-	t, err := c.topic(ctx, topicName, true)
-	if err != nil {
-		return nil, o, 0, err
+	t := c.cachedTopic(topicName)
+	if t == nil {
+		var err error
+		if t, err = c.loadPublishTopic(ctx, topicName); err != nil {
+			return nil, o, 0, err
+		}
 	}
 	dur := o.durability
 	if dur == DurabilityDefault {
@@ -308,6 +311,20 @@ func (c *Client) publishTarget(ctx context.Context, topicName string, opts []Pub
 		return nil, o, 0, invalid("partition %d does not exist; topic %q has %d (0..%d)", o.partition, topicName, len(t.parts), len(t.parts)-1)
 	}
 	return t, o, dur, nil
+}
+
+// loadPublishTopic loads (or creates) a topic that a publish names for the
+// first time. The lookup is bounded by Config.PublishTimeout like the append
+// itself, so that a publish to a new topic while Redis is down fails in time
+// even when ctx has no deadline.
+func (c *Client) loadPublishTopic(ctx context.Context, topicName string) (*topic, error) {
+	lctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
+	defer cancel()
+	t, err := c.topic(lctx, topicName, true)
+	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+		return nil, fmt.Errorf("%w (looking up topic %q: %v)", ErrPublishTimeout, topicName, err)
+	}
+	return t, err
 }
 
 // applyOptions is apart from publishTarget so that the options escape (to

@@ -146,7 +146,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 	if err != nil || info.Length != 0 {
 		t.Fatalf("after a refused batch: length %d (%v), want 0", info.Length, err)
 	}
-	if _, err := herald.New(herald.Config{URL: "http://x"}); !errors.Is(err, herald.ErrInvalid) {
+	if _, err := herald.New(context.Background(), herald.Config{URL: "http://x"}); !errors.Is(err, herald.ErrInvalid) {
 		t.Fatalf("malformed URL: err = %v, want ErrInvalid", err)
 	}
 	_ = fmt.Sprint

@@ -18,7 +18,7 @@ func TestFixedProducerIDDoesNotReplayAnotherClient(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	positions := map[string]bool{}
 	for i, data := range []string{"first", "second"} {
-		c, err := herald.New(herald.Config{URL: redistest.URL(t), Namespace: ns, ProducerID: "billing-service"})
+		c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: ns, ProducerID: "billing-service"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,7 +31,7 @@ func TestSentinelURLAndFailover(t *testing.T) {
 		out, err := redisproc.Command(sen.Addr(), time.Second, "SENTINEL", "REPLICAS", "mymaster")
 		return err == nil || strings.Contains(out, strconv.Itoa(replica.Port))
 	})
-	c, err := herald.New(herald.Config{URL: "redis+sentinel://" + sen.Addr() + "/mymaster", PublishTimeout: 30 * time.Second})
+	c, err := herald.New(context.Background(), herald.Config{URL: "redis+sentinel://" + sen.Addr() + "/mymaster", PublishTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,7 +196,7 @@ func TestLongHandlerIsNotRedelivered(t *testing.T) {
 
 func TestSubscriptionSurvivesRedisRestart(t *testing.T) {
 	srv := redistest.Own(t, redisproc.Options{}) // no persistence: the restart loses everything
-	c, err := herald.New(herald.Config{URL: srv.URL(), Namespace: "restart"})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL(), Namespace: "restart"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,7 +190,8 @@ func (s *Subscription) Stop() {
 
 // Drain stops reading, lets the events already read be handled and their
 // acknowledgements be sent, and returns when all is done or ctx ends (then
-// it stops as Stop does and returns ctx.Err()).
+// it stops as Stop does and returns ctx.Err() at once, without waiting for
+// running handlers: Done says when they have returned).
 func (s *Subscription) Drain(ctx context.Context) error {
 	s.fetchCancel()
 	s.finishOnce.Do(func() { go s.finish() })
@@ -198,8 +199,7 @@ func (s *Subscription) Drain(ctx context.Context) error {
 	case <-s.done:
 		return nil
 	case <-ctx.Done():
-		s.Stop()
-		<-s.done
+		s.Stop() // Done is closed once running handlers have returned
 		return ctx.Err()
 	}
 }

@@ -142,12 +142,19 @@ func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {
 	return t, nil
 }
 
+// cachedTopic returns the cached topic, or nil when it is not loaded yet.
+// It takes no lock: every publish looks its topic up here.
+func (c *Client) cachedTopic(name string) *topic {
+	if m := c.topics.snap.Load(); m != nil {
+		return (*m)[name]
+	}
+	return nil
+}
+
 // topic returns the cached topic, loading it, or creating it when create is set.
 func (c *Client) topic(ctx context.Context, name string, create bool) (*topic, error) {
-	if m := c.topics.snap.Load(); m != nil {
-		if t, ok := (*m)[name]; ok {
-			return t, nil
-		}
+	if t := c.cachedTopic(name); t != nil {
+		return t, nil
 	}
 	if err := ValidateName("topic", name); err != nil {
 		return nil, err

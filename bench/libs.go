@@ -126,7 +126,7 @@ type heraldLib struct {
 func (h *heraldLib) name() string { return "Herald" }
 
 func (h *heraldLib) open(ctx context.Context) (*herald.Client, error) {
-	c, err := herald.New(herald.Config{URL: h.url})
+	c, err := herald.New(ctx, herald.Config{URL: h.url})
 	if err != nil {
 		return nil, err
 	}

@@ -32,7 +32,7 @@ type env struct {
 // redis-server, with a namespace of the test's own.
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
-	c, err := herald.New(herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ import (
 const benchClients = 8 // per GOMAXPROCS: RunParallel's parallelism
 
 func benchClient(b *testing.B) *herald.Client {
-	c, err := herald.New(herald.Config{URL: redistest.URL(b), Namespace: redistest.Namespace(b)})
+	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(b), Namespace: redistest.Namespace(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

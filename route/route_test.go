@@ -39,7 +39,7 @@ func TestArticlesRoutedByCategory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := herald.New(herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func main() {
 		url = herald.DefaultURL
 	}
 	ns := fmt.Sprintf("blog-demo-%d", time.Now().UnixNano())
-	c, err := herald.New(herald.Config{URL: url, Namespace: ns})
+	c, err := herald.New(context.Background(), herald.Config{URL: url, Namespace: ns})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -213,7 +213,7 @@ func open(ctx context.Context, mode string, cfg Config) (*bench, Result, error) 
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	id := "bench-" + hex.EncodeToString(rnd[:])
-	c, err := herald.New(herald.Config{URL: cfg.URL, Namespace: cfg.Namespace, ProducerID: id})
+	c, err := herald.New(ctx, herald.Config{URL: cfg.URL, Namespace: cfg.Namespace, ProducerID: id})
 	if err != nil {
 		return nil, Result{}, err
 	}

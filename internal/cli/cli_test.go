@@ -80,7 +80,7 @@ func runBin(t testing.TB, ns string, stdin string, args ...string) result {
 }
 
 func client(t testing.TB, ns string) *herald.Client {
-	c, err := herald.New(herald.Config{URL: redistest.URL(t), Namespace: ns})
+	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgid := cmd.Process.Pid
-	defer syscall.Kill(-pgid, syscall.SIGKILL)
+	defer func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }() // gone already when the test passes
 	for i := 0; i < 5; i++ {
 		if _, err := c.Publish(ctx, "jobs", herald.Event{ID: fmt.Sprintf("job-%d", i), Data: []byte(fmt.Sprint(i))}); err != nil {
 			t.Fatal(err)
@@ -193,7 +193,7 @@ func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	_ = cmd.Wait() // killed: Wait reports the signal
 	var mu sync.Mutex
 	got := map[string]bool{}
 	sub, err := c.Subscribe(ctx, "jobs", "workers", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
