@@ -57,7 +57,7 @@ func (e *env) json() bool { return e.output == "json" }
 
 // client connects with the global flags.
 func (e *env) client() (*herald.Client, error) {
-	return herald.New(herald.Config{URL: e.redisURL, Namespace: e.namespace})
+	return herald.New(context.Background(), herald.Config{URL: e.redisURL, Namespace: e.namespace})
 }
 
 // emit writes v as one JSON line (json output) or calls text.
