@@ -175,7 +175,7 @@ func clusterStatusOf(ctx context.Context, url string, state *redisproc.Cluster) 
 	}
 	reports := db.Survey(ctx)
 	byAddr := map[string]rdb.NodeReport{}
-	var view []redisproc.TopologyNode
+	var view []rdb.TopologyNode
 	viewFromMaster := false
 	st.State = "ok"
 	for _, r := range reports {
@@ -213,7 +213,7 @@ func clusterStatusOf(ctx context.Context, url string, state *redisproc.Cluster) 
 		addrOf[v.ID] = v.Addr
 	}
 	for _, v := range view {
-		row := nodeRow{Addr: v.Addr, ID: v.ID, Role: "replica", Master: addrOf[v.MasterID], Slots: redisproc.FormatSlots(v.Slots),
+		row := nodeRow{Addr: v.Addr, ID: v.ID, Role: "replica", Master: addrOf[v.MasterID], Slots: rdb.FormatSlots(v.Slots),
 			SlotCount: v.SlotCount(), Health: "ok", first: redisproc.ClusterSlots, masterID: v.MasterID}
 		if _, p, err := net.SplitHostPort(v.Addr); err == nil {
 			row.Port, _ = strconv.Atoi(p)
@@ -550,7 +550,7 @@ func describe(c *redisproc.Cluster, addr string) string {
 			continue
 		}
 		if v.Master {
-			return "master of slots " + redisproc.FormatSlots(v.Slots)
+			return "master of slots " + rdb.FormatSlots(v.Slots)
 		}
 		return "replica of " + addrOf[v.MasterID]
 	}
@@ -683,7 +683,7 @@ means 127.0.0.1:PORT.`,
 			}
 			me, masterAddr := myself(view)
 			if me.Master {
-				return usage("%s is a master (slots %s); name one of its replicas ('herald cluster status' lists them)", addr, redisproc.FormatSlots(me.Slots))
+				return usage("%s is a master (slots %s); name one of its replicas ('herald cluster status' lists them)", addr, rdb.FormatSlots(me.Slots))
 			}
 			start := time.Now()
 			if err := db.ClusterFailover(ctx, addr, force); err != nil {
@@ -692,7 +692,7 @@ means 127.0.0.1:PORT.`,
 				}
 				return fmt.Errorf("CLUSTER FAILOVER on %s: %w", addr, err)
 			}
-			var now redisproc.TopologyNode
+			var now rdb.TopologyNode
 			for {
 				view, err := db.NodeTopology(ctx, addr)
 				if err == nil {
@@ -715,10 +715,10 @@ means 127.0.0.1:PORT.`,
 				waitRoles(ctx, db, addr, masterAddr)
 			}
 			agreed := time.Since(start)
-			e.emit(map[string]any{"addr": addr, "role": "master", "slots": redisproc.FormatSlots(now.Slots), "previous_master": masterAddr,
+			e.emit(map[string]any{"addr": addr, "role": "master", "slots": rdb.FormatSlots(now.Slots), "previous_master": masterAddr,
 				"forced": force, "promoted_ms": promoted.Milliseconds(), "agreed_ms": agreed.Milliseconds()}, func(w io.Writer) {
 				fmt.Fprintf(w, "OK %s is master of slots %s (was replica of %s): promoted after %.1fs, every node agreed after %.1fs\n",
-					addr, redisproc.FormatSlots(now.Slots), masterAddr, promoted.Seconds(), agreed.Seconds())
+					addr, rdb.FormatSlots(now.Slots), masterAddr, promoted.Seconds(), agreed.Seconds())
 			})
 			return nil
 		})}
@@ -760,8 +760,8 @@ func waitRoles(ctx context.Context, db *rdb.DB, promoted, demoted string) {
 }
 
 // myself returns the node's own line of a CLUSTER NODES view and its master's address.
-func myself(view []redisproc.TopologyNode) (redisproc.TopologyNode, string) {
-	var me redisproc.TopologyNode
+func myself(view []rdb.TopologyNode) (rdb.TopologyNode, string) {
+	var me rdb.TopologyNode
 	addrOf := map[string]string{}
 	for _, v := range view {
 		addrOf[v.ID] = v.Addr

@@ -115,7 +115,7 @@ func diagnose(ctx context.Context, db *rdb.DB, rep *doctorReport) {
 	if db.IsCluster() {
 		rep.Mode = "cluster"
 	}
-	var view []redisproc.TopologyNode
+	var view []rdb.TopologyNode
 	for _, r := range reports {
 		if r.Err != nil {
 			rep.add(levelError, "connect", r.Addr, "node does not answer: "+r.Err.Error(),
@@ -255,7 +255,7 @@ func checkStandaloneReplicas(rep *doctorReport, r rdb.NodeReport) {
 	}
 }
 
-func checkClusterReplicas(rep *doctorReport, view []redisproc.TopologyNode) {
+func checkClusterReplicas(rep *doctorReport, view []rdb.TopologyNode) {
 	live := map[string]int{}
 	for _, v := range view {
 		if v.Failed() {

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldbus/herald/internal/redisproc"
 	"github.com/redis/rueidis"
 )
 
@@ -27,7 +26,7 @@ type NodeReport struct {
 	ConfigErr error
 	// ClusterInfo and Topology are set on cluster nodes.
 	ClusterInfo map[string]string
-	Topology    []redisproc.TopologyNode
+	Topology    []TopologyNode
 }
 
 // Survey asks every node the client knows (every master and replica of a
@@ -74,7 +73,7 @@ func surveyNode(ctx context.Context, addr string, c rueidis.Client, config []str
 		r.Err = err
 		return r
 	}
-	r.Info = redisproc.ParseInfo(s)
+	r.Info = ParseInfo(s)
 	r.Config = map[string]string{}
 	for _, p := range config { // one parameter per call: Redis before 7.0 takes only one
 		m, err := c.Do(ctx, c.B().ConfigGet().Parameter(p).Build()).AsStrMap()
@@ -94,19 +93,19 @@ func surveyNode(ctx context.Context, addr string, c rueidis.Client, config []str
 		r.Err = err
 		return r
 	}
-	r.ClusterInfo = redisproc.ParseInfo(ci)
+	r.ClusterInfo = ParseInfo(ci)
 	if r.Topology, err = nodeTopology(ctx, c); err != nil {
 		r.Err = err
 	}
 	return r
 }
 
-func nodeTopology(ctx context.Context, c rueidis.Client) ([]redisproc.TopologyNode, error) {
+func nodeTopology(ctx context.Context, c rueidis.Client) ([]TopologyNode, error) {
 	s, err := textReply(c.Do(ctx, c.B().ClusterNodes().Build()))
 	if err != nil {
 		return nil, err
 	}
-	return redisproc.ParseClusterNodes(s)
+	return ParseClusterNodes(s)
 }
 
 // textReply reads the text of INFO, CLUSTER INFO or CLUSTER NODES. Over
@@ -142,7 +141,7 @@ func (db *DB) nodeClient(addr string) (c rueidis.Client, done func(), err error)
 }
 
 // NodeTopology returns CLUSTER NODES as seen by the node at addr.
-func (db *DB) NodeTopology(ctx context.Context, addr string) ([]redisproc.TopologyNode, error) {
+func (db *DB) NodeTopology(ctx context.Context, addr string) ([]TopologyNode, error) {
 	n, done, err := db.nodeClient(addr)
 	if err != nil {
 		return nil, err

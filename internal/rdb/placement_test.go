@@ -12,7 +12,7 @@ func TestKeySlotMatchesRedis(t *testing.T) {
 }
 
 func TestBalancedTags(t *testing.T) {
-	ranges := []SlotRange{{0, 5460, "127.0.0.1:7001", nil}, {5461, 10922, "127.0.0.1:7002", nil}, {10923, 16383, "127.0.0.1:7003", nil}}
+	ranges := []SlotRange{{Start: 0, End: 5460, Master: "127.0.0.1:7001"}, {Start: 5461, End: 10922, Master: "127.0.0.1:7002"}, {Start: 10923, End: 16383, Master: "127.0.0.1:7003"}}
 	tags := BalancedTags("orders", 6, ranges)
 	count := map[string]int{}
 	for p, tag := range tags {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // needRedis skips without redis-server, or fails with HERALD_REQUIRE_REDIS=1.
@@ -27,70 +29,9 @@ func needRedis(t *testing.T) {
 	t.Skip("redis-server is not installed")
 }
 
-func TestParseClusterNodes(t *testing.T) {
-	const reply = `07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host4 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
-67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master - 0 1426238318243 3 connected 10923-16383 [16384->-x]
-6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave,fail? 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 disconnected
-e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460 5462
-`
-	nodes, err := ParseClusterNodes(reply)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(nodes) != 5 {
-		t.Fatalf("%d nodes", len(nodes))
-	}
-	me := nodes[0]
-	if me.Addr != "127.0.0.1:30001" || !me.Myself || !me.Master || FormatSlots(me.Slots) != "0-5460,5462" || me.SlotCount() != 5462 {
-		t.Fatalf("first node = %+v", me)
-	}
-	if r := nodes[3]; r.Addr != "127.0.0.1:30004" || r.Master || r.MasterID != me.ID || !r.Connected {
-		t.Fatalf("replica = %+v", r)
-	}
-	if f := nodes[4]; !f.Failed() || f.Connected || f.HasFlag("fail") {
-		t.Fatalf("failing replica = %+v", f)
-	}
-	if n := nodes[2]; FormatSlots(n.Slots) != "10923-16383" {
-		t.Fatalf("migrating slot not skipped: %+v", n.Slots)
-	}
-	for _, bad := range []string{"abc 127.0.0.1:1@2 master", "id 127.0.0.1:1@2 master - 0 0 1 connected 16384", "id 127.0.0.1:1@2 master - x 0 1 connected"} {
-		if _, err := ParseClusterNodes(bad); err == nil {
-			t.Errorf("ParseClusterNodes(%q) accepted", bad)
-		}
-	}
-}
-
-func TestSlotRangesCoverEverySlot(t *testing.T) {
-	if got := slotRanges(3); got[0] != (SlotRange{0, 5460}) || got[1] != (SlotRange{5461, 10922}) || got[2] != (SlotRange{10923, 16383}) {
-		t.Fatalf("3 masters: %v (redis-cli gives 0-5460, 5461-10922, 10923-16383)", got)
-	}
-	for m := 1; m <= MaxClusterMasters; m++ {
-		next := 0
-		for _, r := range slotRanges(m) {
-			if r.Start != next || r.End < r.Start {
-				t.Fatalf("%d masters: range %v after %d", m, r, next)
-			}
-			next = r.End + 1
-		}
-		if next != ClusterSlots {
-			t.Fatalf("%d masters cover %d slots", m, next)
-		}
-	}
-}
-
-func TestKeySlot(t *testing.T) {
-	// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
-	for key, want := range map[string]int{"foo": 12182, "somekey": 11058, "{user1000}.following": KeySlot("user1000")} {
-		if got := KeySlot(key); got != want {
-			t.Errorf("KeySlot(%q) = %d, want %d", key, got, want)
-		}
-	}
-	if KeySlot("{user1000}.following") != KeySlot("{user1000}.followers") {
-		t.Error("hash tags ignored")
-	}
-	for _, r := range slotRanges(3) {
-		if s := KeySlot(probeKey(r)); s < r.Start || s > r.End {
+func TestProbeKeyHashesIntoItsRange(t *testing.T) {
+	for _, r := range rdb.EvenSlotRanges(3) {
+		if s := rdb.KeySlot(probeKey(r)); s < r.Start || s > r.End {
 			t.Errorf("probe key for %v hashes to %d", r, s)
 		}
 	}
@@ -158,7 +99,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	masters, replicas, slots := map[string]TopologyNode{}, 0, 0
+	masters, replicas, slots := map[string]rdb.TopologyNode{}, 0, 0
 	for _, v := range view {
 		if v.Master {
 			masters[v.ID] = v
@@ -187,8 +128,8 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 	for _, key := range []string{"foo{}{bar}", "{a}b", "herald:{orders/0}:s", "x"} {
 		got, err := query(c.Nodes[0].Addr(), time.Second, "CLUSTER", "KEYSLOT", key)
-		if err != nil || got != int64(KeySlot(key)) {
-			t.Errorf("CLUSTER KEYSLOT %q = %v (%v), KeySlot %d", key, got, err, KeySlot(key))
+		if err != nil || got != int64(rdb.KeySlot(key)) {
+			t.Errorf("CLUSTER KEYSLOT %q = %v (%v), rdb.KeySlot %d", key, got, err, rdb.KeySlot(key))
 		}
 	}
 

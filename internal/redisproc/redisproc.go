@@ -7,11 +7,9 @@
 package redisproc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // ErrNotInstalled is returned when no redis-server binary is on PATH.
@@ -36,6 +36,10 @@ type Options struct {
 	AppendOnly bool
 	// Args are extra redis-server arguments, e.g. "--cluster-enabled", "yes".
 	Args []string
+	// Password, when set, is required of every client (requirepass). It is
+	// written to a 0600 file in Dir that the server includes, never put on
+	// the command line.
+	Password string
 
 	sentinelConf string // set by StartSentinel: run as a Sentinel with this config file
 }
@@ -115,6 +119,9 @@ func (s *Server) args() []string {
 		"--save", "", "--logfile", filepath.Join(s.Dir, "redis.log"),
 		"--repl-diskless-sync-delay", "0",
 	}
+	if s.opts.Password != "" {
+		a = append(a, "--include", filepath.Join(s.Dir, authConf))
+	}
 	if s.opts.AppendOnly {
 		a = append(a, "--appendonly", "yes", "--appendfsync", "everysec")
 	} else {
@@ -123,7 +130,15 @@ func (s *Server) args() []string {
 	return append(a, s.opts.Args...)
 }
 
+// authConf is the file in Dir that holds requirepass (Options.Password).
+const authConf = "redis-auth.conf"
+
 func (s *Server) launch(ctx context.Context) error {
+	if s.opts.Password != "" {
+		if err := os.WriteFile(filepath.Join(s.Dir, authConf), []byte("requirepass \""+s.opts.Password+"\"\n"), 0o600); err != nil {
+			return fmt.Errorf("redisproc: %w", err)
+		}
+	}
 	cmd := exec.Command("redis-server", s.args()...)
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -145,7 +160,7 @@ func (s *Server) launch(ctx context.Context) error {
 			return ctx.Err()
 		default:
 		}
-		if err := Ping(s.Addr(), 200*time.Millisecond); err == nil {
+		if err := s.ping(200 * time.Millisecond); err == nil {
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -230,54 +245,39 @@ func (s *Server) signal(sig syscall.Signal, wait time.Duration) {
 	}
 }
 
-// Ping dials addr and sends a RESP PING, returning nil on +PONG.
+// ping checks the server answers, authenticating with Options.Password.
+func (s *Server) ping(timeout time.Duration) error {
+	if s.opts.Password != "" {
+		_, err := Command(s.Addr(), timeout, "AUTH", s.opts.Password)
+		return err
+	}
+	return Ping(s.Addr(), timeout)
+}
+
+// Ping sends PING to the Redis at addr over a connection of its own,
+// returning nil when it answers.
 func Ping(addr string, timeout time.Duration) error {
-	_, err := Command(addr, timeout, "PING")
+	_, err := query(addr, timeout, "PING")
 	return err
 }
 
-// Command sends one command over a fresh connection and returns the first
-// reply line (for simple and error replies) or the bulk string body.
-// It is meant for process management (PING, SHUTDOWN, CLUSTER ...), not data.
+// Command sends one command to the Redis (or Sentinel) at addr over a
+// connection of its own (through internal/rdb) and returns the reply as
+// text: a string as is, a number in decimal, an array as its elements' text
+// one per line. It is meant for process management (PING, SHUTDOWN,
+// CLUSTER ...), not data.
 func Command(addr string, timeout time.Duration, args ...string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+	v, err := query(addr, timeout, args...)
 	if err != nil {
 		return "", err
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	var b strings.Builder
-	fmt.Fprintf(&b, "*%d\r\n", len(args))
-	for _, a := range args {
-		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
-	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	r := bufio.NewReader(c)
-	line, err := r.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	line = strings.TrimRight(line, "\r\n")
-	if line == "" {
-		return "", errors.New("redisproc: empty reply")
-	}
-	switch line[0] {
-	case '+', ':':
-		return line[1:], nil
-	case '-':
-		return "", errors.New(line[1:])
-	case '$':
-		n, err := strconv.Atoi(line[1:])
-		if err != nil || n < 0 {
-			return "", err
-		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return "", err
-		}
-		return string(buf[:n]), nil
-	}
-	return line, nil
+	return rdb.Text(v), nil
+}
+
+// query is Command with the reply as rdb.Command returns it (string,
+// int64, []any, map[string]any, nil).
+func query(addr string, timeout time.Duration, args ...string) (any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return rdb.Command(ctx, addr, args...)
 }

@@ -10,14 +10,14 @@ local keep = {}
 local origin = ''
 for j = 1, #f, 2 do
   local name = f[j]
-  if name == 'x.pos' then origin = f[j + 1] end
-  if name ~= 'a' and name ~= 'o' and string.sub(name, 1, 2) ~= 'x.' then
+  if name == '$FieldDeadPos' then origin = f[j + 1] end
+  if name ~= '$FieldAttempt' and name ~= '$FieldOrigin' and string.sub(name, 1, #'$DeadPrefix') ~= '$DeadPrefix' then
     keep[#keep + 1] = name
     keep[#keep + 1] = f[j + 1]
   end
 end
-keep[#keep + 1] = 'a'; keep[#keep + 1] = '1'
-keep[#keep + 1] = 'o'; keep[#keep + 1] = origin
+keep[#keep + 1] = '$FieldAttempt'; keep[#keep + 1] = '1'
+keep[#keep + 1] = '$FieldOrigin'; keep[#keep + 1] = origin
 redis.call('XADD', KEYS[2], '*', unpack(keep))
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1

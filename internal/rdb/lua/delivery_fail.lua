@@ -19,10 +19,10 @@ local keep = {}
 local timed = false
 for j = 1, #f, 2 do
   local name = f[j]
-  if name ~= 'a' and name ~= 'o' and string.sub(name, 1, 2) ~= 'x.' then
+  if name ~= '$FieldAttempt' and name ~= '$FieldOrigin' and string.sub(name, 1, #'$DeadPrefix') ~= '$DeadPrefix' then
     keep[#keep + 1] = name
     keep[#keep + 1] = f[j + 1]
-    if name == 'tm' then timed = true end
+    if name == '$FieldTime' then timed = true end
   end
 end
 -- An event without tm takes its time from its position: keep the original one
@@ -30,17 +30,17 @@ end
 if not timed then
   local ms = string.match(ARGV[6], '^(%d+)')
   if ms then
-    keep[#keep + 1] = 'tm'
+    keep[#keep + 1] = '$FieldTime'
     keep[#keep + 1] = ms .. '000'
   end
 end
 if ARGV[4] == '0' then
   local n = #keep
-  keep[n + 1] = 'x.group';    keep[n + 2] = ARGV[1]
-  keep[n + 3] = 'x.error';    keep[n + 4] = ARGV[5]
-  keep[n + 5] = 'x.attempts'; keep[n + 6] = ARGV[10]
-  keep[n + 7] = 'x.pos';      keep[n + 8] = ARGV[6]
-  keep[n + 9] = 'x.time';     keep[n + 10] = ARGV[7]
+  keep[n + 1] = '$FieldDeadGroup';    keep[n + 2] = ARGV[1]
+  keep[n + 3] = '$FieldDeadError';    keep[n + 4] = ARGV[5]
+  keep[n + 5] = '$FieldDeadAttempt'; keep[n + 6] = ARGV[10]
+  keep[n + 7] = '$FieldDeadPos';      keep[n + 8] = ARGV[6]
+  keep[n + 9] = '$FieldDeadTime';     keep[n + 10] = ARGV[7]
   if tonumber(ARGV[9]) > 0 then
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(keep))
   else
@@ -49,7 +49,7 @@ if ARGV[4] == '0' then
   return 'dead'
 end
 local n = #keep
-keep[n + 1] = 'a'; keep[n + 2] = ARGV[3]
-keep[n + 3] = 'o'; keep[n + 4] = ARGV[6]
+keep[n + 1] = '$FieldAttempt'; keep[n + 2] = ARGV[3]
+keep[n + 3] = '$FieldOrigin'; keep[n + 4] = ARGV[6]
 redis.call('ZADD', KEYS[2], ARGV[4], cjson.encode(keep))
 return 'scheduled'

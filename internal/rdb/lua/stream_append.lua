@@ -60,12 +60,12 @@ if layout == 's' then -- the common case, without a function call per event
   local i = 10
   if maxlen > 0 then
     for k = 2, n + 1 do
-      out[k] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'i', ARGV[i], 'd', ARGV[i + 1])
+      out[k] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', '$FieldID', ARGV[i], '$FieldData', ARGV[i + 1])
       i = i + 2
     end
   else
     for k = 2, n + 1 do
-      out[k] = redis.call('XADD', KEYS[1], '*', 'i', ARGV[i], 'd', ARGV[i + 1])
+      out[k] = redis.call('XADD', KEYS[1], '*', '$FieldID', ARGV[i], '$FieldData', ARGV[i + 1])
       i = i + 2
     end
   end
@@ -101,7 +101,7 @@ else
     if layout == 'u' then
       did = ARGV[i]
       pos = known[did]
-      if pos then pos = '=' .. pos else pos = xadd('i', did, 'd', ARGV[i + 1]) end
+      if pos then pos = '=' .. pos else pos = xadd('$FieldID', did, '$FieldData', ARGV[i + 1]) end
       i = i + 2
     else
       did = ARGV[i]
