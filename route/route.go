@@ -15,9 +15,10 @@ import (
 	"os"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/celexpr"
-	"go.yaml.in/yaml/v3"
 )
 
 // Rule is one routing rule.

@@ -52,8 +52,8 @@ func (p *jsonParser) value(depth int) (any, error) {
 	if p.i >= len(p.b) {
 		return nil, errJSON
 	}
-	switch c := p.b[p.i]; {
-	case c == '{':
+	switch p.b[p.i] {
+	case '{':
 		p.i++
 		m := map[string]any{}
 		p.space()
@@ -94,7 +94,7 @@ func (p *jsonParser) value(depth int) (any, error) {
 			}
 			return nil, errJSON
 		}
-	case c == '[':
+	case '[':
 		p.i++
 		a := []any{}
 		p.space()
@@ -122,13 +122,13 @@ func (p *jsonParser) value(depth int) (any, error) {
 			}
 			return nil, errJSON
 		}
-	case c == '"':
+	case '"':
 		return p.str()
-	case c == 't':
+	case 't':
 		return true, p.lit("true")
-	case c == 'f':
+	case 'f':
 		return false, p.lit("false")
-	case c == 'n':
+	case 'n':
 		return nil, p.lit("null")
 	default:
 		return p.num()

@@ -28,6 +28,8 @@ func BenchmarkParseJSON(b *testing.B) {
 	d := []byte(`{"id":7,"category":"money","title":"Redis streams","tags":["a","b"]}`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		parseJSON(d)
+		if _, err := parseJSON(d); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

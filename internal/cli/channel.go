@@ -6,8 +6,9 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
 )
 
 // Live channel commands print what redis-cli prints for the same commands.

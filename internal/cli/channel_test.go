@@ -58,7 +58,10 @@ func startProc(t *testing.T, name string, args ...string) *lineReader {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // it may have exited; Wait reaps it either way
+		_ = cmd.Wait()
+	})
 	lr := &lineReader{}
 	go lr.consume(out)
 	return lr
@@ -150,7 +153,7 @@ func TestMonitorShowsEventFromAnotherProcess(t *testing.T) {
 	mon := startProc(t, binary, "--redis", redistest.URL(t), "--namespace", ns, "monitor", "--topic", "watched", "-o", "json")
 	raw := startProc(t, binary, "--redis", redistest.URL(t), "--namespace", ns, "monitor", "--raw")
 	deadline := time.Now().Add(15 * time.Second)
-	for !(mon.has(`"type":"probe.event"`) && raw.has(`"XADD" "`+ns+`:{watched/0}:s"`)) {
+	for !mon.has(`"type":"probe.event"`) || !raw.has(`"XADD" "`+ns+`:{watched/0}:s"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("monitor did not show the event.\nmonitor:\n%s\nraw (last lines):\n%s", mon.text(), tail(raw.text(), 20))
 		}

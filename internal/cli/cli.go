@@ -10,9 +10,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
+
+	"github.com/spf13/cobra"
 
 	"github.com/heraldbus/herald"
-	"github.com/spf13/cobra"
 )
 
 // UsageError is bad input on the command line: exit code 2.
@@ -57,26 +59,60 @@ func (e *env) json() bool { return e.output == "json" }
 
 // client connects with the global flags.
 func (e *env) client() (*herald.Client, error) {
-	return herald.New(context.Background(), herald.Config{URL: e.redisURL, Namespace: e.namespace})
+	return herald.New(context.Background(), herald.Config{URL: e.engineURL(), Namespace: e.namespace})
 }
 
-// emit writes v as one JSON line (json output) or calls text.
+// emit writes v as one JSON line (json output) or calls text. A failed
+// write is kept by the output writer and returned by Run.
 func (e *env) emit(v any, text func(w io.Writer)) {
 	if e.json() {
-		b, _ := json.Marshal(v)
-		e.io.Out.Write(append(b, '\n'))
+		b, err := json.Marshal(v)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"error": "encode output: " + err.Error()})
+		}
+		_, _ = e.io.Out.Write(append(b, '\n'))
 		return
 	}
 	text(e.io.Out)
 }
 
+// stickyWriter keeps the first write error, so that output written with
+// fmt.Fprintf in many places is checked once, when the command ends: a full
+// disk or a closed pipe fails the command instead of passing unseen.
+type stickyWriter struct {
+	mu  sync.Mutex
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	if err != nil {
+		s.err = fmt.Errorf("write output: %w", err)
+	}
+	return n, err
+}
+
+func (s *stickyWriter) failed() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
 // Run executes the herald command line args (without the program name).
 func Run(ctx context.Context, args []string, stdio IO) error {
+	out := &stickyWriter{w: stdio.Out}
+	stdio.Out = out
 	root := NewRoot(ctx, stdio)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if err == nil {
-		return nil
+		return out.failed()
 	}
 	var re *runError
 	if errors.As(err, &re) {
@@ -148,7 +184,7 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
 	})
 	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
-		channelCmd(e), monitorCmd(e), routeCmd(e), appendCmd(e), readCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e))
+		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e))
 	return root
 }
 

@@ -6,8 +6,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
 )
 
 func monitorCmd(e *env) *cobra.Command {

@@ -8,8 +8,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
 )
 
 type eventFlags struct {

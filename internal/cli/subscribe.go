@@ -6,54 +6,16 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
 )
-
-// eventJSON is the JSON form of an event in CLI output (docs/cli.md).
-type eventJSON struct {
-	Topic       string            `json:"topic"`
-	Partition   int               `json:"partition"`
-	Position    string            `json:"position"`
-	ID          string            `json:"id"`
-	Type        string            `json:"type,omitempty"`
-	Key         string            `json:"key,omitempty"`
-	Source      string            `json:"source,omitempty"`
-	Subject     string            `json:"subject,omitempty"`
-	Time        time.Time         `json:"time"`
-	ContentType string            `json:"content_type,omitempty"`
-	Headers     map[string]string `json:"headers,omitempty"`
-	Data        string            `json:"data"`
-	Attempt     int               `json:"attempt,omitempty"`
-	Group       string            `json:"group,omitempty"`
-	Error       string            `json:"error,omitempty"`
-	Attempts    int               `json:"attempts,omitempty"`
-	Origin      string            `json:"origin,omitempty"`
-}
-
-func toJSON(topic string, partition int, position string, ev herald.Event) eventJSON {
-	return eventJSON{Topic: topic, Partition: partition, Position: position, ID: ev.ID, Type: ev.Type, Key: ev.Key,
-		Source: ev.Source, Subject: ev.Subject, Time: ev.Time, ContentType: ev.ContentType, Headers: ev.Headers, Data: string(ev.Data)}
-}
-
-// textLine is the one-line text form of an event.
-func textLine(w io.Writer, partition int, position string, ev herald.Event) {
-	fmt.Fprintf(w, "%d/%s", partition, position)
-	if ev.Type != "" {
-		fmt.Fprintf(w, " type=%s", ev.Type)
-	}
-	if ev.Key != "" {
-		fmt.Fprintf(w, " key=%s", ev.Key)
-	}
-	fmt.Fprintf(w, " %s\n", strconv.Quote(string(ev.Data)))
-}
 
 func subscribeCmd(e *env) *cobra.Command {
 	var (
@@ -67,7 +29,8 @@ func subscribeCmd(e *env) *cobra.Command {
 		Long: `Consume TOPIC in consumer GROUP and print each event (one line, or one JSON object with
 --output json). With --exec, CMD runs through 'sh -c' for each event with the data on its
 standard input and HERALD_* variables set; a non-zero exit is a failure: the event is retried
-with backoff and dead-lettered after --max-attempts. --count N exits after N handled events.`,
+with backoff and dead-lettered after --max-attempts. --count N exits after N events reached a final outcome: handled, filtered out
+by --filter, or dead-lettered.`,
 		Example: `  herald subscribe orders --group billing --from beginning
   herald subscribe orders --group mailer --exec './send-mail.sh' --max-attempts 5`,
 		Args: cobra.ExactArgs(1),
@@ -113,32 +76,30 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 			defer c.Close()
 			ctx := cmd.Context()
 			var (
-				handled atomic.Int64
-				outMu   sync.Mutex
-				reached = make(chan struct{})
-				once    sync.Once
+				outMu sync.Mutex
+				subp  atomic.Pointer[herald.Subscription]
 			)
+			// final is the number of events that reached a final outcome:
+			// handled, filtered out, or dead-lettered.
+			final := func(s *herald.Subscription) int64 {
+				st := s.Stats()
+				return st.Handled + st.Filtered + st.DeadLettered
+			}
 			h := herald.HandlerFunc(func(hctx context.Context, m *herald.Message) error {
-				if count > 0 && handled.Load() >= int64(count) {
+				if s := subp.Load(); count > 0 && s != nil && final(s) >= int64(count) {
 					return herald.ErrRelease // enough: hand it back for another consumer
 				}
 				if execCmd != "" {
-					if err := runExec(hctx, execCmd, m, e.io.Out, &outMu); err != nil {
-						return err
-					}
-				} else {
-					outMu.Lock()
-					if e.json() {
-						j := toJSON(m.Topic, m.Partition, m.Position, m.Event)
-						j.Attempt, j.Group = m.Attempt, m.Group
-						e.emit(j, nil)
-					} else {
-						textLine(e.io.Out, m.Partition, m.Position, m.Event)
-					}
-					outMu.Unlock()
+					return runExec(hctx, execCmd, m, e.io.Out, &outMu)
 				}
-				if n := handled.Add(1); count > 0 && n >= int64(count) {
-					once.Do(func() { close(reached) })
+				outMu.Lock()
+				defer outMu.Unlock()
+				if e.json() {
+					j := toJSON(m.Topic, m.Partition, m.Position, m.Event)
+					j.Attempt, j.Group = m.Attempt, m.Group
+					e.emit(j, nil)
+				} else {
+					textLine(e.io.Out, m.Partition, m.Position, m.Event)
 				}
 				return nil
 			})
@@ -148,14 +109,33 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 			if err != nil {
 				return err
 			}
-			select {
-			case <-reached:
-			case <-ctx.Done():
-			case <-sub.Done():
+			subp.Store(sub)
+			if count > 0 {
+				// The counters are read, not pushed: filtered events and
+				// dead letters never return through the handler.
+				tick := time.NewTicker(10 * time.Millisecond)
+				defer tick.Stop()
+			wait:
+				for final(sub) < int64(count) {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+						break wait
+					case <-sub.Done():
+						break wait
+					}
+				}
+			} else {
+				select {
+				case <-ctx.Done():
+				case <-sub.Done():
+				}
 			}
 			dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer dcancel()
-			sub.Drain(dctx)
+			if err := sub.Drain(dctx); err != nil {
+				return fmt.Errorf("drain: %w", err)
+			}
 			return sub.Err()
 		}),
 	}
@@ -164,7 +144,7 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 	fl.StringVar(&from, "from", "now", "where a new group starts: beginning or now")
 	fl.StringVar(&filter, "filter", "", "CEL condition; other events are acknowledged unhandled (docs/routing.md)")
 	fl.StringVar(&consumer, "consumer", "", "consumer name within the group (default host-pid-random)")
-	fl.IntVarP(&count, "count", "c", 0, "exit after N handled events (0: run until interrupted)")
+	fl.IntVarP(&count, "count", "c", 0, "exit after N events handled, filtered out or dead-lettered (0: run until interrupted)")
 	fl.StringVar(&execCmd, "exec", "", "run CMD (sh -c) per event, data on stdin; non-zero exit = failure")
 	fl.IntVar(&concurrency, "concurrency", 1, "events handled at once")
 	fl.IntVar(&maxAttempts, "max-attempts", herald.DefaultMaxAttempts, "deliveries before an event is dead-lettered")
@@ -175,7 +155,7 @@ with backoff and dead-lettered after --max-attempts. --count N exits after N han
 
 // runExec runs the --exec command for one event.
 func runExec(ctx context.Context, command string, m *herald.Message, out io.Writer, mu *sync.Mutex) error {
-	c := exec.CommandContext(ctx, "sh", "-c", command)
+	c := handlerCommand(ctx, command)
 	c.Stdin = bytes.NewReader(m.Data)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
@@ -185,8 +165,11 @@ func runExec(ctx context.Context, command string, m *herald.Message, out io.Writ
 		"HERALD_ATTEMPT="+strconv.Itoa(m.Attempt))
 	err := c.Run()
 	mu.Lock()
-	out.Write(stdout.Bytes())
+	_, werr := out.Write(stdout.Bytes())
 	mu.Unlock()
+	if werr != nil {
+		return werr // not acknowledged: its output was lost
+	}
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if len(msg) > 500 {

@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
+)
+
+type filterFlags struct {
+	from, to, group string
+	limit           int
+	partitions      []int
+	ids             []string
+}
+
+func (f *filterFlags) filter() herald.Query {
+	return herald.Query{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
+}
+
+func (f *filterFlags) bind(cmd *cobra.Command, dead bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.from, "from", "", "first position (inclusive), <ms>-<seq> or <ms>")
+	fl.StringVar(&f.to, "to", "", "last position (inclusive)")
+	fl.IntVarP(&f.limit, "limit", "n", 100, "most entries")
+	fl.IntSliceVar(&f.partitions, "partition", nil, "only these partitions (repeatable)")
+	if dead {
+		fl.StringVarP(&f.group, "group", "g", "", "only dead letters of this group")
+		fl.StringArrayVar(&f.ids, "id", nil, "only this dead letter, <partition>/<id> (repeatable)")
+	}
+}
+
+func eventsCmd(e *env) *cobra.Command {
+	var f filterFlags
+	cmd := &cobra.Command{Use: "events TOPIC", Short: "Read stored events (all partitions, in position order)", Args: cobra.ExactArgs(1),
+		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if f.limit <= 0 {
+				return usage("--limit %d: use a positive number", f.limit)
+			}
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			evs, err := c.Events(cmd.Context(), args[0], f.filter())
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				e.emit(toJSON(ev.Topic, ev.Partition, ev.Position, ev.Event), func(w io.Writer) { textLine(w, ev.Partition, ev.Position, ev.Event) })
+			}
+			if len(evs) == 0 && !e.json() {
+				fmt.Fprintln(e.io.Out, "(empty list)")
+			}
+			return nil
+		})}
+	f.bind(cmd, false)
+	return cmd
+}

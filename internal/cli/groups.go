@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func groupsCmd(e *env) *cobra.Command {
+	return &cobra.Command{Use: "groups TOPIC", Short: "List the consumer groups of a topic", Args: cobra.ExactArgs(1),
+		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			c, err := e.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			gs, err := c.Groups(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				out := make([]map[string]any, len(gs))
+				for i, g := range gs {
+					out[i] = map[string]any{"name": g.Name, "consumers": g.Consumers, "pending": g.Pending, "lag": g.Lag,
+						"scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds()}
+				}
+				e.emit(out, nil)
+				return nil
+			}
+			if len(gs) == 0 {
+				fmt.Fprintln(e.io.Out, "(empty list)")
+				return nil
+			}
+			table(e.io.Out, func(tw *tabwriter.Writer) {
+				fmt.Fprintln(tw, "GROUP\tCONSUMERS\tPENDING\tLAG\tRETRIES\tOLDEST PENDING")
+				for _, g := range gs {
+					lag := strconv.FormatInt(g.Lag, 10)
+					if g.Lag < 0 {
+						lag = "?"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\n", g.Name, g.Consumers, g.Pending, lag, g.ScheduledRetries, g.OldestPending.Round(time.Millisecond))
+				}
+			})
+			return nil
+		})}
+}
