@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,18 +52,41 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// restartRedis restarts the server gracefully and waits until it answers.
+// restartRedis restarts the server gracefully, waits until it answers and
+// checks that it is a new run of the server (its run_id changed).
 func restartRedis(addr string) int {
+	before, err := runID(addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "restart: INFO server:", err)
+		return 1
+	}
 	_, _ = redisproc.Command(addr, 5*time.Second, "DEBUG", "RESTART") // the connection drops
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if redisproc.Ping(addr, time.Second) == nil {
+		if after, err := runID(addr); err == nil {
+			if after == before {
+				fmt.Fprintln(os.Stderr, "restart: redis-server at", addr, "kept run_id", before, "(DEBUG RESTART did nothing)")
+				return 1
+			}
 			return 0
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	fmt.Fprintln(os.Stderr, "redis-server at", addr, "did not come back within 20s")
+	fmt.Fprintln(os.Stderr, "restart: redis-server at", addr, "did not come back within 20s")
 	return 1
+}
+
+func runID(addr string) (string, error) {
+	info, err := redisproc.Command(addr, time.Second, "INFO", "server")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "run_id:"); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no run_id in INFO server")
 }
 
 // suiteNamespace keeps this run's keys apart from other runs on the server.
@@ -137,4 +161,32 @@ func features() tests.Features {
 
 func TestPubSub(t *testing.T) {
 	tests.TestPubSub(t, features(), createPubSub, createPubSubWithConsumerGroup)
+}
+
+// The suite skips its order tests because several subscribers of one group
+// do not keep order. One subscriber with one message out at a time does:
+// run those tests with the features that say so.
+func TestOrderSingleSubscriber(t *testing.T) {
+	f := features()
+	f.GuaranteedOrder, f.GuaranteedOrderWithSingleSubscriber = true, true
+	for name, fn := range map[string]func(*testing.T, tests.TestContext, tests.PubSubConstructor){
+		"TestPublishSubscribeInOrder": tests.TestPublishSubscribeInOrder,
+		"TestNoAck":                   tests.TestNoAck,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			fn(t, tests.TestContext{TestID: tests.NewTestID(), Features: f}, createPubSub)
+		})
+	}
+}
+
+// With a group of its own per pair, the suite's "continue after subscriber
+// close" reads every message again with each new subscriber. With one group
+// shared by all pairs it checks what it means to: subscribers that come and
+// go in a group lose no message.
+func TestContinueAfterSubscribeCloseSharedGroup(t *testing.T) {
+	t.Parallel()
+	group := "shared-" + wm.NewShortUUID()
+	tests.TestContinueAfterSubscribeClose(t, tests.TestContext{TestID: tests.NewTestID(), Features: features()},
+		func(t *testing.T) (message.Publisher, message.Subscriber) { return newPubSub(t, group) })
 }

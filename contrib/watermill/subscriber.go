@@ -109,7 +109,9 @@ func NewSubscriber(ctx context.Context, cfg SubscriberConfig) (*Subscriber, erro
 // must be acked or nacked; its Context ends after that, or when the
 // subscription ends. The channel is closed when ctx ends or Close is
 // called; messages sent but not acked by then are handed back to the group
-// unhandled (another consumer gets them at once; no attempt is counted).
+// unhandled: no attempt is counted, and a consumer of the group takes them
+// over at its next reclaim (every third of Herald's visibility timeout)
+// rather than after the whole timeout.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	closed := s.closed
