@@ -36,6 +36,9 @@ type Options struct {
 	AppendOnly bool
 	// Args are extra redis-server arguments, e.g. "--cluster-enabled", "yes".
 	Args []string
+	// Binary is the redis-server executable to run; empty means
+	// redis-server on PATH.
+	Binary string
 	// Password, when set, is required of every client (requirepass). It is
 	// written to a 0600 file in Dir that the server includes, never put on
 	// the command line.
@@ -74,7 +77,11 @@ func FreePort() (int, error) {
 
 // Start launches redis-server and waits until it answers PING.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if !Installed() {
+	if opts.Binary != "" {
+		if _, err := exec.LookPath(opts.Binary); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrNotInstalled, opts.Binary, err)
+		}
+	} else if !Installed() {
 		return nil, ErrNotInstalled
 	}
 	s := &Server{opts: opts, Port: opts.Port, Dir: opts.Dir}
@@ -139,7 +146,11 @@ func (s *Server) launch(ctx context.Context) error {
 			return fmt.Errorf("redisproc: %w", err)
 		}
 	}
-	cmd := exec.Command("redis-server", s.args()...)
+	bin := s.opts.Binary
+	if bin == "" {
+		bin = "redis-server"
+	}
+	cmd := exec.Command(bin, s.args()...)
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
