@@ -10,7 +10,12 @@ import (
 	"github.com/heraldbus/herald/internal/redistest"
 )
 
-func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
+// TestMain starts the shared redis-server; the Example functions
+// (example_test.go) find it through HERALD_REDIS_URL.
+func TestMain(m *testing.M) {
+	redistest.OnStart = func(url string) { os.Setenv("HERALD_REDIS_URL", url) }
+	os.Exit(redistest.Main(m))
+}
 
 // newClient returns a client on the shared test server with a namespace of its own.
 func newClient(t testing.TB, mod ...func(*herald.Config)) *herald.Client {

@@ -25,6 +25,11 @@ var (
 // redis-server fails the run instead of skipping tests.
 func Required() bool { return os.Getenv("HERALD_REQUIRE_REDIS") == "1" }
 
+// OnStart, when set before Main, is called with the shared server's URL
+// before the tests run (Example functions, which get no testing.TB, find
+// the server through what it sets).
+var OnStart func(url string)
+
 // Main starts the shared server, runs the tests and stops the server.
 // Call it from TestMain: os.Exit(redistest.Main(m)).
 func Main(m *testing.M) int {
@@ -36,6 +41,9 @@ func Main(m *testing.M) int {
 		}
 		shared = s
 		defer s.Stop()
+		if OnStart != nil {
+			OnStart(s.URL())
+		}
 	} else if Required() {
 		fmt.Fprintln(os.Stderr, "redistest: HERALD_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install -y redis-server)")
 		return 1

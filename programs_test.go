@@ -9,7 +9,8 @@ import (
 	"github.com/heraldbus/herald/internal/redistest"
 )
 
-// The seed scenario under _examples/blog runs end to end.
+// The programs beside the library keep working with it: the seed scenario
+// under _examples/blog runs end to end.
 func TestBlogExample(t *testing.T) {
 	url := redistest.URL(t)
 	cmd := exec.Command("go", "run", ".")
