@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/heraldbus/herald/internal/rdb"
-	"github.com/heraldbus/herald/internal/redisproc"
 	"github.com/spf13/cobra"
 )
 
@@ -115,7 +114,6 @@ func diagnose(ctx context.Context, db *rdb.DB, rep *doctorReport) {
 	if db.IsCluster() {
 		rep.Mode = "cluster"
 	}
-	var view []rdb.TopologyNode
 	for _, r := range reports {
 		if r.Err != nil {
 			rep.add(levelError, "connect", r.Addr, "node does not answer: "+r.Err.Error(),
@@ -130,7 +128,7 @@ func diagnose(ctx context.Context, db *rdb.DB, rep *doctorReport) {
 			continue
 		}
 		if st := r.ClusterInfo["cluster_state"]; st != "ok" {
-			rep.add(levelError, "cluster-state", r.Addr, fmt.Sprintf("cluster_state:%s (%s of %d slots served)", st, r.ClusterInfo["cluster_slots_ok"], redisproc.ClusterSlots),
+			rep.add(levelError, "cluster-state", r.Addr, fmt.Sprintf("cluster_state:%s (%s of %d slots served)", st, r.ClusterInfo["cluster_slots_ok"], rdb.ClusterSlots),
 				"'herald cluster status' shows the failed nodes; restart them, or promote a replica with 'herald cluster failover --force NODE'")
 		} else {
 			rep.add(levelOK, "cluster-state", r.Addr, "cluster_state:ok", "")
@@ -145,12 +143,9 @@ func diagnose(ctx context.Context, db *rdb.DB, rep *doctorReport) {
 			rep.add(levelWarn, "full-coverage", r.Addr, "cluster-require-full-coverage unreadable: "+errText(r.ConfigErr),
 				"check with your provider that cluster-require-full-coverage is no")
 		}
-		if view == nil || r.Info["role"] == "master" && len(r.Topology) > 0 {
-			view = r.Topology
-		}
 	}
-	if rep.Mode == "cluster" && view != nil {
-		checkClusterReplicas(rep, view)
+	if view := rdb.ViewOf(reports); rep.Mode == "cluster" && view.Nodes != nil {
+		checkClusterReplicas(rep, view.Nodes)
 	}
 	// Print in check order, errors first within a check.
 	rank := map[string]int{levelError: 0, levelWarn: 1, levelOK: 2}

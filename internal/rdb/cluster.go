@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -164,4 +165,70 @@ func (db *DB) ClusterFailover(ctx context.Context, addr string, force bool) erro
 		cmd = n.B().ClusterFailover().Force().Build()
 	}
 	return n.Do(ctx, cmd).Error()
+}
+
+// ClusterView is a cluster as a survey shows it: the topology as one node
+// sees it (a master's view when a master answered), the overall state, and
+// every node's report by address. `herald cluster status` and `herald
+// doctor` both read the cluster through it.
+type ClusterView struct {
+	// State is "ok" when every node that answered says cluster_state:ok,
+	// else the state of one that does not.
+	State string
+	// SlotsAssigned is cluster_slots_assigned of the node whose view was taken.
+	SlotsAssigned int
+	// Nodes is CLUSTER NODES of the chosen node, sorted by address; nil when
+	// no node answered it.
+	Nodes []TopologyNode
+	// Reports holds every report by address.
+	Reports map[string]NodeReport
+}
+
+// ViewOf builds the ClusterView of reports (from Survey or SurveyAddrs);
+// more reports can be merged in with Add.
+func ViewOf(reports []NodeReport) ClusterView {
+	v := ClusterView{State: "ok", Reports: map[string]NodeReport{}}
+	fromMaster := false
+	for _, r := range reports {
+		v.Add(r)
+		if r.Err != nil || len(r.Topology) == 0 {
+			continue
+		}
+		if v.Nodes == nil || !fromMaster && r.Info["role"] == "master" {
+			v.Nodes, fromMaster = r.Topology, r.Info["role"] == "master"
+			v.SlotsAssigned, _ = strconv.Atoi(r.ClusterInfo["cluster_slots_assigned"])
+		}
+	}
+	return v
+}
+
+// Add records one more report (a node the view names that the client does
+// not route to), updating State.
+func (v *ClusterView) Add(r NodeReport) {
+	v.Reports[r.Addr] = r
+	if r.Err == nil && r.ClusterInfo != nil {
+		if s := r.ClusterInfo["cluster_state"]; s != "ok" {
+			v.State = s
+		}
+	}
+}
+
+// Unasked lists the addresses of nodes in the view that have no report yet.
+func (v *ClusterView) Unasked() []string {
+	var out []string
+	for _, n := range v.Nodes {
+		if _, ok := v.Reports[n.Addr]; !ok && n.Addr != "" {
+			out = append(out, n.Addr)
+		}
+	}
+	return out
+}
+
+// AddrOfID maps node ids to addresses in the view.
+func (v *ClusterView) AddrOfID() map[string]string {
+	out := make(map[string]string, len(v.Nodes))
+	for _, n := range v.Nodes {
+		out[n.ID] = n.Addr
+	}
+	return out
 }
