@@ -311,6 +311,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, pattern := g.mux.Handler(r)
 	rd := g.routeByPattern(pattern)
 	if rd == nil {
+		if g.serveDashboard(rw, r) { // the web UI at / and /ui/ (admin_dashboard.go)
+			routeName = "dashboard"
+			return
+		}
 		g.notFound(rw, r)
 		return
 	}
