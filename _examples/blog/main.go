@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -19,6 +20,12 @@ import (
 )
 
 func main() {
+	if err := run(); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run() error {
 	url := os.Getenv("HERALD_REDIS_URL")
 	if url == "" {
 		url = herald.DefaultURL
@@ -26,7 +33,7 @@ func main() {
 	ns := fmt.Sprintf("blog-demo-%d", time.Now().UnixNano())
 	c, err := herald.New(context.Background(), herald.Config{URL: url, Namespace: ns})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -36,7 +43,7 @@ func main() {
 	// A reader's browser tab, online now: live notifications only.
 	live, err := c.Listen(ctx, herald.ListenConfig{Channels: []string{liveChannel}})
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer live.Close()
 
@@ -48,9 +55,11 @@ func main() {
 	})
 	indexer, err := c.Subscribe(ctx, "articles", "search-indexer", index)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
-	indexer.Drain(ctx)
+	if err := indexer.Drain(ctx); err != nil {
+		return err
+	}
 	fmt.Println("search indexer is offline")
 
 	// The blog publishes: the durable event first, then the live notification.
@@ -59,11 +68,11 @@ func main() {
 			Data: []byte(fmt.Sprintf(`{"id":%d,"title":%q}`, i+1, title))}
 		pos, err := c.Publish(ctx, "articles", ev)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		n, err := c.Broadcast(ctx, liveChannel, ev.Data)
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		fmt.Printf("published %s at %s, notified %d live reader(s)\n", ev.Key, pos, n)
 	}
@@ -75,7 +84,7 @@ func main() {
 				fmt.Printf("live reader got: %s\n", m.Data)
 			}
 		case <-ctx.Done():
-			log.Fatal("live notifications did not arrive")
+			return errors.New("live notifications did not arrive")
 		}
 	}
 
@@ -83,7 +92,7 @@ func main() {
 	fmt.Println("search indexer is back")
 	indexer, err = c.Subscribe(ctx, "articles", "search-indexer", index)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	var caught []string
 	for len(caught) < 3 {
@@ -92,10 +101,15 @@ func main() {
 			caught = append(caught, s)
 			fmt.Printf("indexer caught up: %s\n", s)
 		case <-ctx.Done():
-			log.Fatal("the indexer did not catch up")
+			return errors.New("the indexer did not catch up")
 		}
 	}
-	indexer.Drain(ctx)
-	c.DeleteTopic(ctx, "articles")
+	if err := indexer.Drain(ctx); err != nil {
+		return err
+	}
+	if err := c.DeleteTopic(ctx, "articles"); err != nil {
+		return err
+	}
 	fmt.Printf("done: 3 live notifications, %d events caught up\n", len(caught))
+	return nil
 }
