@@ -322,6 +322,11 @@ func (g *Gateway) handleHealthz(w http.ResponseWriter, r *http.Request, _ *princ
 	if g.closing.Load() {
 		return errorf(http.StatusServiceUnavailable, CodeShuttingDown, "shutting down")
 	}
+	if g.cfg.Live != nil {
+		if err := g.cfg.Live(r.Context()); err != nil {
+			return errorf(http.StatusServiceUnavailable, CodeUnavailable, "%v", err)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	return nil
 }

@@ -13,7 +13,10 @@ import (
 // SHA256 is the hex SHA-256 of it (printf %s "$KEY" | sha256sum). Each
 // permission list holds glob patterns ('*' matches any run of characters,
 // '/' included; '?' one character) of topic names, and of channels written
-// "channel:NAME".
+// "channel:NAME". A subscribe pattern may name consumer groups too, as
+// "TOPICS#GROUPS" ("orders#billing-*"): only such a grant lets the key join
+// a group (a group stream, a WebSocket group subscription, acks); a plain
+// topic pattern allows live tails and reading stored events.
 type APIKey struct {
 	// Name identifies the key in logs and metrics (never the key itself).
 	Name string `yaml:"name" json:"name"`
@@ -21,7 +24,9 @@ type APIKey struct {
 	SHA256 string `yaml:"sha256" json:"-"`
 	// Publish allows POSTing events to topics and messages to channels.
 	Publish []string `yaml:"publish" json:"publish,omitempty"`
-	// Subscribe allows SSE, WebSocket and reading stored events, and acks.
+	// Subscribe allows live tails (SSE, WebSocket) and reading stored
+	// events of matching topics; "TOPICS#GROUPS" patterns also allow joining
+	// matching consumer groups and acknowledging their events.
 	Subscribe []string `yaml:"subscribe" json:"subscribe,omitempty"`
 	// Admin allows the admin API on matching topics; "*" also allows the
 	// server-wide endpoints (/metrics, /v1/channels, /v1/health).
@@ -52,17 +57,45 @@ type principal struct {
 	perms [3][]string
 }
 
-// can reports whether the key may do a on resource (a topic name or "channel:NAME").
+// can reports whether the key may do a on resource (a topic name or
+// "channel:NAME"). The topic part of a "TOPICS#GROUPS" subscribe grant
+// counts for the topic.
 func (p *principal) can(a action, resource string) bool {
 	if p == nil {
 		return true // authentication is off
 	}
 	for _, pat := range p.perms[a] {
+		if tp, _, ok := strings.Cut(pat, "#"); ok {
+			pat = tp
+		}
 		if globMatch(pat, resource) {
 			return true
 		}
 	}
 	return false
+}
+
+// canGroup reports whether the key may join group of topic: it needs a
+// subscribe grant "TOPICS#GROUPS" matching both.
+func (p *principal) canGroup(topic, group string) bool {
+	if p == nil {
+		return true
+	}
+	for _, pat := range p.perms[actSubscribe] {
+		tp, gp, ok := strings.Cut(pat, "#")
+		if ok && globMatch(tp, topic) && globMatch(gp, group) {
+			return true
+		}
+	}
+	return false
+}
+
+// keyName is the key's name for logs ("" when authentication is off).
+func (p *principal) keyName() string {
+	if p == nil {
+		return ""
+	}
+	return p.name
 }
 
 // global reports whether the key has the admin grant "*".
@@ -100,6 +133,16 @@ func newKeyring(keys []APIKey) (*keyring, error) {
 		b, err := hex.DecodeString(strings.TrimSpace(k.SHA256))
 		if err != nil || len(b) != sha256.Size {
 			return nil, fmt.Errorf("%s: sha256 must be 64 hex digits, the SHA-256 of the key (printf %%s \"$KEY\" | sha256sum)", where)
+		}
+		for _, pat := range k.Subscribe {
+			if tp, gp, ok := strings.Cut(pat, "#"); ok && (tp == "" || gp == "" || strings.Contains(gp, "#")) {
+				return nil, fmt.Errorf("%s: subscribe pattern %q: write TOPICS#GROUPS with both parts, e.g. \"orders#billing\" or \"*#*\"", where, pat)
+			}
+		}
+		for _, pat := range append(append([]string{}, k.Publish...), k.Admin...) {
+			if strings.Contains(pat, "#") {
+				return nil, fmt.Errorf("%s: pattern %q: only subscribe patterns name groups (TOPICS#GROUPS)", where, pat)
+			}
 		}
 		p := principal{name: k.Name}
 		copy(p.hash[:], b)

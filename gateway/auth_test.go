@@ -23,7 +23,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	keys := []gateway.APIKey{
 		{Name: "pub", SHA256: gateway.HashKey("pub-key"), Publish: []string{"mx*", "channel:mx*"}},
-		{Name: "sub", SHA256: gateway.HashKey("sub-key"), Subscribe: []string{"mx*", "channel:mx*"}},
+		{Name: "sub", SHA256: gateway.HashKey("sub-key"), Subscribe: []string{"mx*#g", "channel:mx*"}},
+		{Name: "tail", SHA256: gateway.HashKey("tail-key"), Subscribe: []string{"mx*"}},
 		{Name: "adm", SHA256: gateway.HashKey("adm-key"), Admin: []string{"*"}},
 		{Name: "none", SHA256: gateway.HashKey("none-key")},
 	}
@@ -90,6 +91,25 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Errorf("%s %s with %s: %d, want %d", x.method, x.path, c.name, code, c.want)
 			}
 		}
+	}
+	// Groups are part of the grant: a key that may tail a topic may not
+	// join its groups, nor may a key join a group its pattern does not name.
+	for _, c := range []struct {
+		method, path, body, key string
+		stream                  bool
+	}{
+		{"GET", "/v1/topics/mx/events?group=g&client=c2", "", "tail-key", true},
+		{"POST", "/v1/topics/mx/groups/g/ack", `{"client":"c1","positions":["0/1-0"]}`, "tail-key", false},
+		{"GET", "/v1/topics/mx/events?group=other&client=c3", "", "sub-key", true},
+		{"POST", "/v1/topics/mx/groups/other/ack", `{"client":"c1","positions":["0/1-0"]}`, "sub-key", false},
+		{"GET", "/v1/topics/mx/events?group=g&limit=1", "", "tail-key", false},
+	} {
+		if code := e.call(t, c.method, c.path, c.body, c.key, c.stream); code != 403 {
+			t.Errorf("%s %s with %s: %d, want 403 (no group grant)", c.method, c.path, c.key, code)
+		}
+	}
+	if code := e.call(t, "GET", "/v1/topics/mx/events", "", "tail-key", true); code != 200 {
+		t.Errorf("live tail with a topic-only grant: %d, want 200", code)
 	}
 	for _, p := range public {
 		if code, b := e.do("GET", p, nil, nil); code != 200 {

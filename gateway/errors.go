@@ -31,6 +31,11 @@ const (
 	CodeUnavailable          = "unavailable"
 	CodeShuttingDown         = "shutting_down"
 	CodeInternal             = "internal"
+	CodeHostNotAllowed       = "host_not_allowed"
+	CodeCrossOrigin          = "cross_origin"
+	CodeTooManyConnections   = "too_many_connections"
+	CodeTooManySubscriptions = "too_many_subscriptions"
+	CodeTooManyRequests      = "too_many_requests"
 )
 
 // apiError is an error with an HTTP status and a code for the JSON body.

@@ -19,7 +19,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -56,6 +58,11 @@ type Config struct {
 	Keys []APIKey
 	// CORS configures cross-origin requests (off when AllowedOrigins is empty).
 	CORS CORS
+	// AllowedHosts, when set, are the only Host header values served (glob
+	// patterns of the host name, port ignored): others get 421. The server
+	// sets localhost names for a loopback listener, which stops DNS
+	// rebinding (a web page whose own name resolves to 127.0.0.1).
+	AllowedHosts []string
 	// MaxBodyBytes bounds a request body (default 16 MiB).
 	MaxBodyBytes int64
 	// MaxBatch bounds the events of one publish request (default 1000).
@@ -73,6 +80,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Ready is an extra readiness check for /readyz (the engine, say).
 	Ready func(ctx context.Context) error
+	// Live is an extra liveness check for /healthz (a supervised engine
+	// that is down, say); it must answer at once.
+	Live func(ctx context.Context) error
 }
 
 // CORS configures cross-origin resource sharing.
@@ -304,8 +314,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		g.metrics.observeHTTP(routeName, r.Method, rw.status, time.Since(start))
 	}()
+	if !g.hostAllowed(r.Host) {
+		routeName = "refused"
+		g.writeError(rw, r, errorf(http.StatusMisdirectedRequest, CodeHostNotAllowed,
+			"host %q is not served here; use http://127.0.0.1 or http://localhost, or add the name to allowed_hosts in the server config", r.Host))
+		return
+	}
 	if g.cors(rw, r) {
 		routeName = "preflight"
+		return
+	}
+	if g.crossSite(r) {
+		routeName = "refused"
+		g.writeError(rw, r, errorf(http.StatusForbidden, CodeCrossOrigin,
+			"a cross-site %s from origin %q is refused: a web page may not change state here; add the origin to cors.allowed_origins in the server config to allow it", r.Method, r.Header.Get("Origin")))
 		return
 	}
 	_, pattern := g.mux.Handler(r)
@@ -414,6 +436,48 @@ func (g *Gateway) cors(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// hostAllowed checks the Host header against Config.AllowedHosts.
+func (g *Gateway) hostAllowed(host string) bool {
+	if len(g.cfg.AllowedHosts) == 0 {
+		return true
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	for _, pat := range g.cfg.AllowedHosts {
+		if globMatch(strings.ToLower(strings.Trim(pat, "[]")), host) {
+			return true
+		}
+	}
+	return false
+}
+
+// crossSite reports a request that changes state (any method but GET,
+// HEAD and OPTIONS) sent by a browser from another site whose origin CORS
+// does not allow: a form or a fetch of a "simple" request (text/plain
+// POST) needs no preflight, so the browser would deliver it. Requests
+// without browser headers (Origin, Sec-Fetch-Site) are not from a page.
+func (g *Gateway) crossSite(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return false
+	}
+	site := r.Header.Get("Sec-Fetch-Site")
+	origin := r.Header.Get("Origin")
+	if site == "same-origin" || site == "none" {
+		return false
+	}
+	if origin == "" || origin == "null" {
+		return site != "" || origin == "null"
+	}
+	if len(g.cfg.CORS.AllowedOrigins) > 0 && g.originAllowed(origin) {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
 }
 
 func (g *Gateway) originAllowed(origin string) bool {

@@ -16,6 +16,7 @@ const (
 	accessGlobalAdmin                 // the admin grant "*"
 	accessAnyPubSub                   // any publish or subscribe grant (WebSocket: each operation is checked)
 	accessAuthenticated               // any valid key (the handler checks each destination)
+	accessGroup                       // subscribe on the {topic} and its {group} (a "TOPICS#GROUPS" grant)
 )
 
 // routeDef is one endpoint: docs/http-api.md and openapi.json list the same.
@@ -46,7 +47,7 @@ func (g *Gateway) registerRoutes() {
 	// Publish and subscribe.
 	add("POST", "/v1/topics/{topic}/events", accessTopic, actPublish, g.handlePublish, false)
 	add("GET", "/v1/topics/{topic}/events", accessTopic, actSubscribe, g.handleTopicEvents, true)
-	add("POST", "/v1/topics/{topic}/groups/{group}/ack", accessTopic, actSubscribe, g.handleAck, false)
+	add("POST", "/v1/topics/{topic}/groups/{group}/ack", accessGroup, actSubscribe, g.handleAck, false)
 	add("POST", "/v1/events", accessAuthenticated, actPublish, g.handleRouted, false)
 	add("POST", "/v1/channels/{channel}/messages", accessChannel, actPublish, g.handleBroadcast, false)
 	add("GET", "/v1/channels/{channel}", accessChannel, actSubscribe, g.handleChannelStream, true)
@@ -128,6 +129,11 @@ func (g *Gateway) authorize(rd *routeDef, r *http.Request) (*principal, error) {
 		if !p.can(rd.action, t) {
 			return nil, forbid(rd.action.String() + " on topic " + quote(t))
 		}
+	case accessGroup:
+		t, grp := r.PathValue("topic"), r.PathValue("group")
+		if !p.canGroup(t, grp) {
+			return nil, forbidGroup(p, t, grp)
+		}
 	case accessChannel:
 		ch := r.PathValue("channel")
 		if !p.can(rd.action, "channel:"+ch) {
@@ -147,6 +153,13 @@ func (g *Gateway) authorize(rd *routeDef, r *http.Request) (*principal, error) {
 		}
 	}
 	return p, nil
+}
+
+// forbidGroup is the 403 of a key that may not join a group.
+func forbidGroup(p *principal, topic, group string) error {
+	return errorf(http.StatusForbidden, CodeForbidden,
+		"API key %q may not join group %q of topic %q; add a subscribe pattern naming both, e.g. %q, to the key in the server config",
+		p.keyName(), group, topic, topic+"#"+group)
 }
 
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }

@@ -40,6 +40,7 @@ import (
 type session struct {
 	st                   *sessionStore
 	key                  string
+	owner                string // name of the API key that created it ("" without keys)
 	topic, group, client string
 	consumer             string
 	sub                  *herald.Subscription
@@ -86,11 +87,11 @@ func (st *sessionStore) get(topic, group, client string) *session {
 
 // findByLastID finds the session of topic and group that sent lastID and
 // has no connection (an EventSource reconnecting without ?client=).
-func (st *sessionStore) findByLastID(topic, group, lastID string) *session {
+func (st *sessionStore) findByLastID(owner, topic, group, lastID string) *session {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for _, s := range st.byKey {
-		if s.topic != topic || s.group != group {
+		if s.topic != topic || s.group != group || s.owner != owner {
 			continue
 		}
 		s.mu.Lock()
@@ -113,7 +114,7 @@ func (st *sessionStore) findByLastID(topic, group, lastID string) *session {
 
 // open returns the session of the client, creating it (and its
 // subscription) when there is none.
-func (st *sessionStore) open(ctx context.Context, topic, group, client string, window int, autoAck bool, opts []herald.SubscribeOption) (*session, error) {
+func (st *sessionStore) open(ctx context.Context, owner, topic, group, client string, window int, autoAck bool, opts []herald.SubscribeOption) (*session, error) {
 	key := sessionKey(topic, group, client)
 	st.mu.Lock()
 	if st.closed {
@@ -122,9 +123,12 @@ func (st *sessionStore) open(ctx context.Context, topic, group, client string, w
 	}
 	if s := st.byKey[key]; s != nil {
 		st.mu.Unlock()
+		if s.owner != owner {
+			return nil, errSessionOwner(client)
+		}
 		return s, nil
 	}
-	s := &session{st: st, key: key, topic: topic, group: group, client: client, consumer: "sse-" + client,
+	s := &session{st: st, key: key, owner: owner, topic: topic, group: group, client: client, consumer: "sse-" + client,
 		autoAck: autoAck, wake: make(chan struct{}, 1)}
 	st.byKey[key] = s
 	st.wg.Add(1)
@@ -360,14 +364,21 @@ func (s *session) settle(positions []string, verdict error) int {
 	return n
 }
 
+// newClientID is a session id: 128 random bits.
 func newClientID() string {
-	var b [9]byte
+	var b [16]byte
 	rand.Read(b[:])
 	return "c" + hex.EncodeToString(b[:])
 }
 
+// errSessionOwner answers a request for a session another API key created.
+func errSessionOwner(client string) error {
+	return errorf(http.StatusForbidden, CodeForbidden,
+		"the session of client %q belongs to another API key; a session is used only with the key that created it (omit ?client= for a new one)", client)
+}
+
 // groupStream serves a consumer group over SSE (see session).
-func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, topic, group string) error {
+func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *principal, topic, group string) error {
 	q := r.URL.Query()
 	if err := herald.ValidateName("group", group); err != nil {
 		return err
@@ -417,7 +428,7 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, topic, gro
 	client := q.Get("client")
 	var s *session
 	if client == "" && lastID != "" {
-		s = g.sessions.findByLastID(topic, group, lastID)
+		s = g.sessions.findByLastID(p.keyName(), topic, group, lastID)
 		if s != nil {
 			client = s.client
 		}
@@ -440,7 +451,7 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, topic, gro
 	var kick chan struct{}
 	for try := 0; ; try++ {
 		if s == nil {
-			if s, err = g.sessions.open(ctx, topic, group, client, window, autoAck, opts); err != nil {
+			if s, err = g.sessions.open(ctx, p.keyName(), topic, group, client, window, autoAck, opts); err != nil {
 				return err
 			}
 		}
@@ -514,7 +525,7 @@ type AckRequest struct {
 	Reason    string `json:"reason,omitempty"`
 }
 
-func (g *Gateway) handleAck(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (g *Gateway) handleAck(w http.ResponseWriter, r *http.Request, p *principal) error {
 	topic, group := r.PathValue("topic"), r.PathValue("group")
 	var req AckRequest
 	d := json.NewDecoder(r.Body)
@@ -532,6 +543,9 @@ func (g *Gateway) handleAck(w http.ResponseWriter, r *http.Request, _ *principal
 	if s == nil {
 		return errorf(http.StatusNotFound, CodeSessionNotFound,
 			"no session of client %q in group %q of topic %q (it expired or the server restarted); reconnect the stream with Last-Event-ID", req.Client, group, topic)
+	}
+	if s.owner != p.keyName() {
+		return errSessionOwner(req.Client)
 	}
 	n := 0
 	if req.UpTo != "" {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -108,11 +107,14 @@ func (g *Gateway) handleTopicEvents(w http.ResponseWriter, r *http.Request, p *p
 		return err
 	}
 	q := r.URL.Query()
+	if grp := q.Get("group"); grp != "" && !p.canGroup(topic, grp) {
+		return forbidGroup(p, topic, grp)
+	}
 	if wantsJSON(r) {
 		return g.listEvents(w, r, topic)
 	}
 	if q.Get("group") != "" {
-		return g.groupStream(w, r, topic, q.Get("group"))
+		return g.groupStream(w, r, p, topic, q.Get("group"))
 	}
 	return g.tailStream(w, r, topic)
 }
@@ -351,5 +353,3 @@ func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *princ
 		}
 	}
 }
-
-var errTakenOver = errors.New("another connection took over this session")

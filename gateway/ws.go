@@ -416,8 +416,11 @@ func (c *wsConn) subscribeGroup(ctx context.Context, req *WSRequest, s *wsSub) e
 	if err := herald.ValidateName("topic", req.Topic); err != nil {
 		return err
 	}
-	if !c.p.can(actSubscribe, req.Topic) {
-		return errorf(http.StatusForbidden, CodeForbidden, "this API key may not subscribe to topic %q", req.Topic)
+	if err := herald.ValidateName("group", req.Group); err != nil {
+		return err
+	}
+	if !c.p.canGroup(req.Topic, req.Group) {
+		return forbidGroup(c.p, req.Topic, req.Group)
 	}
 	client := req.Client
 	if client == "" {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/redisproc"
 
 	"github.com/heraldbus/herald/internal/server"
@@ -15,6 +16,7 @@ import (
 func serveCmd(e *env) *cobra.Command {
 	var (
 		listen, configPath, dataDir, rules, tlsCert, tlsKey, engine string
+		insecure                                                    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -28,7 +30,7 @@ environment variables, then the YAML file of --config, in that order of preceden
 SIGTERM or SIGINT shuts down gracefully: no new requests, in-flight deliveries finished or
 handed back, the managed redis-server stopped last.`,
 		Example: `  herald serve
-  herald serve --listen 127.0.0.1:8080 --config herald.yaml
+  herald serve --listen 0.0.0.0:8080 --config herald.yaml   # keys: in the file
   herald serve --redis redis://10.0.0.5:6379 --tls-cert cert.pem --tls-key key.pem`,
 		Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
@@ -42,6 +44,9 @@ handed back, the managed redis-server stopped last.`,
 			o.Listen, o.DataDir, o.Rules = str("listen", &listen), str("data-dir", &dataDir), str("rules", &rules)
 			o.TLSCert, o.TLSKey, o.Engine = str("tls-cert", &tlsCert), str("tls-key", &tlsKey), str("engine", &engine)
 			o.Redis, o.Namespace = str("redis", &e.redisURL), str("namespace", &e.namespace)
+			if f := cmd.Flag("insecure"); f != nil && f.Changed {
+				o.Insecure = &insecure
+			}
 			if configPath == "" {
 				configPath = getenv("HERALD_CONFIG")
 			}
@@ -68,6 +73,7 @@ handed back, the managed redis-server stopped last.`,
 	f.StringVar(&rules, "rules", "", "routing rules file for POST /v1/events (env HERALD_RULES)")
 	f.StringVar(&tlsCert, "tls-cert", "", "TLS certificate file (PEM); serve HTTPS (env HERALD_TLS_CERT)")
 	f.StringVar(&tlsKey, "tls-key", "", "TLS private key file (PEM) (env HERALD_TLS_KEY)")
+	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback --listen without API keys: anyone who reaches the port reads and publishes every event (env HERALD_INSECURE)")
 	f.StringVar(&engine, "engine", server.EngineAuto, "without --redis: auto, managed (redis-server child) or memory (in-process, keeps nothing) (env HERALD_ENGINE)")
 	return cmd
 }
@@ -92,5 +98,23 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 }
 
 func getenv(k string) string { return os.Getenv(k) }
+
+// engineURL is the Redis URL of herald commands: --redis or
+// HERALD_REDIS_URL when given; else the managed redis-server of a herald
+// serve running on the data directory (HERALD_DATA_DIR or ./herald-data),
+// password included; else the default URL.
+func (e *env) engineURL() string {
+	if e.redisURL != herald.DefaultURL || getenv("HERALD_REDIS_URL") != "" {
+		return e.redisURL
+	}
+	dir := getenv("HERALD_DATA_DIR")
+	if dir == "" {
+		dir = server.DefaultDataDir
+	}
+	if u, ok := server.ManagedURL(dir); ok {
+		return u
+	}
+	return e.redisURL
+}
 
 func redisInstalled() bool { return redisproc.Installed() }

@@ -17,7 +17,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultListen            = ":8080"
+	DefaultListen            = "127.0.0.1:8080"
 	DefaultDataDir           = "./herald-data"
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
@@ -38,8 +38,16 @@ const (
 // file, then HERALD_* environment variables, then command-line flags, each
 // overriding the one before.
 type Config struct {
-	// Listen is the HTTP address (default ":8080").
+	// Listen is the HTTP address (default "127.0.0.1:8080", loopback only).
+	// Any other address needs API keys (Keys) or Insecure.
 	Listen string `yaml:"listen"`
+	// Insecure allows a non-loopback Listen without API keys: anyone who
+	// reaches the port reads and publishes every event.
+	Insecure bool `yaml:"insecure"`
+	// AllowedHosts are the Host header names served (glob patterns, port
+	// ignored). Empty: on a loopback listener localhost, 127.0.0.1 and ::1
+	// (against DNS rebinding); on other listeners any.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Redis is the Redis URL; empty starts the managed engine.
 	Redis string `yaml:"redis"`
 	// Namespace prefixes every Redis key (default "herald").
@@ -89,6 +97,8 @@ type WebhookConfig struct {
 // Overrides are values given on the command line; nil fields were not given.
 type Overrides struct {
 	Listen, Redis, Namespace, DataDir, Rules, TLSCert, TLSKey, Engine *string
+	// Insecure is --insecure.
+	Insecure *bool
 }
 
 // Load reads the YAML file at path (none when empty), then applies the
@@ -124,6 +134,9 @@ func Load(path string, getenv func(string) string, o Overrides) (Config, error) 
 	set(&c.TLSCert, o.TLSCert)
 	set(&c.TLSKey, o.TLSKey)
 	set(&c.Engine, o.Engine)
+	if o.Insecure != nil {
+		c.Insecure = *o.Insecure
+	}
 	for i := range c.Webhooks {
 		if w := &c.Webhooks[i]; w.SecretEnv != "" {
 			w.Secret = getenv(w.SecretEnv)
@@ -151,7 +164,7 @@ func Parse(src []byte, c *Config) error {
 // Env lists the environment variables Load reads.
 var Env = []string{"HERALD_LISTEN", "HERALD_REDIS_URL", "HERALD_NAMESPACE", "HERALD_DATA_DIR", "HERALD_ENGINE",
 	"HERALD_RULES", "HERALD_TLS_CERT", "HERALD_TLS_KEY", "HERALD_LOG_LEVEL", "HERALD_LOG_FORMAT",
-	"HERALD_SHUTDOWN_TIMEOUT", "HERALD_MANAGED_PORT", "HERALD_MAX_BODY_BYTES", "HERALD_CORS_ORIGINS"}
+	"HERALD_SHUTDOWN_TIMEOUT", "HERALD_MANAGED_PORT", "HERALD_MAX_BODY_BYTES", "HERALD_CORS_ORIGINS", "HERALD_INSECURE"}
 
 func (c *Config) applyEnv(getenv func(string) string) error {
 	str := map[string]*string{"HERALD_LISTEN": &c.Listen, "HERALD_REDIS_URL": &c.Redis, "HERALD_NAMESPACE": &c.Namespace,
@@ -183,11 +196,35 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		c.MaxBodyBytes = n
 	}
+	if v := getenv("HERALD_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%w: HERALD_INSECURE %q: use true or false", herald.ErrInvalid, v)
+		}
+		c.Insecure = b
+	}
 	if v := getenv("HERALD_CORS_ORIGINS"); v != "" {
 		c.CORS.AllowedOrigins = strings.Split(v, ",")
 	}
 	return nil
 }
+
+// Loopback reports whether the listen address addr ("host:port") accepts
+// connections from this machine only: a loopback IP or "localhost".
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// LoopbackHosts are the Host names a loopback listener serves by default.
+var LoopbackHosts = []string{"localhost", "*.localhost", "127.0.0.1", "::1"}
 
 func (c *Config) fill() error {
 	bad := func(format string, args ...any) error {
@@ -198,6 +235,11 @@ func (c *Config) fill() error {
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		return bad("listen address %q: use host:port or :port, e.g. 127.0.0.1:8080 or :8080", c.Listen)
+	}
+	if !Loopback(c.Listen) && len(c.Keys) == 0 && !c.Insecure {
+		return bad("refusing to listen on %s without API keys: anyone who reaches it could read and publish every event. "+
+			"Add a key to the config file (keys: [{name: me, sha256: <printf %%s \"$KEY\" | sha256sum>, publish: [\"*\"], subscribe: [\"*#*\"], admin: [\"*\"]}], see docs/serve.md) and pass --config FILE, "+
+			"listen on 127.0.0.1:8080, or pass --insecure to accept the risk", c.Listen)
 	}
 	if c.Namespace == "" {
 		c.Namespace = herald.DefaultNamespace

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,12 +32,38 @@ type engine struct {
 	url  string
 	log  *slog.Logger
 
-	proc    *redisproc.Server
-	adopted int // pid of a managed redis-server left running by an earlier herald serve
-	dir     string
-	lock    *os.File
-	mini    *miniredis.Miniredis
+	mu       sync.Mutex
+	proc     *redisproc.Server
+	adopted  int // pid of a managed redis-server left running by an earlier herald serve
+	port     int
+	password string
+	appendOn bool
+	dir      string
+	lock     *os.File
+	mini     *miniredis.Miniredis
+
+	// Supervision of the managed redis-server (supervise).
+	down      atomic.Bool   // the child is not running (dead, or restarting)
+	fatal     chan error    // receives once when the supervisor gives up
+	superStop chan struct{} // closed to stop the supervisor
+	superDone chan struct{}
 }
+
+// Supervision of the managed redis-server: it is checked every
+// superviseTick; a dead one is restarted on the same port and data
+// directory after a backoff that doubles from restartBackoff up to
+// maxRestartBackoff; maxCrashes deaths within crashWindow make herald serve
+// give up and exit.
+const (
+	superviseTick     = 100 * time.Millisecond
+	restartBackoff    = 250 * time.Millisecond
+	maxRestartBackoff = 8 * time.Second
+	maxCrashes        = 5
+	crashWindow       = time.Minute
+)
+
+// passwordFile holds the managed redis-server's password (0600) in the data directory.
+const passwordFile = "redis-password"
 
 // managedState is written to the data directory, so that a herald serve
 // that was killed can be followed by one that finds its redis-server.
@@ -94,26 +124,196 @@ func startManaged(ctx context.Context, cfg Config, log *slog.Logger) (*engine, e
 		lock.Close()
 		return nil, fmt.Errorf("data directory %s is in use by another herald serve; stop it or pass another --data-dir", dir)
 	}
-	e := &engine{kind: EngineManaged, log: log, dir: dir, lock: lock}
+	pw, err := managedPassword(dir)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	e := &engine{kind: EngineManaged, log: log, dir: dir, lock: lock, password: pw, appendOn: true}
 	// A redis-server left by a herald serve that was killed still owns the
 	// directory's AOF: adopt it rather than start a second one on the same files.
-	if st, ok := readState(dir); ok && isRedisServer(st.Pid) && redisproc.Ping("127.0.0.1:"+strconv.Itoa(st.Port), time.Second) == nil {
-		e.adopted, e.url = st.Pid, "redis://127.0.0.1:"+strconv.Itoa(st.Port)
+	if st, ok := readState(dir); ok && isRedisServer(st.Pid) && authPing(st.Port, pw) == nil {
+		e.adopted, e.port = st.Pid, st.Port
+		e.url = managedURL(st.Port, pw)
 		log.Warn("adopted the managed redis-server left running by an earlier herald serve", "pid", st.Pid, "port", st.Port, "dir", dir)
+		e.startSupervisor()
 		return e, nil
 	}
-	proc, err := redisproc.Start(ctx, redisproc.Options{Port: cfg.ManagedPort, Dir: dir, AppendOnly: true})
+	proc, err := redisproc.Start(ctx, redisproc.Options{Port: cfg.ManagedPort, Dir: dir, AppendOnly: true, Password: pw})
 	if err != nil {
 		e.unlock()
 		return nil, fmt.Errorf("start the managed redis-server in %s: %w", dir, err)
 	}
-	e.proc, e.url = proc, proc.URL()
-	b, _ := json.Marshal(managedState{Pid: proc.Pid(), Port: proc.Port})
-	if err := os.WriteFile(filepath.Join(dir, stateFile), b, 0o600); err != nil {
-		log.Warn("could not record the managed redis-server's pid", "err", err)
-	}
-	log.Info("managed redis-server started", "pid", proc.Pid(), "addr", proc.Addr(), "dir", dir, "persistence", "AOF, fsync every second")
+	e.proc, e.port, e.url = proc, proc.Port, managedURL(proc.Port, pw)
+	e.writeState()
+	log.Info("managed redis-server started", "pid", proc.Pid(), "addr", proc.Addr(), "dir", dir, "persistence", "AOF, fsync every second",
+		"auth", "password in "+filepath.Join(dir, passwordFile))
+	e.startSupervisor()
 	return e, nil
+}
+
+// managedURL is the URL of the managed redis-server on port.
+func managedURL(port int, password string) string {
+	return "redis://:" + password + "@127.0.0.1:" + strconv.Itoa(port)
+}
+
+// authPing checks that the redis-server on port answers and requires a
+// password; one left by an older herald serve without a password is given
+// this one (CONFIG SET requirepass).
+func authPing(port int, password string) error {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	err := redisproc.Ping(addr, time.Second)
+	if err != nil {
+		if strings.Contains(err.Error(), "NOAUTH") {
+			return nil
+		}
+		return err
+	}
+	_, err = redisproc.Command(addr, time.Second, "CONFIG", "SET", "requirepass", password)
+	return err
+}
+
+// managedPassword reads the data directory's password file, creating it
+// (128 random bits, mode 0600) when there is none.
+func managedPassword(dir string) (string, error) {
+	path := filepath.Join(dir, passwordFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if pw := strings.TrimSpace(string(b)); pw != "" {
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				if err := os.Chmod(path, 0o600); err != nil {
+					return "", err
+				}
+			}
+			return pw, nil
+		}
+	}
+	var r [16]byte
+	rand.Read(r[:])
+	pw := hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return pw, nil
+}
+
+// ManagedURL is the URL (password included) of the managed redis-server
+// that a running herald serve keeps in data directory dir, so that herald
+// commands find it; ok is false when none is running there.
+func ManagedURL(dir string) (url string, ok bool) {
+	st, ok := readState(dir)
+	if !ok || !isRedisServer(st.Pid) {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(dir, passwordFile))
+	if err != nil {
+		return "", false
+	}
+	return managedURL(st.Port, strings.TrimSpace(string(b))), true
+}
+
+func (e *engine) writeState() {
+	b, _ := json.Marshal(managedState{Pid: e.Pid(), Port: e.port})
+	if err := os.WriteFile(filepath.Join(e.dir, stateFile), b, 0o600); err != nil {
+		e.log.Warn("could not record the managed redis-server's pid", "err", err)
+	}
+}
+
+// alive reports whether the managed redis-server process runs.
+func (e *engine) alive() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.proc != nil {
+		return e.proc.Pid() != 0
+	}
+	return e.adopted != 0 && isRedisServer(e.adopted)
+}
+
+func (e *engine) startSupervisor() {
+	e.fatal = make(chan error, 1)
+	e.superStop = make(chan struct{})
+	e.superDone = make(chan struct{})
+	go e.supervise()
+}
+
+// supervise restarts the managed redis-server when it dies (see the
+// constants above); it marks the engine down meanwhile, which /healthz
+// reports.
+func (e *engine) supervise() {
+	defer close(e.superDone)
+	tick := time.NewTicker(superviseTick)
+	defer tick.Stop()
+	var crashes []time.Time
+	backoff := restartBackoff
+	for {
+		select {
+		case <-e.superStop:
+			return
+		case <-tick.C:
+		}
+		if e.alive() {
+			if len(crashes) > 0 && time.Since(crashes[len(crashes)-1]) > crashWindow {
+				backoff = restartBackoff
+			}
+			continue
+		}
+		e.down.Store(true)
+		now := time.Now()
+		crashes = append(crashes, now)
+		for len(crashes) > 0 && now.Sub(crashes[0]) > crashWindow {
+			crashes = crashes[1:]
+		}
+		if len(crashes) >= maxCrashes {
+			err := fmt.Errorf("the managed redis-server died %d times within %s; giving up (see %s)",
+				len(crashes), crashWindow, filepath.Join(e.dir, "redis.log"))
+			e.log.Error("managed redis-server keeps crashing; herald serve exits", "crashes", len(crashes), "dir", e.dir)
+			e.fatal <- err
+			return
+		}
+		e.log.Error("managed redis-server died; restarting it on the same data directory", "port", e.port, "dir", e.dir,
+			"in", backoff, "crashes_last_minute", len(crashes))
+		select {
+		case <-e.superStop:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxRestartBackoff)
+		if err := e.restart(); err != nil {
+			e.log.Error("restarting the managed redis-server failed; trying again", "err", err)
+			continue // counted as a crash on the next tick
+		}
+		e.down.Store(false)
+		e.writeState()
+		e.log.Warn("managed redis-server restarted", "pid", e.Pid(), "port", e.port, "dir", e.dir)
+	}
+}
+
+// restart starts the managed redis-server again on the same port, data
+// directory and password.
+func (e *engine) restart() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.mu.Lock()
+	proc := e.proc
+	e.mu.Unlock()
+	if proc != nil {
+		return proc.Restart(ctx)
+	}
+	p, err := redisproc.Start(ctx, redisproc.Options{Port: e.port, Dir: e.dir, AppendOnly: e.appendOn, Password: e.password})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.proc, e.adopted = p, 0
+	e.mu.Unlock()
+	return nil
+}
+
+// live is /healthz's check: the managed redis-server is running.
+func (e *engine) live(ctx context.Context) error {
+	if e.kind == EngineManaged && e.down.Load() {
+		return errors.New("the managed redis-server is down; herald serve is restarting it (see redis.log in the data directory)")
+	}
+	return nil
 }
 
 func readState(dir string) (managedState, bool) {
@@ -137,6 +337,8 @@ func isRedisServer(pid int) bool {
 
 // Pid is the managed redis-server's pid (0 for other engines).
 func (e *engine) Pid() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.proc != nil {
 		return e.proc.Pid()
 	}
@@ -145,8 +347,8 @@ func (e *engine) Pid() int {
 
 // ready reports an engine that is gone.
 func (e *engine) ready(ctx context.Context) error {
-	if e.kind == EngineManaged && e.Pid() == 0 {
-		return errors.New("the managed redis-server has exited; see redis.log in the data directory")
+	if e.kind == EngineManaged && (e.down.Load() || e.Pid() == 0) {
+		return errors.New("the managed redis-server is down; see redis.log in the data directory")
 	}
 	return nil
 }
@@ -154,6 +356,11 @@ func (e *engine) ready(ctx context.Context) error {
 // stop stops what the engine started: the managed child by its pid (a
 // clean SIGTERM shutdown that flushes the AOF), or the in-process engine.
 func (e *engine) stop() error {
+	if e.superStop != nil {
+		close(e.superStop)
+		<-e.superDone
+		e.superStop = nil
+	}
 	var err error
 	switch {
 	case e.proc != nil:

@@ -99,9 +99,13 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for i, w := range s.cfg.Webhooks {
 		hooks[i] = w.Webhook
 	}
-	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS,
+	hosts := s.cfg.AllowedHosts
+	if len(hosts) == 0 && Loopback(s.cfg.Listen) {
+		hosts = LoopbackHosts
+	}
+	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS, AllowedHosts: hosts,
 		MaxBodyBytes: s.cfg.MaxBodyBytes, MaxBatch: s.cfg.MaxBatch, SSE: s.cfg.SSE, WebSocket: s.cfg.WebSocket,
-		Webhooks: hooks, Logger: s.log, Ready: s.engine.ready})
+		Webhooks: hooks, Logger: s.log, Ready: s.engine.ready, Live: s.engine.live})
 	if err != nil {
 		return fmt.Errorf("%w: %v", herald.ErrInvalid, err)
 	}
@@ -121,8 +125,10 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		ln = tls.NewListener(ln, s.srv.TLSConfig)
 	}
 	s.ln = ln
-	if len(s.cfg.Keys) == 0 {
-		s.log.Warn("no API keys are configured: every request is allowed; add keys: to the config before exposing the server")
+	if len(s.cfg.Keys) == 0 && !Loopback(s.cfg.Listen) {
+		s.log.Warn("INSECURE: listening beyond loopback with no API keys: anyone who reaches the port reads and publishes every event", "listen", s.cfg.Listen)
+	} else if len(s.cfg.Keys) == 0 {
+		s.log.Info("no API keys: every request from this machine is allowed (loopback only)")
 	}
 	names := make([]string, len(s.cfg.Keys))
 	for i, k := range s.cfg.Keys {
@@ -185,7 +191,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(s.ln) }()
+	var engineFatal <-chan error
+	if s.engine != nil {
+		engineFatal = s.engine.fatal // nil (never ready) unless supervised
+	}
 	select {
+	case err := <-engineFatal:
+		s.log.Error("shutting down: the engine is gone", "err", err)
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.Shutdown(sctx)
+		return err
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
