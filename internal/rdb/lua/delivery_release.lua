@@ -15,19 +15,19 @@ local keep = {}
 local timed = false
 for j = 1, #f, 2 do
   local name = f[j]
-  if name ~= 'o' then
+  if name ~= '$FieldOrigin' then
     keep[#keep + 1] = name
     keep[#keep + 1] = f[j + 1]
-    if name == 'tm' then timed = true end
+    if name == '$FieldTime' then timed = true end
   end
 end
 if not timed then
   local ms = string.match(ARGV[3], '^(%d+)')
   if ms then
-    keep[#keep + 1] = 'tm'
+    keep[#keep + 1] = '$FieldTime'
     keep[#keep + 1] = ms .. '000'
   end
 end
-keep[#keep + 1] = 'o'; keep[#keep + 1] = ARGV[3]
+keep[#keep + 1] = '$FieldOrigin'; keep[#keep + 1] = ARGV[3]
 redis.call('XADD', KEYS[2], '*', unpack(keep))
 return 'released'
