@@ -228,7 +228,7 @@ func TestEveryPage(t *testing.T) {
 
 	tb.click(`tr[data-topic="articles/eu"] a`)
 	tb.wait(10*time.Second, `document.querySelectorAll('details.event').length === 3 && document.querySelectorAll('#main table').length >= 1`)
-	tb.click(`details.event[data-position] summary`) // the newest: binary
+	tb.click(`details.event[data-id="a-3"] summary`) // binary
 	tb.wait(5*time.Second, `document.querySelector('details.event[open] pre')?.textContent.startsWith('00000000  89 50 4e 47')`)
 	tb.shot("topic")
 

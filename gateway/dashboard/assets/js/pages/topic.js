@@ -48,15 +48,18 @@ export function render(root, route, access) {
     }
     const dlBy = {};
     for (const d of dls) dlBy[d.group] = (dlBy[d.group] || 0) + 1;
+    // Lag in time is shown where the API reports it (lag_seconds).
+    const lagTime = gs.some((g) => g.lag_seconds !== undefined);
     fill(groups, gs.length ? table('', [{ label: 'Group' }, { label: 'Consumers' }, { label: 'Lag (events)', num: true },
-      { label: 'Lag (time)', num: true, narrow: true }, { label: 'Pending', num: true }, { label: 'Oldest pending', num: true },
-      { label: 'Retries scheduled', num: true, narrow: true }, { label: 'Dead letters', num: true }],
+      lagTime ? { label: 'Lag (time)', num: true, narrow: true } : null, { label: 'Pending', num: true }, { label: 'Oldest pending', num: true },
+      { label: 'Retries scheduled', num: true, narrow: true }, { label: 'Dead letters', num: true }].filter(Boolean),
     gs.map((g) => ({
       attrs: { 'data-group': g.name },
       cells: [h('span', { class: 'mono' }, g.name), consumers(g), h('span', { class: g.lag ? 'warn' : '' }, f.num(g.lag)),
-        g.lag_seconds !== undefined ? f.duration(g.lag_seconds) : '–',
+        lagTime ? f.duration(g.lag_seconds) : null,
         f.num(g.pending), g.pending ? f.duration(g.oldest_pending_seconds) : '–', f.num(g.scheduled_retries),
-        dlBy[g.name] ? h('a', { class: 'bad', href: '#/deadletters/' + seg(name) + '?group=' + encodeURIComponent(g.name) }, f.num(dlBy[g.name])) : '0'],
+        dlBy[g.name] ? h('a', { class: 'bad', href: '#/deadletters/' + seg(name) + '?group=' + encodeURIComponent(g.name) }, f.num(dlBy[g.name])) : '0']
+        .filter((c) => c !== null),
     }))) : empty('No consumer group reads this topic yet.', 'Subscribe with a group, for example ',
       h('code', {}, 'curl -N "' + location.origin + '/v1/topics/' + seg(name) + '/events?group=billing"'), '.'));
   }
@@ -105,7 +108,8 @@ async function lastEvents(name, access) {
     es = (await api('/v1/topics/' + seg(name) + '/events?' + from + 'limit=1000')).events || [];
     if (es.length >= LAST) break;
   }
-  es.sort((a, b) => f.idTime(b.position) - f.idTime(a.position) || b.position.localeCompare(a.position));
+  const seq = (p) => Number(p.split('-')[1]) || 0;
+  es.sort((a, b) => f.idTime(b.position) - f.idTime(a.position) || seq(b.position) - seq(a.position));
   return es.slice(0, LAST);
 }
 
@@ -115,7 +119,7 @@ export function eventView(e) {
   const attrs = [['position', e.position], ['id', e.id], ['type', e.type], ['key', e.key], ['source', e.source],
     ['subject', e.subject], ['time', e.time], ['content type', e.content_type]].filter(([, v]) => v !== undefined && v !== '');
   const hdrs = Object.entries(e.headers || {});
-  return h('details', { class: 'panel event', 'data-position': e.position },
+  return h('details', { class: 'panel event', 'data-position': e.position, 'data-id': e.id || '' },
     h('summary', {}, h('span', { class: 'mono' }, e.position), ' · ', e.type || 'no type', e.key ? ' · key ' + e.key : '',
       ' · ', f.ago(e.time || f.idTime(e.position)), ' · ', h('span', { class: 'muted' }, p.kind)),
     h('dl', { class: 'kv' }, attrs.map(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, v)])),
