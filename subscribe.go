@@ -35,6 +35,7 @@ const (
 	DefaultMaxRetryBackoff   = 5 * time.Minute
 	DefaultVisibilityTimeout = 30 * time.Second
 	DefaultBlock             = 2 * time.Second
+	DefaultLeaseTime         = 5 * time.Second
 )
 
 // Start says where a new consumer group starts reading.
@@ -63,6 +64,8 @@ type subOptions struct {
 	block       time.Duration
 	filter      string
 	filterPrg   *celexpr.Program
+	unordered   bool
+	lease       time.Duration
 }
 
 // From sets where a new group starts; an existing group keeps its position.
@@ -107,6 +110,25 @@ func VisibilityTimeout(d time.Duration) SubscribeOption {
 // field an event lacks makes it false (see docs/routing.md).
 func Filter(expr string) SubscribeOption { return func(o *subOptions) { o.filter = expr } }
 
+// Unordered opts out of per-key order for the last bit of throughput: every
+// consumer of the group reads every partition, events of one key may be
+// handled concurrently and in any order, and a failed event is retried
+// through the group's retry stream while later events go on. ErrRelease
+// hands an event to the group at once.
+//
+// By default a subscription is ordered: within the group, events with the
+// same key are handled one at a time in stream order, across consumers and
+// retries; a failing event holds back only its key. Each partition is read by
+// one consumer at a time under a lease (see LeaseTime).
+func Unordered() SubscribeOption { return func(o *subOptions) { o.unordered = true } }
+
+// LeaseTime is how long an ordered consumer's ownership of a partition lasts
+// without renewal (default 5s; renewed every third of it). It bounds how
+// long a crashed consumer's partitions wait before another consumer takes
+// them over; a consumer that cannot renew stops handling a partition a tenth
+// of the lease time before its lease runs out in Redis.
+func LeaseTime(d time.Duration) SubscribeOption { return func(o *subOptions) { o.lease = d } }
+
 // BlockTime is how long one read waits for new events (default 2s).
 func BlockTime(d time.Duration) SubscribeOption { return func(o *subOptions) { o.block = d } }
 
@@ -145,6 +167,7 @@ func (o *subOptions) fill() error {
 		setD(&o.maxBackoff, DefaultMaxRetryBackoff, "max retry backoff"),
 		setD(&o.visibility, DefaultVisibilityTimeout, "visibility timeout"),
 		setD(&o.block, DefaultBlock, "block time"),
+		setD(&o.lease, DefaultLeaseTime, "lease time"),
 	} {
 		if e != nil {
 			return e
@@ -159,6 +182,9 @@ func (o *subOptions) fill() error {
 	}
 	if o.maxInFlight < o.concurrency {
 		o.maxInFlight = o.concurrency
+	}
+	if o.lease < 150*time.Millisecond {
+		return invalid("lease time %s is too short; use at least 150ms", o.lease)
 	}
 	if o.visibility < 30*time.Millisecond {
 		return invalid("visibility timeout %s is too short; use at least 30ms", o.visibility)

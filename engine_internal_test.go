@@ -1,0 +1,168 @@
+package herald
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startEngine runs an engine directly (no Subscription) and returns a stop
+// function that cancels reading (drain) or handling too, and waits.
+func startEngine(t *testing.T, c *Client, topicName, group string, h Handler, opts ...SubscribeOption) (*engine, func(drain bool)) {
+	t.Helper()
+	ctx := context.Background()
+	o := &subOptions{start: StartBeginning}
+	for _, f := range opts {
+		f(o)
+	}
+	if err := o.fill(); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := c.topic(ctx, topicName, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pk := range tp.parts {
+		if err := c.db.EnsureGroup(ctx, pk, group, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fctx, fcancel := context.WithCancel(ctx)
+	hctx, hcancel := context.WithCancel(ctx)
+	e := newEngine(c, tp, group, h, o, &subStats{}, fctx, hctx)
+	done := make(chan struct{})
+	go func() { e.run(); close(done) }()
+	var once sync.Once
+	stop := func(drain bool) {
+		once.Do(func() {
+			fcancel()
+			if !drain {
+				hcancel()
+			}
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("engine did not stop within 20s")
+			}
+			hcancel()
+		})
+	}
+	t.Cleanup(func() { stop(false) })
+	return e, stop
+}
+
+// seqLog records per key the sequence numbers handled.
+type seqLog struct {
+	mu   sync.Mutex
+	seen map[string][]int
+}
+
+func (l *seqLog) add(m *Message) {
+	n, _ := strconv.Atoi(string(m.Data))
+	l.mu.Lock()
+	if l.seen == nil {
+		l.seen = map[string][]int{}
+	}
+	l.seen[m.Key] = append(l.seen[m.Key], n)
+	l.mu.Unlock()
+}
+
+func (l *seqLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.seen {
+		n += len(s)
+	}
+	return n
+}
+
+func publishSeq(t *testing.T, c *Client, topic string, keys, per int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < per; i++ {
+		evs := make([]Event, keys)
+		for k := range evs {
+			evs[k] = Event{Key: fmt.Sprintf("k%d", k), Data: []byte(strconv.Itoa(i))}
+		}
+		if _, err := c.PublishBatch(ctx, topic, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func waitCond(t *testing.T, d time.Duration, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestEngineOrderedPerKey(t *testing.T) {
+	c := testClient(t, 4)
+	var log seqLog
+	e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		log.add(m)
+		return nil
+	}), LeaseTime(time.Second))
+	publishSeq(t, c, "t", 50, 40)
+	waitCond(t, 20*time.Second, "2000 events", func() bool { return log.count() >= 2000 })
+	stop(true)
+	for k, s := range log.seen {
+		for i, n := range s {
+			if n != i {
+				t.Fatalf("key %s: handled %v, want 0..39 in order", k, s)
+			}
+		}
+	}
+	if st := e.stats.handled.Load(); st != 2000 {
+		t.Fatalf("handled %d", st)
+	}
+	gs, err := c.Groups(context.Background(), "t")
+	if err != nil || len(gs) != 1 || gs[0].Pending != 0 {
+		t.Fatalf("groups after drain: %+v %v", gs, err)
+	}
+}
+
+func TestEngineFailingKeyHoldsOnlyItsKey(t *testing.T) {
+	c := testClient(t, 1)
+	var mu sync.Mutex
+	var order []string
+	fails := 0
+	_, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.Key == "K" && string(m.Data) == "0" && fails < 3 {
+			fails++
+			return errors.New("flaky")
+		}
+		order = append(order, m.Key+string(m.Data))
+		return nil
+	}), Backoff(50*time.Millisecond, 100*time.Millisecond))
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := c.PublishBatch(ctx, "t", []Event{{Key: "K", Data: []byte(strconv.Itoa(i))}, {Key: "O", Data: []byte(strconv.Itoa(i))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitCond(t, 10*time.Second, "6 handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 6 })
+	stop(true)
+	idx := map[string]int{}
+	for i, s := range order {
+		idx[s] = i
+	}
+	if !(idx["K0"] < idx["K1"] && idx["K1"] < idx["K2"]) {
+		t.Fatalf("K out of order: %v", order)
+	}
+	if idx["O2"] > idx["K0"] {
+		t.Fatalf("other key held back by K's failures: %v", order)
+	}
+}

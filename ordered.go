@@ -1,0 +1,251 @@
+package herald
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"time"
+)
+
+// hworker is one handler goroutine. It takes slices of read batches and
+// handles them one event at a time. In an ordered subscription every event
+// of one key (of one partition run) comes to the same worker, so handling
+// them in arrival order is handling them in stream order. A failing event
+// stays pending in Redis and is retried here, in place, after its backoff;
+// later events of its key are parked behind it (other keys flow); a dead
+// letter or a success releases the key.
+type hworker struct {
+	e       *engine
+	in      chan []*dlv
+	blocked map[bkey]*kqueue // keys held back by a failing event (ordered)
+	due     kheap            // queues whose head waits for its retry time
+	dropped map[bkey]bool    // keys let go of while stopping: later events skip too
+}
+
+// bkey names a key within one partition run. Keyless events that fail get a
+// queue of their own (key "", their position).
+type bkey struct {
+	p   *pstate
+	key string
+	id  string
+}
+
+// kqueue is a blocked key: items[0] failed and waits for its retry; the
+// others arrived after it.
+type kqueue struct {
+	k     bkey
+	items []*dlv
+	at    time.Time
+	index int // in the heap, -1 when not there
+}
+
+func keyOf(d *dlv) bkey {
+	if d.msg.Key == "" {
+		return bkey{p: d.b.p, id: d.id}
+	}
+	return bkey{p: d.b.p, key: d.msg.Key}
+}
+
+func (w *hworker) run() {
+	e := w.e
+	w.blocked = map[bkey]*kqueue{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		var tc <-chan time.Time
+		if len(w.blocked) > 0 {
+			// Wake for the next retry, and at least every 100ms to let go
+			// of keys whose partition run ended.
+			wait := 100 * time.Millisecond
+			if len(w.due) > 0 && e.fetchCtx.Err() == nil {
+				wait = min(wait, time.Until(w.due[0].at))
+			}
+			timer.Reset(max(wait, 0))
+			tc = timer.C
+		}
+		select {
+		case ch, ok := <-w.in:
+			timer.Stop()
+			if !ok {
+				w.purge(true)
+				return
+			}
+			for _, d := range ch {
+				w.deliver(d)
+			}
+		case <-tc:
+			if e.fetchCtx.Err() != nil {
+				w.purge(true) // stopping: no more retries; parked events stay pending
+				continue
+			}
+			w.purge(false)
+			now := time.Now()
+			for len(w.due) > 0 && !w.due[0].at.After(now) {
+				q := heap.Pop(&w.due).(*kqueue)
+				w.resume(q)
+			}
+		}
+	}
+}
+
+// deliver handles d unless its run ended or its key is blocked.
+func (w *hworker) deliver(d *dlv) {
+	if w.e.handlerCtx.Err() != nil || !d.b.p.alive() {
+		d.finish(stSkip) // left pending: the partition's next run delivers it
+		return
+	}
+	if w.dropped != nil && w.dropped[keyOf(d)] {
+		d.finish(stSkip) // an earlier event of its key was left pending
+		return
+	}
+	if len(w.blocked) > 0 {
+		if q := w.blocked[keyOf(d)]; q != nil {
+			q.items = append(q.items, d)
+			d.finish(stDeferred)
+			return
+		}
+	}
+	w.handle(d, false)
+}
+
+// resume retries the head of a blocked key, then hands on its queue.
+func (w *hworker) resume(q *kqueue) {
+	for len(q.items) > 0 {
+		d := q.items[0]
+		if w.e.handlerCtx.Err() != nil || !d.b.p.alive() {
+			w.drop(q)
+			return
+		}
+		if w.handle(d, true) {
+			return // failed again: parked
+		}
+		q.items[0] = nil
+		q.items = q.items[1:]
+	}
+	delete(w.blocked, q.k)
+}
+
+// handle calls the handler for d and settles it. It returns true when d was
+// parked for a retry (ordered).
+func (w *hworker) handle(d *dlv, deferred bool) bool {
+	e := w.e
+	settle := func(st uint32) {
+		if deferred {
+			d.finishDeferred(st)
+		} else {
+			d.finish(st)
+		}
+	}
+	if e.o.filterPrg != nil && !e.matches(&d.msg) {
+		e.stats.filtered.Add(1)
+		settle(stAck)
+		return false
+	}
+	err := e.call(&d.msg)
+	switch {
+	case err == nil:
+		e.stats.handled.Add(1)
+		settle(stAck)
+		return false
+	case e.handlerCtx.Err() != nil:
+		settle(stSkip) // failed while stopping: handed back, not an attempt
+		return false
+	case errors.Is(err, ErrRelease):
+		if !e.ordered {
+			e.releaseToGroup(d)
+			settle(stSkip)
+			return false
+		}
+		// Ordered: its key must wait for it, so it stays here and is
+		// offered again after the first backoff, as the same attempt.
+		w.park(d, deferred, e.o.backoff)
+		return true
+	}
+	e.stats.failed.Add(1)
+	if !e.ordered {
+		e.failUnordered(d, err)
+		settle(stSkip)
+		return false
+	}
+	if IsPermanent(err) || d.msg.Attempt >= e.o.maxAttempts {
+		e.deadLetter(d, err) // releases the key
+		settle(stSkip)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if _, aerr := e.c.db.AddAttempt(ctx, d.b.p.pk, e.group, d.id); aerr != nil {
+		e.noteErr("count attempt", aerr) // the count is kept here until a crash
+	}
+	cancel()
+	e.stats.retried.Add(1)
+	delay := e.o.retryDelay(d.msg.Attempt)
+	d.msg.Attempt++
+	w.park(d, deferred, delay)
+	return true
+}
+
+// park holds d (and later events of its key) until its retry time.
+func (w *hworker) park(d *dlv, deferred bool, delay time.Duration) {
+	if !deferred {
+		d.finish(stDeferred)
+	}
+	k := keyOf(d)
+	q := w.blocked[k]
+	if q == nil {
+		q = &kqueue{k: k, items: []*dlv{d}, index: -1}
+		w.blocked[k] = q
+	}
+	q.at = time.Now().Add(delay)
+	heap.Push(&w.due, q)
+}
+
+// drop lets go of a blocked key: its events stay pending in Redis.
+func (w *hworker) drop(q *kqueue) {
+	if w.e.fetchCtx.Err() != nil && q.k.p.alive() {
+		if w.dropped == nil {
+			w.dropped = map[bkey]bool{}
+		}
+		w.dropped[q.k] = true
+	}
+	for _, d := range q.items {
+		d.finishDeferred(stSkip)
+	}
+	q.items = nil
+	if q.index >= 0 {
+		heap.Remove(&w.due, q.index)
+	}
+	delete(w.blocked, q.k)
+}
+
+// purge drops the blocked keys whose run ended (all when every is set).
+func (w *hworker) purge(every bool) {
+	for _, q := range w.blocked {
+		if every || !q.k.p.alive() {
+			w.drop(q)
+		}
+	}
+}
+
+// kheap orders blocked keys by retry time.
+type kheap []*kqueue
+
+func (h kheap) Len() int           { return len(h) }
+func (h kheap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h kheap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *kheap) Push(x any) {
+	q := x.(*kqueue)
+	q.index = len(*h)
+	*h = append(*h, q)
+}
+func (h *kheap) Pop() any {
+	old := *h
+	q := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	q.index = -1
+	return q
+}

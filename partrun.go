@@ -1,0 +1,462 @@
+package herald
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/heraldbus/herald/internal/codec"
+	"github.com/heraldbus/herald/internal/rdb"
+)
+
+// pstate is one run of a partition: from the moment this consumer starts
+// reading it (the lease taken, when ordered) until it stopped and every event
+// it read is finished.
+type pstate struct {
+	e      *engine
+	idx    int
+	pk     rdb.PartKeys
+	lease  rdb.Lease
+	ctx    context.Context // the reader's; cancelled on release, loss or stop
+	cancel context.CancelFunc
+
+	validUntil atomic.Int64 // engine clock: handling stops here unless the lease is renewed
+	closed     atomic.Bool  // released or lost: its events are skipped, left pending
+	inflight   atomic.Int64 // events read, not yet finished and acknowledged
+	rr         atomic.Uint32 // spreads keyless events over the workers
+
+	acks       chan ackReq
+	quit       chan struct{} // closed when the run is idle: the acker exits
+	ackDone    chan struct{}
+	readerDone chan struct{}
+	finished   chan struct{} // closed when the run is over
+
+	mu        sync.Mutex
+	lastMain  string // highest position handed to the workers, per stream
+	lastRetry string
+	out       map[*rbatch]struct{} // unfinished batches (unordered: keep-alive)
+}
+
+// alive reports whether the run may still handle its events.
+func (p *pstate) alive() bool { return !p.closed.Load() && p.e.now() < p.validUntil.Load() }
+
+func (p *pstate) ackerDone() chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ackDone == nil {
+		p.ackDone = make(chan struct{})
+	}
+	return p.ackDone
+}
+
+// waitIdle waits until every event the run read is finished and acknowledged.
+func (p *pstate) waitIdle() {
+	for p.inflight.Load() > 0 {
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Delivery states.
+const (
+	stPending  uint32 = iota // handed to a worker, not finished
+	stAck                    // handled or filtered: acknowledge with the batch
+	stSkip                   // finished without an ack: left pending, or settled by a script
+	stDeferred               // parked behind its key or waiting for a retry: acknowledged alone later
+	stTrimmed                // deleted from the stream while pending: acked and counted
+)
+
+// rbatch is one read batch; it is acknowledged as a unit when its last
+// event is finished.
+type rbatch struct {
+	p       *pstate
+	items   []dlv
+	left    atomic.Int32
+	read    time.Time
+	touched atomic.Int64 // unix ns of the last keep-alive (unordered)
+}
+
+// dlv is one delivery.
+type dlv struct {
+	b      *rbatch
+	stream string
+	id     string
+	prior  int64 // failed attempts recorded in Redis before this delivery (ordered)
+	state  atomic.Uint32
+	msg    Message
+}
+
+// finish settles d within its batch; the last one sends the batch's acks.
+func (d *dlv) finish(st uint32) {
+	d.state.Store(st)
+	b := d.b
+	if b.left.Add(-1) != 0 {
+		return
+	}
+	req := ackReq{}
+	for i := range b.items {
+		it := &b.items[i]
+		switch it.state.Load() {
+		case stAck:
+			req.add(it)
+		case stTrimmed:
+			req.trimmed = append(req.trimmed, it)
+		case stDeferred:
+			continue
+		}
+		req.n++
+	}
+	if !b.read.IsZero() {
+		b.p.mu.Lock()
+		delete(b.p.out, b)
+		b.p.mu.Unlock()
+	}
+	b.p.acks <- req
+}
+
+// finishDeferred settles an event that was parked (its batch is done).
+func (d *dlv) finishDeferred(st uint32) {
+	d.state.Store(st)
+	req := ackReq{n: 1}
+	if st == stAck {
+		req.add(d)
+	}
+	d.b.p.acks <- req
+}
+
+// ackReq is what a finished batch (or a deferred event) asks the acker.
+type ackReq struct {
+	n       int    // events it settles (in-flight and budget given back)
+	main    []string
+	retry   []string
+	clear   []string // attempt counts to forget
+	trimmed []*dlv
+}
+
+func (r *ackReq) add(d *dlv) {
+	if d.b.p.pk.IsRetry(d.stream) {
+		r.retry = append(r.retry, d.id)
+	} else {
+		r.main = append(r.main, d.id)
+	}
+	if d.prior > 0 || d.msg.Attempt > 1 {
+		r.clear = append(r.clear, d.id)
+	}
+}
+
+// acker sends the acknowledgements of the run's finished batches: whatever
+// has queued up goes in one pipelined round trip.
+func (p *pstate) acker() {
+	defer close(p.ackerDone())
+	e := p.e
+	for {
+		var first ackReq
+		select {
+		case first = <-p.acks:
+		case <-p.quit:
+			return
+		}
+		reqs := []ackReq{first}
+	more:
+		for len(reqs) < 256 {
+			select {
+			case r := <-p.acks:
+				reqs = append(reqs, r)
+			default:
+				break more
+			}
+		}
+		var main, retry, clear []string
+		var trimmed []*dlv
+		n := 0
+		for _, r := range reqs {
+			main, retry, clear = append(main, r.main...), append(retry, r.retry...), append(clear, r.clear...)
+			trimmed = append(trimmed, r.trimmed...)
+			n += r.n
+		}
+		if len(main)+len(retry) > 0 {
+			p.send(main, retry, clear)
+		}
+		for _, d := range trimmed {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			k, err := e.c.db.AckCount(ctx, d.stream, e.group, []string{d.id}, p.pk.IsRetry(d.stream))
+			cancel()
+			if err == nil && k > 0 {
+				// Counted once: only the ack that removed it from the group's pending list.
+				e.stats.trimmed.Add(k)
+				e.c.log.Warn("pending entry was trimmed before it was handled; acked and dropped", "topic", e.t.name, "stream", d.stream, "id", d.id)
+			}
+		}
+		p.inflight.Add(-int64(n))
+		e.budget.give(n)
+	}
+}
+
+func (p *pstate) send(main, retry, clear []string) {
+	e := p.e
+	for try := 0; try < 3; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := e.c.db.AckPart(ctx, p.pk, e.group, main, retry, clear)
+		cancel()
+		if err == nil || rdb.IsNoGroup(err) {
+			return
+		}
+		e.noteErr("ack", err)
+		if !rdb.Transient(err) {
+			return
+		}
+		time.Sleep(time.Duration(50*(try+1)) * time.Millisecond)
+	}
+	// Unacknowledged entries stay pending and are delivered again: at-least-once.
+}
+
+// read is the run's reader: first what is pending (ordered: every entry of
+// the group on the partition, whoever held it, in stream order; unordered:
+// this consumer's own), then new entries.
+func (p *pstate) read() {
+	defer close(p.readerDone)
+	e := p.e
+	if e.ordered {
+		p.claimAll()
+	} else {
+		p.readOwn("0-0", "0-0")
+	}
+	bo := newBackoff()
+	for p.ctx.Err() == nil {
+		n := e.budget.take(p.ctx, p.share())
+		if n == 0 {
+			return
+		}
+		block := e.o.block
+		if e.ordered {
+			// A read must not outlive the lease: it would deliver entries
+			// after another consumer took the partition over.
+			left := time.Duration(p.validUntil.Load()-e.now()) - e.o.leaseMargin()
+			if left < 10*time.Millisecond {
+				e.budget.give(n)
+				select {
+				case <-p.ctx.Done():
+				case <-time.After(e.o.lease / 20):
+				}
+				continue
+			}
+			block = min(block, left)
+		}
+		es, err := e.c.db.ReadGroup(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()))
+		if err != nil {
+			e.budget.give(n)
+			if p.ctx.Err() != nil {
+				return
+			}
+			e.noteErr("read", err)
+			if rdb.IsNoGroup(err) {
+				e.recoverGroup(p.ctx, p.pk)
+				continue
+			}
+			bo.wait(p.ctx)
+			// The reply may have been lost after Redis delivered the
+			// entries to this consumer: read them again.
+			p.mu.Lock()
+			m, r := p.lastMain, p.lastRetry
+			p.mu.Unlock()
+			p.readOwn(m, r)
+			continue
+		}
+		bo.reset()
+		p.dispatch(es, n, nil)
+	}
+}
+
+// share is the most events one read reserves: a reader blocked in a read
+// must not hold every in-flight slot.
+func (p *pstate) share() int {
+	e := p.e
+	return max(1, min(e.o.readBatch, e.o.maxInFlight/len(e.t.parts)))
+}
+
+// readOwn re-reads this consumer's pending entries after the given positions.
+func (p *pstate) readOwn(afterMain, afterRetry string) {
+	e := p.e
+	for p.ctx.Err() == nil {
+		n := e.budget.take(p.ctx, p.share())
+		if n == 0 {
+			return
+		}
+		es, err := e.c.db.ReadOwnAfter(p.ctx, p.pk, e.group, e.o.consumer, int64(n), afterMain, afterRetry)
+		if err != nil {
+			e.budget.give(n)
+			if p.ctx.Err() == nil && !rdb.IsNoGroup(err) {
+				e.noteErr("read own pending", err)
+			}
+			return
+		}
+		if len(es) == 0 {
+			e.budget.give(n)
+			return
+		}
+		for _, en := range es {
+			if p.pk.IsRetry(en.Stream) {
+				afterRetry = en.ID
+			} else {
+				afterMain = en.ID
+			}
+		}
+		p.dispatch(es, n, nil)
+	}
+}
+
+// claimAll takes over every pending entry of the group on the partition (the
+// lease guarantees that their holders stopped) and hands them to the workers
+// in stream order, before any new entry is read.
+func (p *pstate) claimAll() {
+	e := p.e
+	for _, stream := range []string{p.pk.Stream, p.pk.Retry(e.group)} {
+		start := "0-0"
+		for p.ctx.Err() == nil {
+			n := e.budget.take(p.ctx, p.share())
+			if n == 0 {
+				return
+			}
+			es, next, deleted, err := e.c.db.AutoClaim(p.ctx, stream, e.group, e.o.consumer, 0, start, int64(n))
+			if err != nil {
+				e.budget.give(n)
+				if p.ctx.Err() == nil && !rdb.IsNoGroup(err) {
+					e.noteErr("claim pending", err)
+				}
+				break
+			}
+			if deleted > 0 {
+				// Redis removed them from the pending list in this call: counted once.
+				e.stats.trimmed.Add(int64(deleted))
+				e.c.log.Warn("pending entries were trimmed before they were handled; dropped", "stream", stream, "count", deleted)
+			}
+			var prior []int64
+			if len(es) > 0 {
+				ids := make([]string, len(es))
+				for i := range es {
+					ids[i] = es[i].ID
+				}
+				if prior, err = e.c.db.AttemptsOf(p.ctx, p.pk, e.group, ids); err != nil {
+					e.noteErr("read attempt counts", err)
+					prior = nil
+				}
+			}
+			p.dispatch(es, n, prior)
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
+		}
+	}
+}
+
+// dispatch splits a read batch by handler worker and hands each worker its
+// slice. n slots of the budget were reserved; unused ones are given back.
+func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
+	e := p.e
+	if len(es) < n {
+		e.budget.give(n - len(es))
+	}
+	if len(es) == 0 {
+		return
+	}
+	if len(es) > n {
+		// A read of two streams returns up to n from each: count the rest.
+		e.budget.force(len(es) - n)
+	}
+	b := &rbatch{p: p, items: make([]dlv, len(es))}
+	if !e.ordered {
+		b.read = time.Now()
+		p.mu.Lock()
+		p.out[b] = struct{}{}
+		p.mu.Unlock()
+	}
+	b.left.Store(int32(len(es)))
+	p.inflight.Add(int64(len(es)))
+	W := len(e.workers)
+	chunks := make([][]*dlv, W)
+	var settled []*dlv
+	rr := p.rr.Add(uint32(len(es)))
+	lastMain, lastRetry := "", ""
+	for i := range es {
+		en := &es[i]
+		d := &b.items[i]
+		d.b, d.stream, d.id = b, en.Stream, en.ID
+		if p.pk.IsRetry(en.Stream) {
+			lastRetry = en.ID
+		} else {
+			lastMain = en.ID
+		}
+		if en.Pairs == nil { // trimmed while pending: nothing to deliver
+			d.state.Store(stTrimmed)
+			settled = append(settled, d)
+			continue
+		}
+		ev, meta, err := codec.Decode(en.Pairs, en.ID)
+		d.msg = Message{Event: Event(ev), Topic: e.t.name, Group: e.group, Partition: p.idx, Position: en.ID, Attempt: meta.Attempt}
+		if meta.Origin != "" {
+			d.msg.Position = meta.Origin
+		}
+		if d.msg.Attempt == 0 {
+			d.msg.Attempt = 1
+		}
+		if prior != nil && i < len(prior) && prior[i] > 0 {
+			d.prior = prior[i]
+			d.msg.Attempt += int(prior[i])
+		}
+		if err != nil {
+			// Not a Herald event (written by hand?): dead-letter it with the reason.
+			e.stats.failed.Add(1)
+			e.deadLetter(d, Permanent(err))
+			d.state.Store(stSkip)
+			settled = append(settled, d)
+			continue
+		}
+		var w int
+		if e.ordered && d.msg.Key != "" {
+			w = int(fnv32(d.msg.Key) % uint32(W))
+		} else {
+			w = int((rr + uint32(i)) % uint32(W))
+		}
+		chunks[w] = append(chunks[w], d)
+	}
+	p.mu.Lock()
+	if lastMain != "" && idAfter(lastMain, p.lastMain) {
+		p.lastMain = lastMain
+	}
+	if lastRetry != "" && idAfter(lastRetry, p.lastRetry) {
+		p.lastRetry = lastRetry
+	}
+	p.mu.Unlock()
+	for w, ch := range chunks {
+		if len(ch) > 0 {
+			e.workers[w].in <- ch
+		}
+	}
+	for _, d := range settled {
+		d.finish(d.state.Load())
+	}
+}
+
+// fnv32 is FNV-1a over s, without allocating.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// recoverGroup recreates a group lost with a Redis restart (and the topic's
+// metadata if that went too). It starts from the beginning of what is there:
+// after a restart without persistence the stream holds only new events.
+func (e *engine) recoverGroup(ctx context.Context, pk rdb.PartKeys) {
+	e.c.restoreTopic(ctx, e.t)
+	if err := e.c.db.EnsureGroup(ctx, pk, e.group, "0"); err != nil {
+		e.noteErr("recreate group", err)
+		return
+	}
+	e.c.log.Warn("consumer group was missing (Redis restarted without persistence?); recreated from the start of the stream",
+		"topic", e.t.name, "group", e.group, "stream", pk.Stream)
+}
