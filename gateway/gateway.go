@@ -186,6 +186,7 @@ type Gateway struct {
 	closing      atomic.Bool
 
 	sessions *sessionStore
+	hub      *tailHub
 	hooksMu  sync.Mutex
 	hooks    []*webhookRunner
 	started  bool
@@ -222,6 +223,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.metrics = m
 	g.streamCtx, g.streamCancel = context.WithCancel(context.Background())
 	g.sessions = newSessionStore(g)
+	g.hub = newTailHub(g)
 	g.registerRoutes()
 	return g, nil
 }
@@ -257,6 +259,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutOnce.Do(func() {
 		g.closing.Store(true)
 		g.streamCancel()
+		g.hub.close()
 		g.sessions.closeAll()
 		g.hooksMu.Lock()
 		hooks := g.hooks
@@ -276,6 +279,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 			wg.Wait()
 			g.sessions.wait()
 			g.streams.Wait()
+			g.hub.wait()
 			close(done)
 		}()
 		select {

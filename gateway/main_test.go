@@ -36,16 +36,22 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	return newEnvClient(t, c, cfg)
+}
+
+// newEnvClient starts a gateway over c (which the caller closes) on a
+// loopback test server.
+func newEnvClient(t *testing.T, c *herald.Client, cfg gateway.Config) *env {
+	t.Helper()
 	cfg.Client = c
 	g, err := gateway.New(cfg)
 	if err != nil {
-		c.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := g.Start(ctx); err != nil {
-		c.Close()
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g)
@@ -54,7 +60,6 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		defer cancel()
 		g.Shutdown(ctx)
 		srv.Close()
-		c.Close()
 	})
 	return &env{t: t, c: c, g: g, srv: srv, url: srv.URL}
 }

@@ -31,6 +31,10 @@ type metrics struct {
 	channelMessages *prometheus.CounterVec
 	streams         *prometheus.GaugeVec
 	redisErrors     prometheus.Counter
+	hubFeeds        prometheus.Gauge
+	hubSubscribers  prometheus.Gauge
+	hubLagged       prometheus.Counter
+	limited         *prometheus.CounterVec
 	subs            *subStatsCollector
 }
 
@@ -60,6 +64,14 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 		redisErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_redis_errors_total",
 			Help: "Redis errors met by gateway requests (subscriptions' errors are in herald_subscription_redis_errors_total)."}),
 	}
+	m.hubFeeds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_hub_feeds",
+		Help: "Shared live-tail readers running (one per topic with live tails in the process)."})
+	m.hubSubscribers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_hub_subscribers",
+		Help: "Live tails (SSE, WebSocket) attached to the shared readers."})
+	m.hubLagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_hub_lagged_total",
+		Help: "Times a live tail's buffer was full: it caught up by position from Redis."})
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_limited_total",
+		Help: "Requests refused by a bound (429/503), by limit."}, []string{"limit"})
 	m.subs = &subStatsCollector{subs: map[*herald.Subscription]subLabels{}, totals: map[subLabels]*herald.SubscriptionStats{}}
 	c := g.c
 	degraded := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_degraded_publishes_total",
@@ -67,7 +79,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 		func() float64 { return float64(c.Stats().DegradedPublishes) })
 	groups := &groupCollector{c: c}
 	for _, col := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.published, m.publishDuration, m.delivered,
-		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, degraded, m.subs, groups} {
+		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, degraded, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.subs, groups} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -163,10 +163,14 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 	defer g.metrics.streams.WithLabelValues("sse_tail").Dec()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
-	err = g.tail(ctx, topic, start, beat.C, s.heartbeat, func(e *herald.StoredEvent) error {
-		m := &herald.Message{Event: e.Event, Topic: e.Topic, Partition: e.Partition, Position: e.Position}
-		g.metrics.observeDelivery(m, "sse")
-		return s.event(m.Pos().String(), "", eventPayload(m, format))
+	sent := g.metrics.delivered.WithLabelValues(topic, "", "sse", "sent")
+	latency := g.metrics.deliveryLatency.WithLabelValues(topic, "sse")
+	err = g.tail(ctx, topic, start, beat.C, s.heartbeat, func(fe *feedEvent) error {
+		sent.Inc()
+		if !fe.msg.Time.IsZero() {
+			latency.Observe(time.Since(fe.msg.Time).Seconds())
+		}
+		return s.event(fe.pos, "", fe.payload(format))
 	})
 	if err != nil && ctx.Err() == nil {
 		ae := g.classify(err)

@@ -62,123 +62,100 @@ func nextID(id string) string {
 	return ms + "-" + strconv.FormatUint(n+1, 10)
 }
 
-// tail delivers a topic's events as they are appended, without a consumer
-// group. The monitor's tail wakes it; it then reads each woken partition
-// from its cursor (so nothing is skipped), and every second reads all of
-// them (topics created later, missed wake-ups).
+// now reports a start at the end of the topic (the default).
+func (ts tailStart) now() bool { return !ts.beginning && ts.from == "" && ts.after == nil }
+
+// tail delivers a topic's events from start on through the topic's shared
+// feed (hub.go): events before the feed's position are read by position
+// first, then the feed's batches follow; after a gap (the subscriber
+// lagged, or a partition it had not seen) it reads by position again.
+// Nothing is skipped and nothing is sent twice.
 func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat <-chan time.Time, heartbeat func() error,
-	emit func(*herald.StoredEvent) error) error {
-	mon, err := g.c.Monitor(ctx, herald.MonitorFilter{Topics: topic, SkipChannels: true})
+	emit func(*feedEvent) error) error {
+	f, sub, feedCur, err := g.hub.join(topic)
 	if err != nil {
 		return err
 	}
-	// cursor[p] is the next id to read (inclusive); "" until the topic exists.
+	defer f.leave(sub)
+	// cursor[p] is the next id to send (inclusive); partitions beyond it
+	// start at their beginning (a topic created after the stream opened).
 	var cursor []string
-	initCursors := func() error {
+	if start.now() {
+		cursor = feedCur
+	} else {
 		ti, err := g.c.TopicInfo(ctx, topic)
-		if errors.Is(err, herald.ErrTopicNotFound) {
-			return nil
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, herald.ErrTopicNotFound) {
 			return err
 		}
-		fresh := cursor == nil
-		cursor = make([]string, len(ti.Partitions))
-		for i, pi := range ti.Partitions {
+		for i := range ti.Partitions {
 			switch {
 			case start.after != nil && start.after[i] != "":
-				cursor[i] = nextID(start.after[i])
+				cursor = append(cursor, nextID(start.after[i]))
 			case start.from != "":
-				cursor[i] = start.from
-			case start.beginning || !fresh:
-				cursor[i] = "0-0"
-			case pi.LastID != "":
-				cursor[i] = nextID(pi.LastID)
+				cursor = append(cursor, start.from)
 			default:
-				cursor[i] = "0-0"
+				cursor = append(cursor, "0-0")
 			}
 		}
-		return nil
-	}
-	if err := initCursors(); err != nil {
-		return err
-	}
-	if cursor == nil {
-		cursor = []string{} // not there yet: everything it gets is new
-		start = tailStart{beginning: true}
 	}
 	read := func(p int) error {
+		for len(cursor) <= p {
+			cursor = append(cursor, "0-0")
+		}
 		for {
-			es, err := g.c.Events(ctx, topic, herald.Query{Partitions: []int{p}, From: cursor[p], Limit: 500})
+			es, err := g.c.Events(ctx, topic, herald.Query{Partitions: []int{p}, From: cursor[p], Limit: feedPage})
 			if err != nil {
 				return err
 			}
 			for i := range es {
-				if err := emit(&es[i]); err != nil {
+				if err := emit(newFeedEvent(&es[i])); err != nil {
 					return err
 				}
 				cursor[p] = nextID(es[i].Position)
 			}
-			if len(es) < 500 {
+			if len(es) < feedPage {
 				return nil
 			}
 		}
 	}
-	readAll := func() error {
-		if len(cursor) == 0 {
-			if err := initCursors(); err != nil {
-				return err
-			}
-		}
+	if !start.now() {
 		for p := range cursor {
 			if err := read(p); err != nil {
 				return err
 			}
 		}
-		return nil
 	}
-	if err := readAll(); err != nil {
-		return err
-	}
-	sweep := time.NewTicker(time.Second)
-	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			return ctx.Err()
+		case <-sub.ended:
+			if f.err != nil {
+				return f.err
+			}
 			return ctx.Err()
 		case <-beat:
 			if err := heartbeat(); err != nil {
 				return err
 			}
-		case <-sweep.C:
-			if err := readAll(); err != nil {
-				return err
-			}
-		case ev, ok := <-mon:
-			if !ok {
-				return ctx.Err()
-			}
-			woken := map[int]bool{ev.Partition: true}
-		more:
-			for {
-				select {
-				case ev, ok := <-mon:
-					if !ok {
-						break more
-					}
-					woken[ev.Partition] = true
-				default:
-					break more
-				}
-			}
-			if len(cursor) == 0 {
-				if err := readAll(); err != nil {
+		case b := <-sub.ch:
+			p := b.partition
+			if p >= len(cursor) || herald.StreamIDLess(cursor[p], b.from) {
+				if err := read(p); err != nil { // a gap before the batch
 					return err
 				}
-				continue
 			}
-			for p := range woken {
-				if p < len(cursor) {
+			for _, fe := range b.events {
+				if herald.StreamIDLess(fe.id, cursor[p]) {
+					continue // sent already
+				}
+				if err := emit(fe); err != nil {
+					return err
+				}
+				cursor[p] = nextID(fe.id)
+			}
+			if len(sub.ch) == 0 && sub.lagged.Swap(false) {
+				for p := range cursor {
 					if err := read(p); err != nil {
 						return err
 					}

@@ -397,10 +397,9 @@ func (c *wsConn) subscribeTail(ctx context.Context, req *WSRequest, s *wsSub) er
 	go func() {
 		defer c.work.Done()
 		defer close(s.done)
-		err := c.g.tail(ctx, req.Topic, start, nil, nil, func(e *herald.StoredEvent) error {
-			m := &herald.Message{Event: e.Event, Topic: e.Topic, Partition: e.Partition, Position: e.Position}
-			c.g.metrics.observeDelivery(m, "ws")
-			if !c.send(WSMessage{Type: "event", ID: req.ID, Event: eventPayload(m, req.Format)}) {
+		err := c.g.tail(ctx, req.Topic, start, nil, nil, func(fe *feedEvent) error {
+			c.g.metrics.observeDelivery(&fe.msg, "ws")
+			if !c.send(WSMessage{Type: "event", ID: req.ID, Event: fe.payload(req.Format)}) {
 				return context.Canceled
 			}
 			return nil

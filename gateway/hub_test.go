@@ -1,0 +1,116 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redisproc"
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// TestTailsShareOneReader: 100 live tails of a 4-partition topic on their
+// own redis-server add no Redis connections beyond the topic's one feed,
+// and each receives every event, in order per partition.
+func TestTailsShareOneReader(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := herald.New(ctx, herald.Config{URL: rs.URL(), DefaultTopic: herald.TopicConfig{Partitions: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := newEnvClient(t, c, gateway.Config{})
+	if _, err := c.Publish(ctx, "shared", herald.Event{Data: []byte("seed")}); err != nil {
+		t.Fatal(err)
+	}
+	clients := func() int {
+		out, err := redisproc.Command(rs.Addr(), time.Second, "CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "id=")
+	}
+	first := e.openSSE("/v1/topics/shared/events", nil)
+	waitFeeds(t, e, 1)
+	base := clients()
+	const n = 100
+	tails := []*sseClient{first}
+	for range n - 1 {
+		tails = append(tails, e.openSSE("/v1/topics/shared/events", nil))
+	}
+	if got := clients(); got > base+4 {
+		t.Fatalf("%d Redis clients with %d tails, %d with one: connections grow with clients", got, n, base)
+	}
+	const events = 40
+	for i := range events {
+		if _, err := c.Publish(ctx, "shared", herald.Event{Key: fmt.Sprint(i % 7), Data: fmt.Appendf(nil, "%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for ti, s := range tails {
+		last := map[string]string{}
+		for range events {
+			ev := s.next(t, "", 10*time.Second)
+			p, id, _ := strings.Cut(ev.ID, "/")
+			if prev, ok := last[p]; ok && !herald.StreamIDLess(prev, id) {
+				t.Fatalf("tail %d: partition %s out of order: %s after %s", ti, p, id, prev)
+			}
+			last[p] = id
+		}
+	}
+	if got := clients(); got > base+4 {
+		t.Fatalf("%d Redis clients after delivery, %d before", got, base)
+	}
+}
+
+// TestTailResumesAfterLastEventID: a tail reconnecting with Last-Event-ID
+// gets every event after it (read by position), then live ones from the feed.
+func TestTailResumesAfterLastEventID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{})
+	ctx := context.Background()
+	var ps []herald.Position
+	for i := range 30 {
+		p, err := e.c.Publish(ctx, "resume-tail", herald.Event{Data: fmt.Appendf(nil, "%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	s := e.openSSE("/v1/topics/resume-tail/events", map[string]string{"Last-Event-ID": ps[9].String()})
+	for i := 10; i < 30; i++ {
+		ev := s.next(t, "", 5*time.Second)
+		if ev.ID != ps[i].String() {
+			t.Fatalf("event %d: id %s, want %s", i, ev.ID, ps[i])
+		}
+	}
+	p, err := e.c.Publish(ctx, "resume-tail", herald.Event{Data: []byte("live")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.next(t, "", 5*time.Second); ev.ID != p.String() {
+		t.Fatalf("live event id %s, want %s", ev.ID, p)
+	}
+}
+
+func waitFeeds(t *testing.T, e *env, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, b := e.do("GET", "/metrics", nil, nil)
+		if strings.Contains(string(b), fmt.Sprintf("herald_hub_feeds %d\n", want)) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("herald_hub_feeds is not %d", want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
