@@ -6,6 +6,7 @@ import (
 
 	wm "github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/heraldbus/herald"
 	heraldwm "github.com/heraldbus/herald/contrib/watermill"
 )

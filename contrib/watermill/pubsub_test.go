@@ -12,6 +12,7 @@ import (
 	wm "github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+
 	"github.com/heraldbus/herald"
 	heraldwm "github.com/heraldbus/herald/contrib/watermill"
 )

@@ -54,7 +54,7 @@ func startRedis() (*redisServer, error) {
 			os.RemoveAll(dir)
 			return nil, err
 		}
-		go func() { s.cmd.Wait(); close(s.exited) }()
+		go func() { _ = s.cmd.Wait(); close(s.exited) }()
 		if last = s.waitReady(10 * time.Second); last == nil {
 			return s, nil
 		}
@@ -86,11 +86,11 @@ func (s *redisServer) waitReady(within time.Duration) error {
 // stop ends the process by its pid (SIGTERM, then SIGKILL) and removes its
 // data directory.
 func (s *redisServer) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
 	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill()
 		<-s.exited
 	}
 	os.RemoveAll(s.dir)
@@ -104,7 +104,7 @@ func command(addr string, args ...string) (string, error) {
 		return "", err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
