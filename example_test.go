@@ -86,11 +86,12 @@ func ExampleClient_Subscribe() {
 	// The group "billing" is created at the end of the topic: it receives
 	// the events published from now on. Returning nil acknowledges an
 	// event; an error retries it later, and dead-letters it in the end.
+	// Handlers run concurrently by default (Concurrency).
 	got := make(chan string)
 	sub, err := c.Subscribe(ctx, "payments", "billing", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
 		got <- fmt.Sprintf("%s %s (attempt %d)", m.Type, m.Data, m.Attempt)
 		return nil
-	}))
+	}), herald.Concurrency(1)) // one handler at a time: a partition's events in order
 	if err != nil {
 		panic(err)
 	}
