@@ -41,6 +41,7 @@ const (
 	DefaultSSEWindow        = 256
 	MaxSSEWindow            = 10000
 	DefaultResumeWindow     = 60 * time.Second
+	MaxResumeWindow         = time.Hour
 	DefaultStreamWriteLimit = 10 * time.Second
 	DefaultWSMaxUnacked     = 256
 	DefaultWSMaxMessage     = 2 << 20
@@ -71,6 +72,9 @@ type Config struct {
 	SSE SSEConfig
 	// WebSocket configures /v1/ws.
 	WebSocket WebSocketConfig
+	// Limits bound the streams, sessions and WebSocket operations clients
+	// may hold (see Limits; zero fields take the defaults).
+	Limits Limits
 	// Webhooks are push subscriptions started by Start.
 	Webhooks []Webhook
 	// Logger receives operational messages; nil discards them.
@@ -152,6 +156,12 @@ func (c *Config) fill() error {
 	if c.SSE.ResumeWindow <= 0 {
 		c.SSE.ResumeWindow = DefaultResumeWindow
 	}
+	if c.SSE.ResumeWindow > MaxResumeWindow {
+		return fmt.Errorf("gateway: sse resume_window %s is too long; use at most %s (a session holds its unconfirmed events that long)", c.SSE.ResumeWindow, MaxResumeWindow)
+	}
+	if err := c.Limits.fill(); err != nil {
+		return err
+	}
 	if c.SSE.WriteTimeout <= 0 {
 		c.SSE.WriteTimeout = DefaultStreamWriteLimit
 	}
@@ -187,6 +197,7 @@ type Gateway struct {
 
 	sessions *sessionStore
 	hub      *tailHub
+	limiter  *streamLimiter
 	hooksMu  sync.Mutex
 	hooks    []*webhookRunner
 	started  bool
@@ -224,6 +235,7 @@ func New(cfg Config) (*Gateway, error) {
 	g.streamCtx, g.streamCancel = context.WithCancel(context.Background())
 	g.sessions = newSessionStore(g)
 	g.hub = newTailHub(g)
+	g.limiter = newStreamLimiter()
 	g.registerRoutes()
 	return g, nil
 }
@@ -316,7 +328,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				g.writeError(rw, r, errorf(http.StatusInternalServerError, CodeInternal, "internal error; the server logged the details"))
 			}
 		}
-		g.metrics.observeHTTP(routeName, r.Method, rw.status, time.Since(start))
+		d := time.Since(start)
+		g.metrics.observeHTTP(routeName, r.Method, rw.status, d)
+		g.accessLog(r, rw, d)
 	}()
 	if !g.hostAllowed(r.Host) {
 		routeName = "refused"
@@ -354,6 +368,8 @@ type respWriter struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	bytes  int64
+	key    string // the API key's name, once authenticated
 }
 
 func (w *respWriter) WriteHeader(code int) {
@@ -367,7 +383,26 @@ func (w *respWriter) Write(b []byte) (int, error) {
 	if !w.wrote {
 		w.status, w.wrote = http.StatusOK, true
 	}
-	return w.ResponseWriter.Write(b)
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// accessLog writes one line per request: method, path (without the query,
+// which may hold access_token), status, bytes, duration, key name and
+// remote address. Never a key or a body.
+func (g *Gateway) accessLog(r *http.Request, rw *respWriter, d time.Duration) {
+	ctx := r.Context()
+	if !g.log.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	g.log.LogAttrs(ctx, slog.LevelInfo, "http request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Int64("bytes", rw.bytes), slog.Duration("duration", d),
+		slog.String("key", rw.key), slog.String("remote", r.RemoteAddr))
 }
 
 // Unwrap gives http.ResponseController the underlying writer.

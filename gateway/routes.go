@@ -89,6 +89,15 @@ func (g *Gateway) routeByPattern(p string) *routeDef {
 func (g *Gateway) wrap(rd *routeDef) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := g.authorize(rd, r)
+		if rw, ok := w.(*respWriter); ok && p != nil {
+			rw.key = p.name
+		}
+		if err == nil && rd.streaming {
+			var release func()
+			if release, err = g.acquireStream(r, p.keyName()); err == nil {
+				defer release()
+			}
+		}
 		if err == nil {
 			if !rd.streaming {
 				r.Body = http.MaxBytesReader(w, r.Body, g.cfg.MaxBodyBytes)

@@ -128,6 +128,12 @@ func (st *sessionStore) open(ctx context.Context, owner, topic, group, client st
 		}
 		return s, nil
 	}
+	if len(st.byKey) >= st.g.cfg.Limits.MaxSessions {
+		st.mu.Unlock()
+		st.g.metrics.limited.WithLabelValues("sessions").Inc()
+		return nil, errorf(http.StatusServiceUnavailable, CodeTooManyConnections,
+			"the server holds %d group sessions, its limit (limits.max_sessions); try again later", st.g.cfg.Limits.MaxSessions)
+	}
 	s := &session{st: st, key: key, owner: owner, topic: topic, group: group, client: client, consumer: "sse-" + client,
 		autoAck: autoAck, wake: make(chan struct{}, 1)}
 	st.byKey[key] = s

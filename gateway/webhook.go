@@ -198,8 +198,48 @@ func (g *Gateway) startWebhook(ctx context.Context, cfg Webhook) (*webhookRunner
 	return h, nil
 }
 
-// Handle POSTs one event. It implements herald.Handler.
+// Handle POSTs one event and logs a failed attempt with what happens next.
+// It implements herald.Handler.
 func (h *webhookRunner) Handle(ctx context.Context, m *herald.Message) error {
+	err := h.post(ctx, m)
+	if err != nil && ctx.Err() == nil {
+		maxAttempts := h.cfg.MaxAttempts
+		if maxAttempts <= 0 {
+			maxAttempts = herald.DefaultMaxAttempts
+		}
+		attrs := []any{"webhook", h.cfg.Name, "topic", m.Topic, "group", m.Group, "position", m.Pos().String(),
+			"event_id", m.ID, "attempt", m.Attempt, "max_attempts", maxAttempts, "err", err}
+		if herald.IsPermanent(err) || m.Attempt >= maxAttempts {
+			h.g.log.Warn("webhook delivery failed; the event goes to the dead letters", attrs...)
+		} else {
+			lo, hi := h.retryWindow(m.Attempt)
+			now := time.Now()
+			h.g.log.Warn("webhook delivery failed; retrying", append(attrs,
+				"next_retry_after", now.Add(lo).UTC().Format(time.RFC3339Nano), "next_retry_before", now.Add(hi).UTC().Format(time.RFC3339Nano))...)
+		}
+	}
+	return err
+}
+
+// retryWindow is when the next try of a failed attempt comes: the
+// subscription's backoff doubles from Backoff up to MaxBackoff, with jitter
+// in its upper half.
+func (h *webhookRunner) retryWindow(attempt int) (lo, hi time.Duration) {
+	d, mb := h.cfg.Backoff, h.cfg.MaxBackoff
+	if d <= 0 {
+		d = herald.DefaultRetryBackoff
+	}
+	if mb <= 0 {
+		mb = max(d, herald.DefaultMaxRetryBackoff)
+	}
+	for i := 1; i < attempt && d < mb; i++ {
+		d *= 2
+	}
+	d = min(d, mb)
+	return d / 2, d
+}
+
+func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	body := EncodeCloudEvent(&m.Event)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 	if err != nil {

@@ -66,6 +66,7 @@ type wsConn struct {
 	cancel context.CancelFunc
 	out    chan []byte
 	slots  chan struct{} // the max-unacked window
+	ops    chan struct{} // publish operations running (Limits.MaxWSInFlight)
 
 	mu      sync.Mutex
 	subs    map[string]*wsSub
@@ -118,6 +119,7 @@ func (g *Gateway) handleWebSocket(w http.ResponseWriter, r *http.Request, p *pri
 	g.metrics.streams.WithLabelValues("websocket").Inc()
 	defer g.metrics.streams.WithLabelValues("websocket").Dec()
 	c := &wsConn{g: g, p: p, conn: conn, out: make(chan []byte, 256), slots: make(chan struct{}, window),
+		ops:  make(chan struct{}, g.cfg.Limits.MaxWSInFlight),
 		subs: map[string]*wsSub{}, pending: map[string]*pendingDelivery{}}
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	writerDone := make(chan struct{})
@@ -237,9 +239,18 @@ func (c *wsConn) dispatch(req *WSRequest) {
 			c.sendErr(req.ID, errorf(http.StatusConflict, CodeInvalidRequest, "positions %s are not awaiting an ack on subscription %q", strings.Join(missing, ", "), req.ID))
 		}
 	case "publish":
+		select {
+		case c.ops <- struct{}{}:
+		default:
+			c.g.metrics.limited.WithLabelValues("ws_in_flight").Inc()
+			c.sendErr(req.ID, errorf(http.StatusTooManyRequests, CodeTooManyRequests,
+				"%d publishes are running on this connection, its limit (limits.max_ws_in_flight); wait for their answers", cap(c.ops)))
+			return
+		}
 		c.work.Add(1)
 		go func() {
 			defer c.work.Done()
+			defer func() { <-c.ops }()
 			if err := c.publish(req); err != nil {
 				c.sendErr(req.ID, err)
 			}
@@ -312,9 +323,15 @@ func (c *wsConn) subscribe(req *WSRequest) error {
 	}
 	c.mu.Lock()
 	_, dup := c.subs[req.ID]
+	n := len(c.subs)
 	c.mu.Unlock()
 	if dup {
 		return badRequest("subscription id %q is in use on this connection", req.ID)
+	}
+	if n >= c.g.cfg.Limits.MaxWSSubscriptions {
+		c.g.metrics.limited.WithLabelValues("ws_subscriptions").Inc()
+		return errorf(http.StatusTooManyRequests, CodeTooManySubscriptions,
+			"this connection has %d subscriptions, its limit (limits.max_ws_subscriptions); unsubscribe first", n)
 	}
 	sctx, cancel := context.WithCancel(c.ctx)
 	s := &wsSub{cancel: cancel, done: make(chan struct{})}

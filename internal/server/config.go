@@ -82,6 +82,7 @@ type Config struct {
 	CORS      gateway.CORS            `yaml:"cors"`
 	SSE       gateway.SSEConfig       `yaml:"sse"`
 	WebSocket gateway.WebSocketConfig `yaml:"websocket"`
+	Limits    gateway.Limits          `yaml:"limits"`
 	Keys      []gateway.APIKey        `yaml:"keys"`
 	Webhooks  []WebhookConfig         `yaml:"webhooks"`
 }

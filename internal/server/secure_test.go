@@ -236,5 +236,3 @@ func pollUntil(timeout time.Duration, cond func() bool) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-

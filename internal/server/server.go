@@ -104,7 +104,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 		hosts = LoopbackHosts
 	}
 	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS, AllowedHosts: hosts,
-		MaxBodyBytes: s.cfg.MaxBodyBytes, MaxBatch: s.cfg.MaxBatch, SSE: s.cfg.SSE, WebSocket: s.cfg.WebSocket,
+		MaxBodyBytes: s.cfg.MaxBodyBytes, MaxBatch: s.cfg.MaxBatch, SSE: s.cfg.SSE, WebSocket: s.cfg.WebSocket, Limits: s.cfg.Limits,
 		Webhooks: hooks, Logger: s.log, Ready: s.engine.ready, Live: s.engine.live})
 	if err != nil {
 		return fmt.Errorf("%w: %v", herald.ErrInvalid, err)
