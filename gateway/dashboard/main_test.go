@@ -273,9 +273,9 @@ func (tb *tab) click(sel string) {
 // login types a key into the login field, as a user does.
 func (tb *tab) login(key string) {
 	tb.t.Helper()
-	tb.wait(5*time.Second, `!document.getElementById('login').hidden`)
+	tb.wait(5*time.Second, `document.getElementById('login').checkVisibility()`)
 	tb.do(chromedp.SendKeys(chromedp.ID("key"), key), chromedp.Click(chromedp.CSS("#login button"), chromedp.NodeVisible))
-	tb.wait(5*time.Second, `document.getElementById('login').hidden`)
+	tb.wait(5*time.Second, `!document.getElementById('login').checkVisibility()`)
 }
 
 // shot saves a screenshot to docs/dashboard/NAME.png when

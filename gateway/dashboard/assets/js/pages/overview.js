@@ -147,7 +147,7 @@ export function render(root, _route, access) {
       const streams = metricByLabel(text, 'herald_streams', 'kind');
       const names = { sse_group: 'SSE group streams', sse_tail: 'SSE live tails', sse_channel: 'SSE channel streams', monitor: 'Monitor streams', websocket: 'WebSockets' };
       const total = Object.values(streams).reduce((a, b) => a + b, 0);
-      fill(gwBox, h('p', {}, f.num(total) + ' open connection' + (total === 1 ? '' : 's') + ' (this page\'s own included).'),
+      fill(gwBox, h('p', {}, f.num(total) + ' open stream' + (total === 1 ? '' : 's') + ' (SSE and WebSocket connections of every client).'),
         table('', [{ label: 'Kind' }, { label: 'Open', num: true }],
           Object.keys(names).map((k) => [names[k], f.num(streams[k] || 0)])));
     } catch (e) {

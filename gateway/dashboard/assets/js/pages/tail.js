@@ -78,7 +78,7 @@ export function render(root, route, access) {
     const now = performance.now();
     while (stamps.length && now - stamps[0] > 5000) stamps.shift();
     rateEl.textContent = f.rate(stamps.length / 5);
-  }, 1000);
+  }, 500);
   connect();
   return () => { clearInterval(tick); if (es) es.close(); };
 }
