@@ -166,3 +166,149 @@ func TestEngineFailingKeyHoldsOnlyItsKey(t *testing.T) {
 		t.Fatalf("other key held back by K's failures: %v", order)
 	}
 }
+
+// owned lists the partitions an engine currently runs.
+func (e *engine) owned() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []int
+	for p, ps := range e.parts {
+		if ps != nil && ps.alive() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func TestEngineLeasesBalanceAndMove(t *testing.T) {
+	c := testClient(t, 8)
+	ctx := context.Background()
+	type call struct {
+		consumer  string
+		part      int
+		start, end time.Time
+	}
+	var mu sync.Mutex
+	var calls []call
+	const lease = 600 * time.Millisecond
+	var engines []*engine
+	var stops []func(bool)
+	for i := 0; i < 4; i++ {
+		name := fmt.Sprintf("c%d", i)
+		e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+			st := time.Now()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			calls = append(calls, call{name, m.Partition, st, time.Now()})
+			mu.Unlock()
+			return nil
+		}), Consumer(name), LeaseTime(lease))
+		engines, stops = append(engines, e), append(stops, stop)
+	}
+	waitCond(t, 5*time.Second, "2 partitions each", func() bool {
+		for _, e := range engines {
+			if len(e.owned()) != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	// Keep events flowing while one consumer stops.
+	pubCtx, pubStop := context.WithCancel(ctx)
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := 0; pubCtx.Err() == nil; i++ {
+			c.Publish(pubCtx, "t", Event{Key: fmt.Sprintf("k%d", i%64), Data: []byte(strconv.Itoa(i))})
+		}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	gone := engines[3].owned()
+	stopped := time.Now()
+	stops[3](false)
+	waitCond(t, 3*lease, "the stopped consumer's partitions owned by others", func() bool {
+		n := 0
+		for _, e := range engines[:3] {
+			n += len(e.owned())
+		}
+		return n == 8
+	})
+	t.Logf("taken over after %v (partitions %v)", time.Since(stopped), gone)
+	time.Sleep(300 * time.Millisecond)
+	pubStop()
+	<-pubDone
+	for _, s := range stops[:3] {
+		s(true)
+	}
+	// Tenures from the lease logs: a handler call of consumer C on partition
+	// p must fall inside one of C's tenures; a tenure ends at its release, or
+	// at the next acquisition (the lease ran out).
+	tp, _ := c.topic(ctx, "t", false)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) == 0 {
+		t.Fatal("no handler calls")
+	}
+	checked := 0
+	for p, pk := range tp.parts {
+		hist, err := c.db.LeaseHistory(ctx, pk, "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := tenures(t, hist)
+		for _, cl := range calls {
+			if cl.part != p {
+				continue
+			}
+			ok := false
+			for _, tn := range ts {
+				if tn.consumer == cl.consumer && !cl.start.Before(tn.from.Add(-2*time.Millisecond)) &&
+					(tn.to.IsZero() || !cl.end.After(tn.to.Add(2*time.Millisecond))) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				t.Fatalf("partition %d: %s handled an event at %v-%v outside its tenures %+v", p, cl.consumer, cl.start, cl.end, ts)
+			}
+			checked++
+		}
+	}
+	t.Logf("%d handler calls inside their consumer's tenures", checked)
+}
+
+type tenure struct {
+	consumer string
+	token    int64
+	from, to time.Time
+}
+
+// tenures parses a lease log (newest first) into tenures, oldest first.
+func tenures(t *testing.T, hist []string) []tenure {
+	var out []tenure
+	for i := len(hist) - 1; i >= 0; i-- {
+		var tok, ms, rel int64
+		var who, inst string
+		if n, _ := fmt.Sscanf(hist[i], "acquire %d %d %s %s", &tok, &ms, &who, &inst); n == 4 {
+			if len(out) > 0 && out[len(out)-1].to.IsZero() {
+				out[len(out)-1].to = time.UnixMilli(ms) // the previous lease ran out
+			}
+			out = append(out, tenure{consumer: who, token: tok, from: time.UnixMilli(ms)})
+			continue
+		}
+		if n, _ := fmt.Sscanf(hist[i], "release %d %d %d %s %s", &rel, &tok, &ms, &who, &inst); n == 5 {
+			if len(out) == 0 || out[len(out)-1].token != tok {
+				t.Fatalf("release of token %d that is not the current tenure: %v", tok, hist)
+			}
+			out[len(out)-1].to = time.UnixMilli(rel)
+			continue
+		}
+		t.Fatalf("lease log line %q", hist[i])
+	}
+	for i := 1; i < len(out); i++ {
+		if out[i].token != out[i-1].token+1 || out[i].from.Before(out[i-1].to) {
+			t.Fatalf("tenures overlap or skip: %+v", out)
+		}
+	}
+	return out
+}

@@ -288,7 +288,7 @@ func TestIdleConsumersForgotten(t *testing.T) {
 				return ctx.Err()
 			}
 			return nil
-		}), Consumer(name), VisibilityTimeout(time.Hour))
+		}), Consumer(name), VisibilityTimeout(time.Hour), Unordered())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -303,7 +303,7 @@ func TestIdleConsumersForgotten(t *testing.T) {
 	}
 	// A running subscription's janitor step forgets what is idle and empty.
 	watcher, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { return ErrRelease }),
-		Consumer("watcher"), VisibilityTimeout(time.Hour), MaxInFlight(1))
+		Consumer("watcher"), VisibilityTimeout(time.Hour), MaxInFlight(1), Unordered())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,9 @@ type pstate struct {
 	ctx    context.Context // the reader's; cancelled on release, loss or stop
 	cancel context.CancelFunc
 
-	validUntil atomic.Int64 // engine clock: handling stops here unless the lease is renewed
-	closed     atomic.Bool  // released or lost: its events are skipped, left pending
-	inflight   atomic.Int64 // events read, not yet finished and acknowledged
+	validUntil atomic.Int64  // engine clock: handling stops here unless the lease is renewed
+	closed     atomic.Bool   // released or lost: its events are skipped, left pending
+	inflight   atomic.Int64  // events read, not yet finished and acknowledged
 	rr         atomic.Uint32 // spreads keyless events over the workers
 
 	acks       chan ackReq
@@ -126,7 +126,7 @@ func (d *dlv) finishDeferred(st uint32) {
 
 // ackReq is what a finished batch (or a deferred event) asks the acker.
 type ackReq struct {
-	n       int    // events it settles (in-flight and budget given back)
+	n       int // events it settles (in-flight and budget given back)
 	main    []string
 	retry   []string
 	clear   []string // attempt counts to forget

@@ -107,7 +107,7 @@ func TestErrReleaseHandsBack(t *testing.T) {
 	_, err := c.Subscribe(ctx, "t", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
 		releasedBy.Add(1)
 		return herald.ErrRelease
-	}), herald.Consumer("busy"), herald.VisibilityTimeout(300*time.Millisecond))
+	}), herald.Consumer("busy"), herald.VisibilityTimeout(300*time.Millisecond), herald.Unordered())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestErrReleaseHandsBack(t *testing.T) {
 		default:
 		}
 		return nil
-	}), herald.Consumer("free"), herald.VisibilityTimeout(300*time.Millisecond))
+	}), herald.Consumer("free"), herald.VisibilityTimeout(300*time.Millisecond), herald.Unordered())
 	if err != nil {
 		t.Fatal(err)
 	}
