@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
 )
@@ -98,6 +99,8 @@ func TestRedriveFromDashboard(t *testing.T) {
 	tb := e.tab()
 	tb.open("/#/deadletters/payments")
 	tb.wait(5*time.Second, `document.body.textContent.includes('API key needed')`)
+	tb.do(chromedp.SendKeys(chromedp.ID("key"), "not-a-key"), chromedp.Click(chromedp.CSS("#login button"), chromedp.NodeVisible))
+	tb.wait(5*time.Second, `document.body.textContent.includes('The key was refused')`)
 	tb.login(adminKey)
 	tb.wait(10*time.Second, `document.querySelector('input[name="dl"]') !== null`)
 	if txt := eval[string](tb, `document.querySelector('tr[data-position]').textContent`); !contains(txt, "card declined", "ledger", "pay-1") {
@@ -223,6 +226,22 @@ func TestEveryPage(t *testing.T) {
 	tb := e.tab()
 	tb.open("/")
 	tb.login(adminKey)
+	tb.wait(10*time.Second, `document.querySelector('tr[data-topic="articles/eu"]') !== null`)
+	// The keyboard alone: Tab reaches the skip link first, then the brand and
+	// the navigation; Enter on "Dead letters" opens that page.
+	tb.open("/ui/") // a fresh load (the key stays in the tab's sessionStorage)
+	tb.wait(10*time.Second, `document.querySelector('tr[data-topic="articles/eu"]') !== null`)
+	tb.do(chromedp.KeyEvent(kb.Tab))
+	if id := eval[string](tb, `document.activeElement.id`); id != "skip" {
+		t.Errorf("first Tab focuses #%s, want the skip link", id)
+	}
+	tb.do(chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(kb.Tab))
+	if txt := eval[string](tb, `document.activeElement.textContent`); txt != "Dead letters" {
+		t.Errorf("fourth Tab focuses %q, want the Dead letters link", txt)
+	}
+	tb.do(chromedp.KeyEvent(kb.Enter))
+	tb.wait(5*time.Second, `location.hash === '#/deadletters' && document.querySelector('#dl-topic') !== null`)
+	tb.open("/")
 	tb.wait(10*time.Second, `document.querySelector('tr[data-topic="articles/eu"]') !== null`)
 	tb.wait(10*time.Second, `document.body.textContent.includes('open stream')`)
 

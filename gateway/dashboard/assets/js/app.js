@@ -13,6 +13,7 @@ const pages = { overview, topic, deadletters, tail, channels };
 export const access = { auth: 'off', admin: false, global: false, error: null };
 
 let cleanup = null;
+let refused = false; // the last key typed was refused
 const main = document.getElementById('main');
 
 /** Parses "#/topic/orders%2Feu?x=1" into {page, arg, query}. */
@@ -40,11 +41,16 @@ async function render() {
   if (access.auth === 'none') {
     fill(main, h('h1', {}, 'API key needed'),
       h('p', {}, 'This server has API keys. Paste one in the "API key" field at the top; it is kept for this tab only.'),
-      access.error && apiKey() ? errorBox({ message: access.error }, 'The key was refused') : null);
+      refused ? errorBox({ message: access.error }, 'The key was refused') : null);
     document.getElementById('key').focus();
     return;
   }
   fill(main);
+  if (access.error) {
+    // The server answered neither yes nor no (down, restarting, Redis unreachable).
+    main.append(errorBox({ message: access.error }, 'The server could not say what this key may do'),
+      h('p', {}, h('button', { type: 'button', onclick: async () => { await refreshAccess(); render(); } }, 'Try again')));
+  }
   const c = mod.render(main, route, access);
   cleanup = typeof c === 'function' ? c : null;
 }
@@ -73,7 +79,8 @@ document.getElementById('login').addEventListener('submit', async (ev) => {
   setApiKey(input.value.trim());
   input.value = '';
   await refreshAccess();
-  if (access.auth === 'none') setApiKey('');
+  refused = access.auth === 'none';
+  if (refused) setApiKey('');
   showSession();
   render();
 });
