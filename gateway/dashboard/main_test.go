@@ -121,6 +121,7 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		t.Fatal(err)
 	}
 	cfg.Client = c
+	cfg.AllowedHosts = []string{"127.0.0.1", "localhost"} // as herald serve on loopback
 	g, err := gateway.New(cfg)
 	if err != nil {
 		c.Close()
