@@ -31,14 +31,22 @@ func (o *subOptions) leaseMargin() time.Duration {
 	return max(o.lease/10, 20*time.Millisecond)
 }
 
+// joinWindow is how long a new consumer waits between announcing itself and
+// taking partitions.
+const joinWindow = 100 * time.Millisecond
+
 func (e *engine) ownerLoop() {
 	defer e.side.Done()
-	tick := e.o.lease / 3
+	tick := min(e.o.lease/3, time.Second)
 	leaseMS := e.o.lease.Milliseconds()
 	first := e.t.parts[0]
 	var members []string
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// The first round only announces this consumer; partitions are taken from
+	// the second, shortly after, so that consumers started together see each
+	// other before any takes every partition.
+	joined := false
 	for {
 		select {
 		case <-e.fetchCtx.Done():
@@ -57,10 +65,14 @@ func (e *engine) ownerLoop() {
 			members = ms
 		}
 		e.renew(ctx)
-		if members != nil {
+		if members != nil && joined {
 			e.balance(ctx, members)
 		}
 		cancel()
+		if !joined && members != nil {
+			joined = true
+			next = time.Now().Add(min(tick, joinWindow))
+		}
 		timer.Reset(time.Until(next))
 	}
 }

@@ -332,6 +332,7 @@ func (p *pstate) claimAll() {
 			}
 			var prior []int64
 			if len(es) > 0 {
+				e.stats.reclaimed.Add(int64(len(es)))
 				ids := make([]string, len(es))
 				for i := range es {
 					ids[i] = es[i].ID

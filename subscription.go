@@ -40,7 +40,7 @@ type SubscriptionStats struct {
 	Failed       int64 // handler returned an error
 	Retried      int64 // failures retried (ordered: in place after the backoff; unordered: through the retry schedule)
 	DeadLettered int64 // failures moved to the dead-letter stream
-	Reclaimed    int64 // entries taken over from silent consumers (unordered)
+	Reclaimed    int64 // pending entries taken over: from a partition's former owner (ordered), from silent consumers (unordered)
 	// Trimmed counts pending entries of the group that were trimmed from the
 	// stream (retention) before they were handled: acknowledged and lost.
 	// Each is counted once, by the consumer whose acknowledgement or claim
