@@ -12,6 +12,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
 )

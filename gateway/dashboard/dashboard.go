@@ -117,5 +117,5 @@ func writeError(w http.ResponseWriter, code int, c, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": c, "message": msg}})
+	_ = json.NewEncoder(w).Encode(map[string]map[string]string{"error": {"code": c, "message": msg}}) // the client went away: nothing to do
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
 	"github.com/heraldbus/herald/internal/redistest"
@@ -132,7 +133,9 @@ func newEnv(t *testing.T, cfg gateway.Config) *env {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.CloseClientConnections()
-		g.Shutdown(ctx)
+		if err := g.Shutdown(ctx); err != nil {
+			t.Errorf("gateway shutdown: %v", err)
+		}
 		srv.Close()
 		c.Close()
 	})
