@@ -194,7 +194,9 @@ func TestSubscriptionFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cat := range []string{"sports", "tech", "food", "tech"} {
-		c.Publish(ctx, "articles", Event{ContentType: "application/json", Data: []byte(`{"category":"` + cat + `"}`)})
+		if _, err := c.Publish(ctx, "articles", Event{ContentType: "application/json", Data: []byte(`{"category":"` + cat + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := 0; i < 2; i++ {
 		select {
@@ -292,13 +294,15 @@ func TestIdleConsumersForgotten(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Publish(ctx, "t", Event{Data: []byte(name)})
+		if _, err := c.Publish(ctx, "t", Event{Data: []byte(name)}); err != nil {
+			t.Fatal(err)
+		}
 		<-got
 		if hold {
 			sub.Stop() // the entry is handed back but stays pending for "holder"
 			<-sub.Done()
-		} else {
-			sub.Drain(ctx)
+		} else if err := sub.Drain(ctx); err != nil {
+			t.Fatal(err)
 		}
 	}
 	// A running subscription's janitor step forgets what is idle and empty.

@@ -34,7 +34,7 @@ func TestPublishToUnloadedTopicHonoursTimeoutWhenRedisDown(t *testing.T) {
 	if err := syscall.Kill(srv.Pid(), syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { syscall.Kill(srv.Pid(), syscall.SIGCONT) })
+	t.Cleanup(func() { _ = syscall.Kill(srv.Pid(), syscall.SIGCONT) })
 
 	start := time.Now()
 	done := make(chan error, 1)

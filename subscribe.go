@@ -3,10 +3,10 @@ package herald
 import (
 	"context"
 	"fmt"
-	"github.com/heraldbus/herald/internal/celexpr"
 	"os"
-	"strconv"
 	"time"
+
+	"github.com/heraldbus/herald/internal/celexpr"
 )
 
 // Handler handles delivered messages. Returning nil acknowledges the
@@ -207,5 +207,3 @@ func (o *subOptions) retryDelay(attempt int) time.Duration {
 	}
 	return d
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
