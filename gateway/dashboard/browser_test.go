@@ -139,10 +139,13 @@ func TestLiveTailShowsNewEvent(t *testing.T) {
 	e := newEnv(t, gateway.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	tb := e.tab()
+	// Before any topic, the overview says how to make one.
+	tb.open("/")
+	tb.wait(5*time.Second, `document.body.textContent.includes('No topics yet. Publish an event to create one')`)
 	if err := e.c.CreateTopic(ctx, "clicks", herald.TopicConfig{Partitions: 2}); err != nil {
 		t.Fatal(err)
 	}
-	tb := e.tab()
 	tb.open("/#/tail")
 	tb.wait(5*time.Second, `document.getElementById('tail-status')?.textContent === 'live'`)
 	start := time.Now()
@@ -271,6 +274,14 @@ func TestEveryPage(t *testing.T) {
 	tb.wait(5*time.Second, `document.getElementById('tail-status')?.textContent === 'live'`)
 	if v := eval[string](tb, `document.getElementById('tail-topics').value`); v != "articles*" {
 		t.Errorf("tail filter %q, want articles*", v)
+	}
+
+	// Numbers are formatted for reading.
+	got := eval[[]string](tb, `(async () => { const f = await import('/ui/js/format.js');
+		return [f.num(1234), f.rate(1234), f.rate(0.5), f.num(2500000), f.ago(Date.now() - 3000), f.bytes(1536), f.duration(90)]; })()`, chromedp.EvalAwaitPromise)
+	want := []string{"1.2k", "1.2k/s", "0.5/s", "2.5M", "3 s ago", "1.5 kB", "2 min"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("formatted numbers %q, want %q", got, want)
 	}
 
 	tb.open("/#/nowhere")
