@@ -18,6 +18,12 @@
 //     fails the attempt: Herald redelivers the event after its retry backoff
 //     and, after the subscription's MaxAttempts, moves it to the topic's
 //     dead-letter stream.
+//   - Order is Herald's: by default a group reads each partition through one
+//     consumer at a time and handles the events of one key in order, so
+//     with one message out per subscription (SubscriberConfig.Concurrency
+//     1, the default) messages arrive in publish order per partition;
+//     PublisherConfig.Key picks the partition key. herald.Unordered in
+//     SubscriberConfig.Options gives that up for throughput.
 //
 // The package is its own Go module, so the Herald module does not depend on
 // Watermill.

@@ -114,11 +114,12 @@ func features() tests.Features {
 	return tests.Features{
 		ConsumerGroups:      true,
 		ExactlyOnceDelivery: false, // at-least-once: a handed-back or retried event comes again
-		// Not with several subscribers in a group: any consumer reads any
-		// entry of a partition, and a nacked message is retried after later
-		// ones. TestOrderSingleSubscriber checks the single-subscriber case.
-		GuaranteedOrder:                     false,
-		GuaranteedOrderWithSingleSubscriber: true,
+		// Herald's ordered delivery (the default since engine v2): one
+		// consumer of a group reads a partition at a time (a lease), and
+		// with one message out per subscription (Concurrency 1) a partition
+		// is delivered in stream order, with several subscribers too.
+		GuaranteedOrder:                     true,
+		GuaranteedOrderWithSingleSubscriber: false,
 		Persistent:                          true,
 		RequireSingleInstance:               false,
 		NewSubscriberReceivesOldMessages:    true, // a new group starts at the beginning (Start)
@@ -135,23 +136,6 @@ func TestPubSub(t *testing.T) {
 	tests.TestPubSub(t, features(), createPubSub, createPubSubWithConsumerGroup)
 }
 
-// The suite skips its order tests because several subscribers of one group
-// do not keep order. One subscriber with one message out at a time does:
-// run those tests with the features that say so.
-func TestOrderSingleSubscriber(t *testing.T) {
-	f := features()
-	f.GuaranteedOrder, f.GuaranteedOrderWithSingleSubscriber = true, true
-	for name, fn := range map[string]func(*testing.T, tests.TestContext, tests.PubSubConstructor){
-		"TestPublishSubscribeInOrder": tests.TestPublishSubscribeInOrder,
-		"TestNoAck":                   tests.TestNoAck,
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			fn(t, tests.TestContext{TestID: tests.NewTestID(), Features: f}, createPubSub)
-		})
-	}
-}
-
 // With a group of its own per pair, the suite's "continue after subscriber
 // close" reads every message again with each new subscriber. With one group
 // shared by all pairs it checks what it means to: subscribers that come and
@@ -161,4 +145,51 @@ func TestContinueAfterSubscribeCloseSharedGroup(t *testing.T) {
 	group := "shared-" + wm.NewShortUUID()
 	tests.TestContinueAfterSubscribeClose(t, tests.TestContext{TestID: tests.NewTestID(), Features: features()},
 		func(t *testing.T) (message.Publisher, message.Subscriber) { return newPubSub(t, group) })
+}
+
+// Herald orders events per partition key within a group. With the key set
+// from what the suite's order test groups by (the payload), on a topic of
+// four partitions, ten subscribers sharing one group (each holding the
+// leases of some partitions) still see each key's messages in publish order.
+func TestOrderPerKeySharedGroupPartitioned(t *testing.T) {
+	t.Parallel()
+	f := features()
+	f.GuaranteedOrder, f.GuaranteedOrderWithSingleSubscriber = true, false
+	f.GenerateTopicFunc = func(tCtx tests.TestContext) string { return "topic-p4-" + tCtx.TestID.String() }
+	cfg := heraldConfig()
+	cfg.DefaultTopic.Partitions = 4
+	group := "ordered-" + wm.NewShortUUID()
+	tCtx := tests.TestContext{TestID: tests.NewTestID(), Features: f}
+	defer func() {
+		// The messages really were spread over the four partitions.
+		info, err := newClient(t).TopicInfo(context.Background(), f.GenerateTopicFunc(tCtx))
+		if err != nil {
+			t.Fatal(err)
+		}
+		used := 0
+		for _, p := range info.Partitions {
+			if p.Length > 0 {
+				used++
+			}
+		}
+		if len(info.Partitions) != 4 || used < 2 {
+			t.Fatalf("topic has %d partitions, %d of them used; want 4, several used", len(info.Partitions), used)
+		}
+	}()
+	tests.TestPublishSubscribeInOrder(t, tCtx,
+		func(t *testing.T) (message.Publisher, message.Subscriber) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			pub, err := heraldwm.NewPublisher(ctx, heraldwm.PublisherConfig{Herald: cfg,
+				Key: func(_ string, m *message.Message) string { return string(m.Payload) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := heraldwm.NewSubscriber(ctx, heraldwm.SubscriberConfig{Herald: cfg, ConsumerGroup: group,
+				Start: herald.StartBeginning, Options: subscribeOptions()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pub, sub
+		})
 }
