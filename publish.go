@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -321,7 +322,9 @@ func (c *Client) loadPublishTopic(ctx context.Context, topicName string) (*topic
 	lctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
 	defer cancel()
 	t, err := c.topic(lctx, topicName, true)
-	if err != nil && ctx.Err() == nil && lctx.Err() != nil {
+	// The driver may answer a deadline by its own timer, just before lctx
+	// reports it.
+	if err != nil && ctx.Err() == nil && (lctx.Err() != nil || errors.Is(err, context.DeadlineExceeded)) {
 		return nil, fmt.Errorf("%w (looking up topic %q: %v)", ErrPublishTimeout, topicName, err)
 	}
 	return t, err
