@@ -34,6 +34,9 @@ type metrics struct {
 	hubFeeds        prometheus.Gauge
 	hubSubscribers  prometheus.Gauge
 	hubLagged       prometheus.Counter
+	groupFeeds      prometheus.Gauge
+	sessions        prometheus.Gauge
+	windowFull      prometheus.Counter
 	limited         *prometheus.CounterVec
 	subs            *subStatsCollector
 }
@@ -70,6 +73,12 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 		Help: "Live tails (SSE, WebSocket) attached to the shared readers."})
 	m.hubLagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_hub_lagged_total",
 		Help: "Times a live tail's buffer was full: it caught up by position from Redis."})
+	m.groupFeeds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_group_feeds",
+		Help: "Shared group consumers running (one per topic, group and options in the process)."})
+	m.sessions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_group_sessions",
+		Help: "SSE group sessions (connected, or waiting for their client within the resume window)."})
+	m.windowFull = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_window_full_total",
+		Help: "Times a group stream's window filled with unconfirmed events (the stream said window_full)."})
 	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_limited_total",
 		Help: "Requests refused by a bound (429/503), by limit."}, []string{"limit"})
 	m.subs = &subStatsCollector{subs: map[*herald.Subscription]subLabels{}, totals: map[subLabels]*herald.SubscriptionStats{}}
@@ -79,7 +88,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 		func() float64 { return float64(c.Stats().DegradedPublishes) })
 	groups := &groupCollector{c: c}
 	for _, col := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.published, m.publishDuration, m.delivered,
-		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, degraded, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.subs, groups} {
+		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, degraded, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.groupFeeds, m.sessions, m.windowFull, m.subs, groups} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}

@@ -16,65 +16,68 @@ import (
 	"github.com/heraldbus/herald"
 )
 
-// A group session is one client of a consumer group over SSE. It owns a
-// subscription whose consumer name is derived from the client id
-// ("sse-<client>"), so the client keeps its place across reconnects, and
-// its handler holds each event until the client confirms it:
+// A group session is one client of a consumer group over SSE, a member of
+// the group's feed in this process (groupfeed.go). It keeps the client's
+// place across reconnects by its client id, and holds each event it sent
+// until the client confirms it:
 //
 //   - every event sent on the stream is remembered, in the order sent;
 //   - reconnecting with Last-Event-ID X confirms (acknowledges) every
 //     remembered event up to and including X, and sends the rest again, in
 //     the same order, before anything new: the stream resumes exactly
-//     after X, with no gap;
+//     after X, with no gap. On an instance that did not send X (the client
+//     came from another one), events up to X in stream order that reach the
+//     session are confirmed without being sent again;
 //   - POST /v1/topics/{topic}/groups/{group}/ack confirms while connected
 //     ({"client", "up_to"} or {"client", "positions"}) or nacks (retry with
 //     backoff, or dead-letter with "permanent");
 //   - ?ack=auto confirms each event once it is written to the connection
 //     (at-most-once towards a client that dies right after);
-//   - at most ?window= events are unconfirmed at once: the stream waits.
+//   - at most ?window= events are unconfirmed at once; when the window is
+//     full the stream says so with a "window_full" event and waits.
 //
 // A session outlives its connection by Config.SSE.ResumeWindow; after that,
-// or at shutdown, its unconfirmed events are handed back to the group (they
-// stay pending for the consumer "sse-<client>" and are redelivered to it
-// first when it returns, or taken over by another consumer of the group).
+// or at shutdown, its unconfirmed events are released to the group at once
+// (another member or instance gets them).
 type session struct {
 	st                   *sessionStore
 	key                  string
 	owner                string // name of the API key that created it ("" without keys)
 	topic, group, client string
-	consumer             string
-	sub                  *herald.Subscription
+	feed                 *groupFeed
+	window               int
 	autoAck              bool
 
 	mu      sync.Mutex
 	resend  []*pendingDelivery // sent on an earlier connection, unconfirmed: sent first, in the same order
-	queue   []*pendingDelivery // from the handler, not yet sent
-	arrived time.Time          // when the handler last queued an event
+	queue   []*pendingDelivery // from the feed, not yet sent
+	arrived time.Time          // when the feed last queued an event
 	sent    []*pendingDelivery // sent, not yet confirmed, in the order sent
+	skip    *herald.Message    // Last-Event-ID this instance did not send: events up to it are confirmed unsent
 	wake    chan struct{}
 	gen     uint64        // generation of the attached connection; 0 when detached
 	kick    chan struct{} // closed to make the attached connection leave
 	expiry  *time.Timer
 	stopped bool
-}
-
-// pendingDelivery is an event held by the session's handler until confirmed.
-type pendingDelivery struct {
-	msg    *herald.Message
-	pos    string
-	result chan error // nil: acknowledge; an error: retry or dead-letter
+	full    bool // the window was full when last sent to (window_full said so)
 }
 
 type sessionStore struct {
-	g      *Gateway
+	g        *Gateway
+	instance string
+
 	mu     sync.Mutex
 	byKey  map[string]*session
-	wg     sync.WaitGroup
 	closed bool
+
+	feedMu  sync.Mutex
+	feeds   map[string]*groupFeed
+	feedSeq int
+	wg      sync.WaitGroup // one per running feed
 }
 
 func newSessionStore(g *Gateway) *sessionStore {
-	return &sessionStore{g: g, byKey: map[string]*session{}}
+	return &sessionStore{g: g, instance: instanceID(), byKey: map[string]*session{}, feeds: map[string]*groupFeed{}}
 }
 
 func sessionKey(topic, group, client string) string { return topic + "\x00" + group + "\x00" + client }
@@ -85,8 +88,8 @@ func (st *sessionStore) get(topic, group, client string) *session {
 	return st.byKey[sessionKey(topic, group, client)]
 }
 
-// findByLastID finds the session of topic and group that sent lastID and
-// has no connection (an EventSource reconnecting without ?client=).
+// findByLastID finds the session of owner, topic and group that sent
+// lastID and has no connection (an EventSource reconnecting without ?client=).
 func (st *sessionStore) findByLastID(owner, topic, group, lastID string) *session {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -112,9 +115,18 @@ func (st *sessionStore) findByLastID(owner, topic, group, lastID string) *sessio
 	return nil
 }
 
-// open returns the session of the client, creating it (and its
-// subscription) when there is none.
-func (st *sessionStore) open(ctx context.Context, owner, topic, group, client string, window int, autoAck bool, opts []herald.SubscribeOption) (*session, error) {
+// sessionOptions are a group stream's subscription options.
+type sessionOptions struct {
+	window      int
+	autoAck     bool
+	start       herald.Start
+	filter      string
+	maxAttempts int
+}
+
+// open returns the session of the client, creating it (and joining the
+// group's feed) when there is none.
+func (st *sessionStore) open(ctx context.Context, owner, topic, group, client string, o sessionOptions) (*session, error) {
 	key := sessionKey(topic, group, client)
 	st.mu.Lock()
 	if st.closed {
@@ -134,38 +146,37 @@ func (st *sessionStore) open(ctx context.Context, owner, topic, group, client st
 		return nil, errorf(http.StatusServiceUnavailable, CodeTooManyConnections,
 			"the server holds %d group sessions, its limit (limits.max_sessions); try again later", st.g.cfg.Limits.MaxSessions)
 	}
-	s := &session{st: st, key: key, owner: owner, topic: topic, group: group, client: client, consumer: "sse-" + client,
-		autoAck: autoAck, wake: make(chan struct{}, 1)}
-	st.byKey[key] = s
-	st.wg.Add(1)
 	st.mu.Unlock()
-	opts = append(opts, herald.Consumer(s.consumer), herald.Concurrency(window), herald.MaxInFlight(window))
-	sub, err := st.g.c.Subscribe(context.Background(), topic, group, herald.HandlerFunc(s.handle), opts...)
-	if err != nil {
+	for range 3 {
+		f, err := st.feedFor(ctx, topic, group, o.start, o.filter, o.maxAttempts)
+		if err != nil {
+			return nil, err
+		}
+		s := &session{st: st, key: key, owner: owner, topic: topic, group: group, client: client, feed: f,
+			window: o.window, autoAck: o.autoAck, wake: make(chan struct{}, 1)}
+		st.mu.Lock()
+		if other := st.byKey[key]; other != nil { // created meanwhile
+			st.mu.Unlock()
+			if other.owner != owner {
+				return nil, errSessionOwner(client)
+			}
+			return other, nil
+		}
+		st.byKey[key] = s
+		st.mu.Unlock()
+		if f.join(s) {
+			st.g.metrics.sessions.Inc()
+			return s, nil
+		}
 		st.mu.Lock()
 		delete(st.byKey, key)
 		st.mu.Unlock()
-		st.wg.Done()
-		return nil, err
 	}
-	s.mu.Lock()
-	s.sub = sub
-	s.mu.Unlock()
-	st.g.metrics.subs.add(sub, subLabels{topic: topic, group: group, via: "sse"})
-	go func() {
-		<-sub.Done()
-		st.g.metrics.subs.remove(sub)
-		st.mu.Lock()
-		if st.byKey[key] == s {
-			delete(st.byKey, key)
-		}
-		st.mu.Unlock()
-		st.wg.Done()
-	}()
-	return s, nil
+	return nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the group's consumer is restarting; reconnect in a moment")
 }
 
-// closeAll stops every session (shutdown).
+// closeAll stops every session and feed (shutdown): held events go back
+// to their groups.
 func (st *sessionStore) closeAll() {
 	st.mu.Lock()
 	st.closed = true
@@ -177,30 +188,58 @@ func (st *sessionStore) closeAll() {
 	for _, s := range ss {
 		s.stop()
 	}
+	st.feedMu.Lock()
+	st.closed = true
+	fs := make([]*groupFeed, 0, len(st.feeds))
+	for _, f := range st.feeds {
+		fs = append(fs, f)
+	}
+	st.feedMu.Unlock()
+	for _, f := range fs {
+		f.stop()
+	}
 }
 
 func (st *sessionStore) wait() { st.wg.Wait() }
 
-// handle is the subscription's handler: it queues the event for the
-// connection and waits for the client's verdict.
-func (s *session) handle(ctx context.Context, m *herald.Message) error {
-	d := &pendingDelivery{msg: m, pos: m.Pos().String(), result: make(chan error, 1)}
+// offer takes an event from the feed when a connection is attached and
+// the window has room (groupMember).
+func (s *session) offer(d *pendingDelivery) (func(), bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.gen == 0 || len(s.resend)+len(s.queue)+len(s.sent) >= s.window {
+		return nil, false
+	}
+	if s.skip != nil && !lessPosition(s.skip, d.msg) {
+		d.result <- nil // the client's Last-Event-ID covers it
+		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "acked").Inc()
+		return nil, true
+	}
 	s.queue = append(s.queue, d)
 	s.arrived = time.Now()
-	s.mu.Unlock()
-	s.signal()
-	select {
-	case err := <-d.result:
-		return err
-	case <-ctx.Done():
-		select {
-		case err := <-d.result: // a verdict that raced the stop still counts
-			return err
-		default:
-		}
-		return ctx.Err() // handed back unhandled
+	return s.signal, true
+}
+
+// settled forgets d once the feed took its verdict (groupMember).
+func (s *session) settled(d *pendingDelivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resend = without(s.resend, d)
+	s.queue = without(s.queue, d)
+	s.sent = without(s.sent, d)
+	if s.full {
+		s.full = false
+		s.signal()
 	}
+}
+
+func without(ds []*pendingDelivery, d *pendingDelivery) []*pendingDelivery {
+	for i, x := range ds {
+		if x == d {
+			return append(ds[:i:i], ds[i+1:]...)
+		}
+	}
+	return ds
 }
 
 func (s *session) signal() {
@@ -214,8 +253,8 @@ func (s *session) signal() {
 // every sent event up to it; the other sent events are queued again.
 func (s *session) attach(lastID string) (uint64, chan struct{}, bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.stopped {
+		s.mu.Unlock()
 		return 0, nil, false
 	}
 	if s.gen != 0 {
@@ -228,16 +267,26 @@ func (s *session) attach(lastID string) (uint64, chan struct{}, bool) {
 	s.gen++
 	s.kick = make(chan struct{})
 	if lastID != "" {
+		found := false
 		for i := len(s.sent) - 1; i >= 0; i-- {
 			if s.sent[i].pos == lastID {
 				s.confirmLocked(i + 1)
+				found = true
 				break
+			}
+		}
+		if !found {
+			if p, err := herald.ParsePosition(lastID); err == nil {
+				s.skip = &herald.Message{Partition: p.Partition, Position: p.ID}
 			}
 		}
 	}
 	s.resend = append(s.sent, s.resend...)
 	s.sent = nil
-	return s.gen, s.kick, true
+	gen, kick := s.gen, s.kick
+	s.mu.Unlock()
+	s.feed.notify() // room for the feed's waiting handlers
+	return gen, kick, true
 }
 
 // confirmLocked acknowledges the first n sent events.
@@ -261,7 +310,7 @@ func (s *session) detach(gen uint64) {
 	s.expiry = time.AfterFunc(s.st.g.cfg.SSE.ResumeWindow, s.stop)
 }
 
-// stop ends the session: unconfirmed events are handed back to the group.
+// stop ends the session: its unconfirmed events are released to the group.
 func (s *session) stop() {
 	s.mu.Lock()
 	if s.stopped {
@@ -273,15 +322,28 @@ func (s *session) stop() {
 		close(s.kick)
 		s.gen = 0
 	}
-	sub := s.sub
-	released := len(s.sent) + len(s.queue) + len(s.resend)
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
+	held := append(append(append([]*pendingDelivery(nil), s.sent...), s.queue...), s.resend...)
+	s.sent, s.queue, s.resend = nil, nil, nil
 	s.mu.Unlock()
-	if released > 0 {
-		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "released").Add(float64(released))
+	for _, d := range held {
+		select {
+		case d.result <- herald.ErrRelease:
+		default:
+		}
 	}
-	if sub != nil {
-		sub.Stop()
+	if len(held) > 0 {
+		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "released").Add(float64(len(held)))
 	}
+	s.feed.leave(s)
+	s.st.mu.Lock()
+	if s.st.byKey[s.key] == s {
+		delete(s.st.byKey, s.key)
+		s.st.g.metrics.sessions.Dec()
+	}
+	s.st.mu.Unlock()
 }
 
 // settleWindow is how long the stream waits for the handlers of one read
@@ -291,8 +353,9 @@ const settleWindow = 300 * time.Microsecond
 
 // next takes the queued events for connection gen, marking them sent:
 // first those to send again, in their order, then the new ones in stream
-// order (by position time, partition and sequence).
-func (s *session) next(gen uint64) ([]*pendingDelivery, bool) {
+// order (by position time, partition and sequence). full reports a full
+// window, newly since the last call.
+func (s *session) next(gen uint64) (batch []*pendingDelivery, full, ok bool) {
 	for range 20 {
 		s.mu.Lock()
 		quiet := time.Since(s.arrived)
@@ -305,16 +368,26 @@ func (s *session) next(gen uint64) ([]*pendingDelivery, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen || s.stopped {
-		return nil, false
+		return nil, false, false
 	}
-	batch := s.resend
+	batch = s.resend
 	s.resend = nil
 	q := s.queue
 	s.queue = nil
 	sort.SliceStable(q, func(i, j int) bool { return lessPosition(q[i].msg, q[j].msg) })
 	batch = append(batch, q...)
 	s.sent = append(s.sent, batch...)
-	return batch, true
+	if len(s.sent) >= s.window && !s.full && !s.autoAck {
+		s.full, full = true, true
+	}
+	return batch, full, true
+}
+
+// unconfirmed is the number of events sent and not confirmed.
+func (s *session) unconfirmed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sent)
 }
 
 // lessPosition orders messages by the time of their position, then partition, then sequence.
@@ -393,43 +466,44 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	window := g.cfg.SSE.Window
+	o := sessionOptions{window: g.cfg.SSE.Window}
 	if v := q.Get("window"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxSSEWindow {
 			return badRequest("window %q: use a number from 1 to %d", v, MaxSSEWindow)
 		}
-		window = n
+		o.window = n
 	}
-	autoAck := false
 	switch a := q.Get("ack"); a {
 	case "", "client":
 	case "auto":
-		autoAck = true
+		o.autoAck = true
 	default:
 		return badRequest("ack %q is not supported; use client (the default: confirm with Last-Event-ID or the ack endpoint) or auto", a)
 	}
-	var opts []herald.SubscribeOption
 	switch f := q.Get("from"); f {
 	case "", "now":
 	case "beginning":
-		opts = append(opts, herald.From(herald.StartBeginning))
+		o.start = herald.StartBeginning
 	default:
 		return badRequest("from %q: a new group starts at now (the default) or beginning", f)
 	}
-	if f := q.Get("filter"); f != "" {
-		opts = append(opts, herald.Filter(f))
-	}
+	o.filter = q.Get("filter")
 	if v := q.Get("max_attempts"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return badRequest("max_attempts %q: use a positive number", v)
 		}
-		opts = append(opts, herald.MaxAttempts(n))
+		o.maxAttempts = n
 	}
 	lastID := strings.TrimSpace(r.Header.Get("Last-Event-ID"))
 	if lastID == "" {
 		lastID = q.Get("last_event_id")
+	}
+	if lastID != "" {
+		if _, err := herald.ParsePosition(lastID); err != nil {
+			return badRequest("Last-Event-ID %q is not a position; use <partition>/<stream id> as the stream's ids are", lastID)
+		}
 	}
 	client := q.Get("client")
 	var s *session
@@ -457,7 +531,7 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 	var kick chan struct{}
 	for try := 0; ; try++ {
 		if s == nil {
-			if s, err = g.sessions.open(ctx, p.keyName(), topic, group, client, window, autoAck, opts); err != nil {
+			if s, err = g.sessions.open(ctx, p.keyName(), topic, group, client, o); err != nil {
 				return err
 			}
 		}
@@ -465,30 +539,30 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 		if gen, kick, ok = s.attach(lastID); ok {
 			break
 		}
-		if try > 40 {
+		if try > 3 {
 			return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the session of client %q is stopping; reconnect in a moment", client)
 		}
-		s = nil // it was stopping: wait for it to go, then open a new one
-		time.Sleep(50 * time.Millisecond)
+		s = nil // it was stopping (and is gone): open a new one
 	}
 	defer s.detach(gen)
 	hdr := http.Header{}
 	hdr.Set("Herald-Client", client)
-	hdr.Set("Herald-Consumer", s.consumer)
+	hdr.Set("Herald-Consumer", s.feed.consumer)
 	st, err := g.startSSE(w, hdr)
 	if err != nil {
 		return nil
 	}
 	g.metrics.streams.WithLabelValues("sse_group").Inc()
 	defer g.metrics.streams.WithLabelValues("sse_group").Dec()
-	info, _ := json.Marshal(map[string]string{"client": client, "consumer": s.consumer, "group": group, "topic": topic})
+	info, _ := json.Marshal(map[string]any{"client": client, "consumer": s.feed.consumer, "group": group, "topic": topic,
+		"window": s.window, "ack": map[bool]string{false: "client", true: "auto"}[s.autoAck]})
 	if st.event("", "session", info) != nil {
 		return nil
 	}
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
 	for {
-		batch, ok := s.next(gen)
+		batch, full, ok := s.next(gen)
 		if !ok {
 			return nil
 		}
@@ -499,6 +573,14 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 			}
 			if s.autoAck {
 				s.confirmUpTo(d.pos)
+			}
+		}
+		if full {
+			g.metrics.windowFull.Inc()
+			if st.jsonEvent("", "window_full", map[string]any{"unconfirmed": s.unconfirmed(), "window": s.window,
+				"message": "no more events until some are confirmed: POST /v1/topics/" + topic + "/groups/" + group +
+					"/ack {\"client\": \"" + client + "\", \"up_to\": LAST_ID}, reconnect with Last-Event-ID, or use ?ack=auto"}) != nil {
+				return nil
 			}
 		}
 		select {

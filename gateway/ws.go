@@ -76,7 +76,7 @@ type wsConn struct {
 
 type wsSub struct {
 	cancel context.CancelFunc
-	sub    *herald.Subscription // group subscriptions
+	member *wsMember // group subscriptions
 	done   chan struct{}
 }
 
@@ -230,6 +230,11 @@ func (c *wsConn) dispatch(req *WSRequest) {
 			if d := c.pending[k]; d != nil {
 				delete(c.pending, k)
 				d.result <- verdict
+				outcome := "acked"
+				if verdict != nil {
+					outcome = "nacked"
+				}
+				c.g.metrics.delivered.WithLabelValues(d.msg.Topic, d.msg.Group, "ws", outcome).Inc()
 			} else {
 				missing = append(missing, pos)
 			}
@@ -438,86 +443,114 @@ func (c *wsConn) subscribeGroup(ctx context.Context, req *WSRequest, s *wsSub) e
 	if !c.p.canGroup(req.Topic, req.Group) {
 		return forbidGroup(c.p, req.Topic, req.Group)
 	}
-	client := req.Client
-	if client == "" {
-		client = newClientID()
-	}
-	consumer := "ws-" + client
-	opts := []herald.SubscribeOption{herald.Consumer(consumer), herald.Concurrency(cap(c.slots)), herald.MaxInFlight(cap(c.slots))}
+	var start herald.Start
 	switch req.From {
 	case "", "now":
 	case "beginning":
-		opts = append(opts, herald.From(herald.StartBeginning))
+		start = herald.StartBeginning
 	default:
 		return badRequest("from %q: a new group starts at now (the default) or beginning", req.From)
 	}
-	if req.Filter != "" {
-		opts = append(opts, herald.Filter(req.Filter))
-	}
-	if req.MaxAttempts > 0 {
-		opts = append(opts, herald.MaxAttempts(req.MaxAttempts))
-	}
-	id := req.ID
-	h := herald.HandlerFunc(func(hctx context.Context, m *herald.Message) error {
-		select { // the connection's max-unacked window
-		case c.slots <- struct{}{}:
-		case <-hctx.Done():
-			return hctx.Err()
-		}
-		defer func() { <-c.slots }()
-		pos := m.Pos().String()
-		d := &pendingDelivery{msg: m, pos: pos, result: make(chan error, 1)}
-		k := id + "\x00" + pos
-		c.mu.Lock()
-		c.pending[k] = d
-		c.mu.Unlock()
-		defer func() {
-			c.mu.Lock()
-			if c.pending[k] == d {
-				delete(c.pending, k)
-			}
-			c.mu.Unlock()
-		}()
-		c.g.metrics.observeDelivery(m, "ws")
-		if !c.send(WSMessage{Type: "event", ID: id, Event: eventPayload(m, req.Format)}) {
-			return context.Canceled
-		}
-		select {
-		case err := <-d.result:
-			outcome := "acked"
-			if err != nil {
-				outcome = "nacked"
-			}
-			c.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "ws", outcome).Inc()
-			return err
-		case <-hctx.Done():
-			select {
-			case err := <-d.result:
-				return err
-			default:
-			}
-			return hctx.Err()
-		}
-	})
-	sub, err := c.g.c.Subscribe(ctx, req.Topic, req.Group, h, opts...)
+	f, err := c.g.sessions.feedFor(ctx, req.Topic, req.Group, start, req.Filter, req.MaxAttempts)
 	if err != nil {
 		return err
 	}
-	s.sub = sub
-	c.g.metrics.subs.add(sub, subLabels{topic: req.Topic, group: req.Group, via: "ws"})
-	go func() {
-		<-sub.Done()
-		c.g.metrics.subs.remove(sub)
-		close(s.done)
-	}()
-	c.send(WSMessage{Type: "subscribed", ID: req.ID, Consumer: consumer})
+	m := &wsMember{c: c, id: req.ID, format: req.Format, feed: f}
+	if !f.join(m) {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "the group's consumer is restarting; subscribe again in a moment")
+	}
+	s.member = m
+	close(s.done)
+	c.send(WSMessage{Type: "subscribed", ID: req.ID, Consumer: f.consumer})
 	return nil
+}
+
+// wsMember is a WebSocket group subscription, a member of the group's
+// feed: it takes events while the connection's max-unacked window has room.
+type wsMember struct {
+	c      *wsConn
+	id     string
+	format string
+	feed   *groupFeed
+	// stopped is guarded by c.mu.
+	stopped bool
+}
+
+// offer implements groupMember.
+func (m *wsMember) offer(d *pendingDelivery) (func(), bool) {
+	c := m.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.stopped || c.ctx.Err() != nil {
+		return nil, false
+	}
+	select { // the connection's max-unacked window
+	case c.slots <- struct{}{}:
+	default:
+		return nil, false
+	}
+	c.pending[m.id+"\x00"+d.pos] = d
+	return func() {
+		c.g.metrics.observeDelivery(d.msg, "ws")
+		if !c.send(WSMessage{Type: "event", ID: m.id, Event: eventPayload(d.msg, m.format)}) {
+			m.release(d)
+		}
+	}, true
+}
+
+// settled implements groupMember.
+func (m *wsMember) settled(d *pendingDelivery) {
+	c := m.c
+	c.mu.Lock()
+	if k := m.id + "\x00" + d.pos; c.pending[k] == d {
+		delete(c.pending, k)
+	}
+	c.mu.Unlock()
+	<-c.slots
+}
+
+// release hands d back to the group unless the client settled it.
+func (m *wsMember) release(d *pendingDelivery) {
+	c := m.c
+	c.mu.Lock()
+	k := m.id + "\x00" + d.pos
+	mine := c.pending[k] == d
+	if mine {
+		delete(c.pending, k)
+	}
+	c.mu.Unlock()
+	if mine {
+		d.result <- herald.ErrRelease
+	}
+}
+
+// stop leaves the feed and releases what the client holds unacknowledged.
+func (m *wsMember) stop() {
+	c := m.c
+	c.mu.Lock()
+	m.stopped = true
+	var held []*pendingDelivery
+	prefix := m.id + "\x00"
+	for k, d := range c.pending {
+		if strings.HasPrefix(k, prefix) {
+			held = append(held, d)
+			delete(c.pending, k)
+		}
+	}
+	c.mu.Unlock()
+	m.feed.leave(m)
+	for _, d := range held {
+		d.result <- herald.ErrRelease
+	}
+	if len(held) > 0 {
+		c.g.metrics.delivered.WithLabelValues(m.feed.topic, m.feed.group, "ws", "released").Add(float64(len(held)))
+	}
 }
 
 func (c *wsConn) stopSub(s *wsSub) {
 	s.cancel()
-	if s.sub != nil {
-		s.sub.Stop() // unacknowledged events are handed back to the group
+	if s.member != nil {
+		s.member.stop() // unacknowledged events are handed back to the group
 	}
 	<-s.done
 }

@@ -1,0 +1,241 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/heraldbus/herald"
+)
+
+// A groupFeed is the one consumer of the delivery engine that a process
+// runs for a consumer group of a topic (and one set of subscription
+// options: filter, max attempts), shared by every SSE session and
+// WebSocket subscription of that group in the process. Its handler hands
+// each event to a member with room in its window (round robin), waits for
+// that client's verdict, and returns it to the engine: acknowledged,
+// retried, dead-lettered, or released (ErrRelease: the member left, the
+// event goes back to the group at once for another member or instance).
+// Per-key order holds as the engine keeps it: the next event of a key is
+// handed out only when the one before it is settled.
+//
+// Goroutines: the engine's workers (GroupFeedInFlight per feed, whatever
+// the number of clients), owned by the feed's subscription; a feed stops
+// feedLinger after its last member leaves, handing back what it holds.
+type groupFeed struct {
+	st       *sessionStore
+	key      string
+	topic    string
+	group    string
+	consumer string
+	sub      *herald.Subscription
+
+	mu      sync.Mutex
+	members []groupMember
+	rr      int
+	changed chan struct{} // closed (and replaced) when a member may have room
+	idle    *time.Timer
+	stopped bool
+}
+
+// groupMember is a client of a group feed: an SSE session or a WebSocket
+// group subscription.
+type groupMember interface {
+	// offer takes d when the member is connected and has room in its
+	// window; it runs with the feed's lock held, so it must not block: work
+	// that may block is returned as after, run once the lock is released.
+	offer(d *pendingDelivery) (after func(), ok bool)
+	// settled is called once d's verdict was taken, before the engine gets it.
+	settled(d *pendingDelivery)
+}
+
+// pendingDelivery is an event held by a feed's handler until its client settles it.
+type pendingDelivery struct {
+	msg    *herald.Message
+	pos    string
+	result chan error // nil: acknowledge; an error: retry, dead-letter or release
+}
+
+// GroupFeedInFlight is the most events one group feed holds unsettled at
+// once (its engine workers), shared by all members' windows.
+const GroupFeedInFlight = 512
+
+// feedKey names a feed: topic, group and the options that must agree.
+func feedKey(topic, group, filter string, maxAttempts int) string {
+	return topic + "\x00" + group + "\x00" + filter + "\x00" + strconv.Itoa(maxAttempts)
+}
+
+// instanceID names this gateway's consumers in the groups, unique per process.
+func instanceID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// feedFor returns the feed of (topic, group, options), starting it when
+// there is none. start, filter and maxAttempts are the subscription's
+// options (start counts only when the group is created).
+func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start herald.Start, filter string, maxAttempts int) (*groupFeed, error) {
+	key := feedKey(topic, group, filter, maxAttempts)
+	st.feedMu.Lock()
+	defer st.feedMu.Unlock()
+	if st.closed {
+		return nil, errorf(http.StatusServiceUnavailable, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
+	}
+	if f := st.feeds[key]; f != nil && !f.isStopped() {
+		return f, nil
+	}
+	st.feedSeq++
+	f := &groupFeed{st: st, key: key, topic: topic, group: group, changed: make(chan struct{}),
+		consumer: fmt.Sprintf("gw-%s-%d", st.instance, st.feedSeq)}
+	opts := []herald.SubscribeOption{herald.Consumer(f.consumer), herald.Concurrency(GroupFeedInFlight),
+		herald.MaxInFlight(GroupFeedInFlight), herald.From(start)}
+	if filter != "" {
+		opts = append(opts, herald.Filter(filter))
+	}
+	if maxAttempts > 0 {
+		opts = append(opts, herald.MaxAttempts(maxAttempts))
+	}
+	// The feed outlives the request that started it: it stops when idle or at shutdown.
+	sub, err := st.g.c.Subscribe(context.WithoutCancel(ctx), topic, group, herald.HandlerFunc(f.handle), opts...)
+	if err != nil {
+		return nil, err
+	}
+	f.sub = sub
+	st.feeds[key] = f
+	st.wg.Add(1)
+	st.g.metrics.subs.add(sub, subLabels{topic: topic, group: group, via: "gateway"})
+	st.g.metrics.groupFeeds.Inc()
+	go func() {
+		<-sub.Done()
+		st.g.metrics.subs.remove(sub)
+		st.g.metrics.groupFeeds.Dec()
+		st.feedMu.Lock()
+		if st.feeds[key] == f {
+			delete(st.feeds, key)
+		}
+		st.feedMu.Unlock()
+		st.wg.Done()
+	}()
+	return f, nil
+}
+
+func (f *groupFeed) isStopped() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stopped
+}
+
+// join adds a member; it reports false when the feed is stopping (ask
+// feedFor for a new one).
+func (f *groupFeed) join(m groupMember) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return false
+	}
+	if f.idle != nil {
+		f.idle.Stop()
+		f.idle = nil
+	}
+	f.members = append(f.members, m)
+	f.notifyLocked()
+	return true
+}
+
+// leave removes a member; the feed stops feedLinger after its last one.
+func (f *groupFeed) leave(m groupMember) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, x := range f.members {
+		if x == m {
+			f.members = append(f.members[:i], f.members[i+1:]...)
+			break
+		}
+	}
+	if len(f.members) == 0 && !f.stopped && f.idle == nil {
+		f.idle = time.AfterFunc(feedLinger, f.stopIfIdle)
+	}
+}
+
+func (f *groupFeed) stopIfIdle() {
+	f.mu.Lock()
+	idle := len(f.members) == 0 && !f.stopped
+	if idle {
+		f.stopped = true
+	}
+	f.mu.Unlock()
+	if idle {
+		f.sub.Stop()
+	}
+}
+
+// stop ends the feed (shutdown): its handlers return and the events they
+// held go back to the group.
+func (f *groupFeed) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.sub.Stop()
+}
+
+// notify wakes handlers waiting for a member with room.
+func (f *groupFeed) notify() {
+	f.mu.Lock()
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+func (f *groupFeed) notifyLocked() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// handle is the feed's engine handler.
+func (f *groupFeed) handle(ctx context.Context, m *herald.Message) error {
+	d := &pendingDelivery{msg: m, pos: m.Pos().String(), result: make(chan error, 1)}
+	var member groupMember
+	for member == nil {
+		f.mu.Lock()
+		var after func()
+		for i := range f.members {
+			x := f.members[(f.rr+i)%len(f.members)]
+			if a, ok := x.offer(d); ok {
+				member, after = x, a
+				f.rr = (f.rr + i + 1) % len(f.members)
+				break
+			}
+		}
+		ch := f.changed
+		f.mu.Unlock()
+		if member != nil {
+			if after != nil {
+				after()
+			}
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return herald.ErrRelease
+		}
+	}
+	var err error
+	select {
+	case err = <-d.result:
+	case <-ctx.Done():
+		select {
+		case err = <-d.result: // a verdict that raced the stop still counts
+		default:
+			err = herald.ErrRelease
+		}
+	}
+	member.settled(d)
+	f.notify()
+	return err
+}

@@ -1,0 +1,241 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redisproc"
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// TestGroupSessionsShareOneConsumer: 30 SSE sessions and a WebSocket
+// subscription of one group share the process's one consumer of it: Redis
+// connections do not grow with them, and each event reaches exactly one.
+func TestGroupSessionsShareOneConsumer(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := herald.New(ctx, herald.Config{URL: rs.URL(), DefaultTopic: herald.TopicConfig{Partitions: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := newEnvClient(t, c, gateway.Config{})
+	clients := func() int {
+		out, err := redisproc.Command(rs.Addr(), time.Second, "CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "id=")
+	}
+	first := e.openSSE("/v1/topics/fan/events?group=g&ack=auto", nil)
+	first.next(t, "session", 5*time.Second)
+	base := clients()
+	streams := []*sseClient{first}
+	for range 29 {
+		s := e.openSSE("/v1/topics/fan/events?group=g&ack=auto", nil)
+		s.next(t, "session", 5*time.Second)
+		streams = append(streams, s)
+	}
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.url, "http")+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	sub, _ := json.Marshal(gateway.WSRequest{Op: "subscribe", ID: "w", Topic: "fan", Group: "g"})
+	ws.Write(ctx, websocket.MessageText, sub)
+	if _, b, err := ws.Read(ctx); err != nil || !strings.Contains(string(b), "subscribed") {
+		t.Fatalf("ws subscribe: %s %v", b, err)
+	}
+	if got := clients(); got > base+2 {
+		t.Fatalf("%d Redis clients with 31 group clients, %d with one", got, base)
+	}
+	waitMetric(t, e, "herald_group_feeds 1")
+	const n = 200
+	for i := range n {
+		if _, err := c.Publish(ctx, "fan", herald.Event{Key: fmt.Sprint(i), Data: fmt.Appendf(nil, "%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case ev, ok := <-s.events:
+					if !ok {
+						return
+					}
+					if ev.Event == "" {
+						mu.Lock()
+						seen[ev.ID]++
+						mu.Unlock()
+					}
+				case <-time.After(2 * time.Second):
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the WebSocket acks each event
+		defer wg.Done()
+		for {
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
+			_, b, err := ws.Read(rctx)
+			rcancel()
+			if err != nil {
+				return
+			}
+			var m gateway.WSMessage
+			json.Unmarshal(b, &m)
+			if m.Type != "event" {
+				continue
+			}
+			var ev gateway.EventJSON
+			json.Unmarshal(m.Event, &ev)
+			mu.Lock()
+			seen[ev.Position]++
+			mu.Unlock()
+			ack, _ := json.Marshal(gateway.WSRequest{Op: "ack", ID: "w", Positions: []string{ev.Position}})
+			ws.Write(ctx, websocket.MessageText, ack)
+		}
+	}()
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("%d distinct events delivered, want %d", len(seen), n)
+	}
+	for id, k := range seen {
+		if k != 1 {
+			t.Fatalf("event %s delivered %d times, want once", id, k)
+		}
+	}
+	if got := clients(); got > base+2 {
+		t.Fatalf("%d Redis clients after delivery, %d before", got, base)
+	}
+}
+
+// TestGroupStreamWindowFull: a client that never acks is told, with a
+// window_full event, that nothing more comes until it confirms; an ack
+// lets the stream go on.
+func TestGroupStreamWindowFull(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{})
+	s := e.openSSE("/v1/topics/wf/events?group=g&window=2&client=slow&from=beginning", nil)
+	s.next(t, "session", 5*time.Second)
+	e.publish("wf", `[{"data":1},{"data":2},{"data":3},{"data":4}]`, map[string]string{"Content-Type": "application/json"})
+	s.next(t, "", 5*time.Second)
+	second := s.next(t, "", 5*time.Second)
+	full := s.next(t, "window_full", 5*time.Second)
+	if !strings.Contains(string(full.Data), `"unconfirmed":2`) || !strings.Contains(string(full.Data), "/ack") {
+		t.Fatalf("window_full event %s", full.Data)
+	}
+	code, b := e.do("POST", "/v1/topics/wf/groups/g/ack", []byte(`{"client":"slow","up_to":"`+second.ID+`"}`), nil)
+	if code != 200 {
+		t.Fatalf("ack: %d %s", code, b)
+	}
+	s.next(t, "", 5*time.Second)
+	s.next(t, "", 5*time.Second)
+}
+
+// TestConnectDisconnectCycles: 2,000 group stream connects and disconnects;
+// once the sessions' resume window and the feed's linger have passed,
+// goroutines and heap are back within 10% of the start.
+func TestConnectDisconnectCycles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("2,000 cycles")
+	}
+	e := newEnv(t, gateway.Config{SSE: gateway.SSEConfig{ResumeWindow: 200 * time.Millisecond}})
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	hc := &http.Client{Transport: tr}
+	cycle := func(i int) {
+		req, _ := http.NewRequest("GET", e.url+fmt.Sprintf("/v1/topics/cyc/events?group=g%d", i%4), nil)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		resp.Body.Read(buf) // the stream's first bytes
+		resp.Body.Close()
+	}
+	settle := func() (int, uint64) {
+		tr.CloseIdleConnections()
+		var ms runtime.MemStats
+		var g int
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			g = runtime.NumGoroutine()
+			if time.Now().After(deadline) {
+				return g, ms.HeapAlloc
+			}
+			_, b := e.do("GET", "/metrics", nil, nil)
+			if strings.Contains(string(b), "herald_group_feeds 0") && strings.Contains(string(b), "herald_group_sessions 0") {
+				time.Sleep(100 * time.Millisecond) // the feeds' goroutines end
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				return runtime.NumGoroutine(), ms.HeapAlloc
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for i := range 8 { // warm up: lazily made pools, metric series
+		cycle(i)
+	}
+	g0, h0 := settle()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				cycle(i)
+			}
+		}()
+	}
+	for i := range 2000 {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	g1, h1 := settle()
+	t.Logf("goroutines %d -> %d, heap %d KB -> %d KB", g0, g1, h0>>10, h1>>10)
+	if float64(g1) > float64(g0)*1.1+2 {
+		t.Fatalf("goroutines %d after 2,000 cycles, %d before", g1, g0)
+	}
+	if float64(h1) > float64(h0)*1.1 {
+		t.Fatalf("heap %d KB after 2,000 cycles, %d KB before", h1>>10, h0>>10)
+	}
+}
+
+func waitMetric(t *testing.T, e *env, line string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, b := e.do("GET", "/metrics", nil, nil)
+		if strings.Contains(string(b), line+"\n") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics lack %q", line)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
