@@ -19,6 +19,7 @@ type publishOptions struct {
 	partition  int // -1: by key
 	atomic     bool
 	durability Durability
+	at         int64 // delivery time in unix ms (Delay, At, schedule.go); 0: at once
 }
 
 // WithDurability sets the durability of this publish, overriding the topic's.
@@ -67,6 +68,10 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		return nil, err
 	}
 	t, byPart, order := pr.t, pr.byPart, pr.order
+	if pr.opts.at != 0 {
+		defer c.leavePublish()
+		return c.scheduleBatch(ctx, pr, len(evs))
+	}
 	if pr.opts.atomic && len(byPart) > 1 {
 		defer c.leavePublish()
 		return c.publishAtomic(ctx, t, byPart, order)
@@ -209,6 +214,9 @@ func (c *Client) publishOne(ctx context.Context, f *PublishFuture, ev *Event, op
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if o.at != 0 {
+		return c.scheduleOne(ctx, f, t, p, ev, o.at)
 	}
 	if async {
 		select {

@@ -139,6 +139,7 @@ func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {
 	}
 	c.topics.m[name] = t
 	c.topics.publishLocked()
+	c.startDelayMover(t)
 	return t, nil
 }
 
