@@ -66,7 +66,25 @@ type Config struct {
 	// the master either way). Off: the positions say Degraded and
 	// Stats().DegradedPublishes counts it.
 	FailUnreplicated bool
+
+	appendWay appendWay // how batches are appended (tests and benchmarks compare the ways)
 }
+
+// appendWay is how a partition writer appends a batch that every way can
+// take (docs/design.md, "Publishing").
+type appendWay int
+
+const (
+	// wayPlain: pipelined XADDs on the lane's connection; a retry after an
+	// unknown outcome fences that connection and reads the tail
+	// (rdb.AppendPlain). Batches with deduplicated events take the script.
+	wayPlain appendWay = iota
+	// wayScript: stream_append.lua (producer sequence checked in Redis).
+	wayScript
+	// wayMulti: WATCH-guarded MULTI/EXEC for big plain batches, the script
+	// for the others (rdb.AppendMulti).
+	wayMulti
+)
 
 // Durability says when a publish is acknowledged.
 type Durability int

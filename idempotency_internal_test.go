@@ -53,6 +53,91 @@ func TestRetriedBatchStoredOnce(t *testing.T) {
 	}
 }
 
+// TestPlainAppendRetriedStoredOnce: an event published by itself (plain
+// XADD, no script) whose reply is lost is not stored again by the retry:
+// the retry kills the connection the first attempt went out on and finds
+// the event in the partition's tail.
+func TestPlainAppendRetriedStoredOnce(t *testing.T) {
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sends atomic.Int32
+	c.testHookAppended = func() error {
+		if sends.Add(1) == 1 {
+			return errors.New("i/o timeout (simulated lost reply)")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := c.Publish(ctx, "t", Event{Data: []byte("once")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sends.Load() != 2 {
+		t.Fatalf("append sent %d times, want 2 (one lost reply, one retry)", sends.Load())
+	}
+	stored, err := c.Events(ctx, "t", Query{})
+	if err != nil || len(stored) != 1 || stored[0].Position != p.ID {
+		t.Fatalf("stored %+v (%v), want the one event at %s", stored, err, p.ID)
+	}
+	// The plain way writes no producer state.
+	tp, _ := c.topic(ctx, "t", false)
+	if kv, err := c.db.Do(ctx, "KEYS", tp.parts[0].Producer("*")); err != nil || len(kv.([]any)) != 0 {
+		t.Fatalf("producer states %v (%v), want none", kv, err)
+	}
+}
+
+// TestPlainAppendFencesLostConnection: an attempt still queued on the
+// connection it was lost on cannot land after the retry looked at the tail:
+// the retry kills that connection first.
+func TestPlainAppendFencesLostConnection(t *testing.T) {
+	c, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t), DefaultTopic: TopicConfig{Partitions: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.CreateTopic(ctx, "t", TopicConfig{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := c.topic(ctx, "t", false)
+	batch := func(seq int64, prefix string) *rdb.AppendBatch {
+		return &rdb.AppendBatch{Keys: tp.parts[0], Producer: "p", Seq: seq, StateTTL: 60000,
+			DedupeIDs: make([]string, 3), Fields: plainBatch(prefix, 3)}
+	}
+	var old rdb.Fence
+	if _, err := c.db.AppendPlain(ctx, &old, batch(1, "a"), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Batch 2 is "lost" on old's connection; the retry goes on a new one.
+	lost := old
+	old.Lost(2)
+	res, err := c.db.AppendPlain(ctx, &old, batch(2, "b"), 0, 0)
+	if err != nil || res.Replay {
+		t.Fatalf("retry of a batch that never landed: %+v, %v", res, err)
+	}
+	// The lost connection was killed: the first attempt, late, cannot land.
+	if _, err := c.db.AppendPlain(ctx, &lost, batch(2, "b"), 0, 0); err == nil {
+		t.Fatal("the lost attempt's connection still appends after the retry")
+	}
+	// A lost reply of a batch that did land: the retry finds it.
+	if _, err := c.db.AppendPlain(ctx, &old, batch(3, "c"), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	old.Lost(3)
+	res, err = c.db.AppendPlain(ctx, &old, batch(3, "c"), 0, 0)
+	if err != nil || !res.Replay || res.Positions[2] == "" {
+		t.Fatalf("retry of a batch that landed: %+v, %v; want its positions", res, err)
+	}
+	if n, err := c.db.Do(ctx, "XLEN", tp.parts[0].Stream); err != nil || n != int64(9) {
+		t.Fatalf("stream length %d (%v), want 9: nothing stored twice", n, err)
+	}
+}
+
 // plainBatch is n keyless events of an id and data, the shape that goes
 // through the transactional append.
 func plainBatch(prefix string, n int) [][]string {
@@ -72,6 +157,7 @@ func TestTransactionalBatchRetriedStoredOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	c.cfg.appendWay = wayMulti
 	var sends atomic.Int32
 	c.testHookAppended = func() error {
 		if sends.Add(1) == 1 {
@@ -247,15 +333,25 @@ func TestBatchesSurviveKilledConnections(t *testing.T) {
 	for g := range publishers {
 		wg.Go(func() {
 			for r := range rounds {
-				size := 2 * multiMin // a transaction
-				if r%3 == 2 {
-					size = 5 // the script
+				size := 2 * multiMin // plain XADDs, pipelined
+				if r%3 != 0 {
+					size = 5
 				}
 				evs := make([]Event, size)
 				for i := range evs {
 					evs[i] = Event{Data: []byte(strconv.Itoa(g*1000+r) + "-" + strconv.Itoa(i))}
+					if r%3 == 1 {
+						evs[i].ID = string(evs[i].Data) // deduplicated: the script
+					}
 				}
-				if _, err := c.PublishBatch(ctx, "t", evs); err != nil {
+				if r%3 == 2 {
+					for _, ev := range evs { // one event per call: plain XADD
+						if _, err := c.Publish(ctx, "t", ev); err != nil {
+							t.Errorf("publisher %d round %d: %v", g, r, err)
+							return
+						}
+					}
+				} else if _, err := c.PublishBatch(ctx, "t", evs); err != nil {
 					t.Errorf("publisher %d round %d: %v", g, r, err)
 					return
 				}

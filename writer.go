@@ -160,12 +160,20 @@ func (w *partWriter) flush(bt *batch) {
 
 // appendWithRetry sends the batch until it is confirmed, retrying errors
 // whose outcome is unknown with the same sequence number: if an earlier send
-// landed, the script answers with the positions of that first append.
+// landed, the script answers with the positions of that first append; a
+// plain append (rdb.AppendPlain) first fences the lost attempt's connection
+// and finds what of the batch landed in the partition's tail.
 func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bool) (rdb.AppendResult, error) {
 	// Big batches of plain events go as a WATCH-guarded transaction, the
 	// others through the script; one batch keeps its way over its retries
 	// (each answers a repeated sequence from its own records).
-	multi := !replicated && len(b.Fields) >= multiMin && b.MultiEligible()
+	way := w.c.cfg.appendWay
+	if way == wayPlain && !b.PlainEligible() {
+		way = wayScript
+	}
+	if way == wayMulti && (replicated || len(b.Fields) < multiMin || !b.MultiEligible()) {
+		way = wayScript
+	}
 	// The first attempt runs without a context deadline of its own (a timer
 	// and a context per batch cost more than the rest of a small publish):
 	// rueidis bounds a dead connection by itself, and retries, which are
@@ -188,9 +196,16 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 		w.mu.Lock()
 		b.Confirmed = w.lane[lane].confirmed
 		w.mu.Unlock()
+		fence := &w.lane[lane].fence
 		switch {
-		case multi:
-			res, err = w.c.db.AppendMulti(ctx, &w.lane[lane].fence, b)
+		case way == wayPlain:
+			var n int64
+			if replicated {
+				n = int64(w.c.cfg.Replicas)
+			}
+			res, err = w.c.db.AppendPlain(ctx, fence, b, n, w.c.cfg.ReplicationTimeout.Milliseconds())
+		case way == wayMulti:
+			res, err = w.c.db.AppendMulti(ctx, fence, b)
 		case replicated:
 			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
 			w.lane[lane].fence.Disarm()
@@ -211,7 +226,9 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 		}
 		w.c.health.record(w.t, w.p, err)
 		if err == nil && w.c.testHookAppended != nil {
-			err = w.c.testHookAppended()
+			if err = w.c.testHookAppended(); err != nil && way == wayPlain {
+				fence.Lost(b.Seq) // as a lost reply would leave it
+			}
 		}
 		if err == nil {
 			if res.Replay {

@@ -23,6 +23,13 @@ type Fence struct {
 	cancel func()
 	armed  bool // the WATCH is in place and last is the state it saw
 	last   int64
+
+	// The plain appends (append_plain.go): the connection's identity on the
+	// server, learnt when it is dialed, and the identity of a connection an
+	// append was lost on, to be killed before anything else is sent.
+	conn    connID
+	suspect connID
+	lostSeq int64 // the batch sequence whose outcome suspect left unknown
 }
 
 // Close returns the connection to the pool.
@@ -30,7 +37,16 @@ func (f *Fence) Close() {
 	if f.cancel != nil {
 		f.cancel()
 	}
-	f.dc, f.cancel, f.armed = nil, nil, false
+	f.dc, f.cancel, f.armed, f.conn = nil, nil, false, connID{}
+}
+
+// drop closes the connection for good (it never goes back to the pool):
+// after an unknown outcome it is about to be killed on the server.
+func (f *Fence) drop() {
+	if f.dc != nil {
+		f.dc.Close()
+	}
+	f.Close()
 }
 
 // Disarm makes the next AppendMulti read the state first, for example

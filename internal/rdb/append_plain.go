@@ -1,0 +1,279 @@
+package rdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// The plain append: the single-event hot path. A batch whose events all
+// carry ids that Herald generated (unique UUIDv7s, nothing to deduplicate)
+// is sent as plain XADDs on the lane's dedicated connection (Fence), with
+// no script and no state write: Redis does what a raw XADD costs.
+//
+// Idempotency moves to the slow path. When an attempt's outcome is unknown
+// (a connection error or timeout between the send and the reply, or a
+// failover), the writer retries the same batch; before that retry sends
+// anything, AppendPlain (1) kills the connection the lost attempt went out
+// on, by the id and address it learnt when that connection was dialed
+// (CLIENT KILL ID .. ADDR ..), so that a copy still queued on the server
+// can never run after this point, and (2) reads the partition's tail, on
+// the same new connection and so after the kill, for the batch's event
+// ids. Pipelined XADDs run in order, so what landed is a prefix of the
+// batch; the rest is sent again. After a failover the old connection is on
+// a node that is no longer the master (the kill finds nothing): what the
+// old master took and did not replicate is discarded when it rejoins as a
+// replica, and what the new master holds is found in its tail.
+
+// connID is a connection as the server knows it.
+type connID struct {
+	id   int64
+	addr string // the client's address as the server sees it
+}
+
+// PlainEligible reports whether b can go through AppendPlain: no event is
+// deduplicated (every event id was generated, so it names one event only)
+// and MAXLEN ~ cannot trim the batch's own entries before the reply.
+func (b *AppendBatch) PlainEligible() bool {
+	if b.MaxLen > 0 && b.MaxLen < int64(len(b.Fields)) {
+		return false
+	}
+	for i, f := range b.Fields {
+		if b.DedupeIDs[i] != "" || len(f) < 2 || len(f)%2 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// plainScanAge bounds how far back (by entry time, before the first
+// event's send) a recovery reads the tail; plainScanMax bounds how many
+// entries it reads. Both are far beyond any retry window.
+const (
+	plainScanAge = 60 * time.Second
+	plainScanMax = 2_000_000
+)
+
+// AppendPlain appends b with pipelined XADDs on f's connection, followed by
+// WAIT replicas timeoutMS when replicas > 0 (Acked is what WAIT answered;
+// -1 when not asked). See the comment at the top of this file for how a
+// retry after an unknown outcome stays exactly-once. An error whose outcome
+// is unknown leaves f holding the lost connection's identity; the caller
+// retries the same batch (same Seq) through AppendPlain.
+func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replicas, timeoutMS int64) (res AppendResult, err error) {
+	if f.dc == nil {
+		f.dc, f.cancel = db.c.Dedicate()
+	}
+	if f.conn.id == 0 {
+		// Learn the connection's identity before anything is written on it,
+		// so that an append lost on it can be fenced.
+		info, err := f.dc.Do(ctx, f.dc.B().ClientInfo().Build()).ToString()
+		if err != nil {
+			f.Close()
+			return res, err
+		}
+		if f.conn, err = parseClientInfo(info); err != nil {
+			f.Close()
+			return res, err
+		}
+	}
+	sent := 0 // events of b known to be stored
+	var positions []string
+	if f.suspect.id != 0 {
+		if positions, err = db.fencePlain(ctx, f, b); err != nil {
+			f.drop()
+			return res, err
+		}
+		sent = len(positions)
+	}
+	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: make([]bool, len(b.Fields)), Acked: -1}
+	copy(res.Positions, positions)
+	cmds := make(rueidis.Commands, 0, len(b.Fields)-sent+3)
+	maxLen := ""
+	if b.MaxLen > 0 {
+		maxLen = strconv.FormatInt(b.MaxLen, 10)
+	}
+	for _, fv := range b.Fields[sent:] {
+		// (A builder appends to one shared command: build one way only.)
+		x := f.dc.B().Xadd().Key(b.Keys.Stream)
+		if maxLen != "" {
+			cmds = append(cmds, withPairs(x.Maxlen().Almost().Threshold(maxLen).Id("*").FieldValue(), fv))
+		} else {
+			cmds = append(cmds, withPairs(x.Id("*").FieldValue(), fv))
+		}
+	}
+	if b.MinID != "" {
+		cmds = append(cmds, f.dc.B().Xtrim().Key(b.Keys.Stream).Minid().Almost().Threshold(b.MinID).Build())
+	}
+	if sent == len(b.Fields) && replicas > 0 {
+		// Everything had landed: WAIT counts the writes of its own
+		// connection, so write the lane's state (as a transactional append
+		// does) for WAIT to cover the events before it.
+		cmds = append(cmds, f.dc.B().Set().Key(b.Keys.Producer(b.Producer)).Value(strconv.FormatInt(b.Seq, 10)+"|*").PxMilliseconds(b.StateTTL).Build())
+	}
+	if replicas > 0 {
+		cmds = append(cmds, f.dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
+	}
+	if len(cmds) == 0 {
+		return res, nil
+	}
+	rs := f.dc.DoMulti(ctx, cmds...)
+	for i := sent; i < len(b.Fields); i++ {
+		r := rs[i-sent]
+		p, err := r.ToString()
+		if err != nil {
+			if r.NonRedisError() != nil || Transient(err) {
+				// The outcome of this XADD and of those after it is unknown.
+				f.suspect, f.lostSeq = f.conn, b.Seq
+				f.drop()
+			}
+			return res, err
+		}
+		res.Positions[i] = p
+	}
+	if replicas > 0 {
+		n, err := rs[len(rs)-1].AsInt64()
+		if err != nil {
+			if rs[len(rs)-1].NonRedisError() != nil {
+				f.drop()
+			}
+			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
+		}
+		res.Acked = n
+	}
+	return res, nil
+}
+
+// Lost records that the last plain append of batch seq on f has an
+// unknown outcome (a reply lost after it was sent), as a connection error
+// would: the next AppendPlain fences f's connection and reads the tail.
+func (f *Fence) Lost(seq int64) {
+	if f.conn.id != 0 {
+		f.suspect, f.lostSeq = f.conn, seq
+	}
+	f.drop()
+}
+
+// fencePlain kills the connection an earlier attempt was lost on and finds
+// which events of b it stored: their positions, a prefix of b. An attempt
+// of another batch (one the lane gave up) is fenced the same way, and
+// nothing of b can be in the stream yet.
+func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]string, error) {
+	kill := f.dc.B().Arbitrary("CLIENT", "KILL").Args("ID", strconv.FormatInt(f.suspect.id, 10), "ADDR", f.suspect.addr).Build()
+	if b.Seq != f.lostSeq {
+		if err := f.dc.Do(ctx, kill).Error(); err != nil {
+			return nil, err
+		}
+		f.suspect = connID{}
+		return nil, nil
+	}
+	firstMS := eventMS(b.Fields[0][1]) - plainScanAge.Milliseconds()
+	want := make(map[string]int, len(b.Fields))
+	for i, fv := range b.Fields {
+		want[fv[1]] = i
+	}
+	found := make([]string, len(b.Fields))
+	n := 0
+	end := "+"
+	for scanned := 0; scanned < plainScanMax; {
+		read := f.dc.B().Xrevrange().Key(b.Keys.Stream).End(end).Start("-").Count(1000).Build()
+		var es []rueidis.XRangeEntry
+		var err error
+		if scanned == 0 {
+			// The kill and the first page in one round trip, in this order.
+			rs := f.dc.DoMulti(ctx, kill, read)
+			if err := rs[0].Error(); err != nil {
+				return nil, err
+			}
+			es, err = rs[1].AsXRange()
+		} else {
+			es, err = f.dc.Do(ctx, read).AsXRange()
+		}
+		if err != nil {
+			return nil, err
+		}
+		f.suspect = connID{}
+		done := false
+		for _, e := range es {
+			if i, ok := want[e.FieldValues[b.Fields[0][0]]]; ok && found[i] == "" {
+				found[i] = e.ID
+				n++
+			}
+			if n == len(b.Fields) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
+				done = true
+				break
+			}
+		}
+		if done || len(es) < 1000 {
+			break
+		}
+		scanned += len(es)
+		end = "(" + es[len(es)-1].ID
+	}
+	k := 0
+	for k < len(found) && found[k] != "" {
+		k++
+	}
+	if k < n {
+		return nil, fmt.Errorf("recovering a lost append: %d of %d events found, not a prefix of the batch", n, len(b.Fields))
+	}
+	return found[:k], nil
+}
+
+// pairAdder is a command builder that takes field/value pairs.
+type pairAdder[T any] interface {
+	FieldValue(field, value string) T
+	Build() rueidis.Completed
+}
+
+// withPairs adds the field/value pairs fv to an XADD and builds it.
+func withPairs[T pairAdder[T]](b T, fv []string) rueidis.Completed {
+	for j := 0; j+1 < len(fv); j += 2 {
+		b = b.FieldValue(fv[j], fv[j+1])
+	}
+	return b.Build()
+}
+
+// parseClientInfo reads the id and address of a CLIENT INFO line.
+func parseClientInfo(info string) (connID, error) {
+	var c connID
+	info = strings.TrimPrefix(info, "txt:") // a RESP3 verbatim string
+	for _, kv := range strings.Fields(info) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "id":
+			c.id, _ = strconv.ParseInt(v, 10, 64)
+		case "addr":
+			c.addr = v
+		}
+	}
+	if c.id == 0 || c.addr == "" {
+		return c, errors.New("CLIENT INFO answered without id or addr")
+	}
+	return c, nil
+}
+
+// entryMS is the millisecond part of a stream id.
+func entryMS(id string) int64 {
+	ms, _, _ := strings.Cut(id, "-")
+	n, _ := strconv.ParseInt(ms, 10, 64)
+	return n
+}
+
+// eventMS is the millisecond time of a UUIDv7 event id (0 when it is not one).
+func eventMS(id string) int64 {
+	h := strings.ReplaceAll(id, "-", "")
+	if len(h) < 12 {
+		return 0
+	}
+	n, err := strconv.ParseInt(h[:12], 16, 64)
+	if err != nil {
+		return 0
+	}
+	return n
+}
