@@ -13,6 +13,9 @@ import (
 // TestMain starts the shared redis-server; the Example functions
 // (example_test.go) find it through HERALD_REDIS_URL.
 func TestMain(m *testing.M) {
+	if code, ok := runConsumerProcess(); ok { // the binary runs as a test's consumer process (ordered_test.go)
+		os.Exit(code)
+	}
 	redistest.OnStart = func(url string) { os.Setenv("HERALD_REDIS_URL", url) }
 	os.Exit(redistest.Main(m))
 }
