@@ -264,7 +264,7 @@ func (m *delayMover) run() {
 		wait := delayPollMin + time.Duration(rand.Int64N(int64(delayPollJit)))
 		if next != math.MaxInt64 {
 			// +1 ms: the schedule's scores are whole milliseconds.
-			if d := time.Until(time.UnixMilli(next+1)); d < wait {
+			if d := time.Until(time.UnixMilli(next + 1)); d < wait {
 				wait = max(d, 0)
 			}
 		}

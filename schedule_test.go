@@ -225,3 +225,43 @@ func TestDelayedEventSurvivesRedisRestartWithAOF(t *testing.T) {
 		t.Fatal("the delayed event did not arrive after the restart")
 	}
 }
+
+func TestClusterDelayedEventsOfAllPartitionsArrive(t *testing.T) {
+	cl := startCluster(t)
+	c, err := herald.New(context.Background(), herald.Config{URL: cl.URL(), Namespace: "delay"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, 60*time.Second)
+	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 6}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan arrival, 1000)
+	collect(t, ctx, c, "t", "g", got)
+	at := time.Now().Add(500 * time.Millisecond)
+	parts := map[int]bool{}
+	const n = 120
+	for i := range n {
+		pos, err := c.Publish(ctx, "t", herald.Event{Key: fmt.Sprint("k", i), Data: []byte(fmt.Sprint(i))}, herald.At(at))
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts[pos.Partition] = true
+	}
+	if len(parts) != 6 {
+		t.Fatalf("events scheduled on partitions %v, want all 6", parts)
+	}
+	seen := map[string]bool{}
+	for len(seen) < n {
+		select {
+		case a := <-got:
+			if a.at.Before(at) {
+				t.Fatalf("%s arrived early", a.data)
+			}
+			seen[a.data] = true
+		case <-ctx.Done():
+			t.Fatalf("%d of %d delayed events arrived on the cluster", len(seen), n)
+		}
+	}
+}

@@ -20,7 +20,7 @@ import (
 func benchCmd(e *env) *cobra.Command {
 	var cfg benchrun.Config
 	cmd := &cobra.Command{
-		Use:   "bench publish|consume|e2e|channel",
+		Use:   "bench publish|consume|e2e|channel|delay",
 		Short: "Measure Herald beside raw Redis commands (same client library, same run)",
 		Long: `Measure one workload twice in the same run: through Herald, and as the plainest raw Redis
 commands sent with the same client library (rueidis). Prints Herald's figure, the raw
@@ -36,6 +36,8 @@ redis-server's (from INFO cpu).
             reader per stream. Prints p50/p90/p99/p999.
   channel   live channels: Broadcast/Listen throughput, then latency at --rate;
             raw: PUBLISH and a SUBSCRIBE connection.
+  delay     10,000 events published with At(due), due times spread over --duration; prints
+            scheduling throughput, events early (should be 0) and lateness percentiles.
 
 Without --redis (or HERALD_REDIS_URL) a redis-server is started on a free loopback port
 for the run and stopped at the end. With --redis, the run creates a topic and raw streams
@@ -47,7 +49,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 		ValidArgs: benchrun.Modes,
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			mode := args[0]
-			if !slices.Contains(benchrun.Modes, mode) {
+			if !slices.Contains(benchrun.Modes, mode) && mode != "delay" {
 				return usage("unknown benchmark %q; use one of: %s", mode, strings.Join(benchrun.Modes, ", "))
 			}
 			for _, f := range []struct {
@@ -78,6 +80,18 @@ under --namespace with a unique name, and deletes them at the end.`,
 				where = fmt.Sprintf("%s (managed, pid %d)", srv.Addr(), srv.Pid())
 				fmt.Fprintf(e.io.Err, "herald bench: started redis-server on %s (pid %d) for this run; it is stopped at the end. Use --redis URL to measure another server.\n",
 					srv.Addr(), srv.Pid())
+			}
+			if mode == "delay" { // internal/benchrun/delay.go
+				r, err := benchrun.RunDelay(cmd.Context(), cfg)
+				if err != nil {
+					return fmt.Errorf("bench delay: %w", err)
+				}
+				if e.json() {
+					e.emit(r, nil)
+				} else {
+					r.Print(e.io.Out, where)
+				}
+				return nil
 			}
 			res, err := benchrun.Run(cmd.Context(), mode, cfg)
 			if err != nil {
