@@ -109,6 +109,23 @@ func (e *engine) run() {
 	}
 	wg.Wait()
 	e.runs.Wait()
+	if !e.ordered {
+		e.handBack()
+	}
+}
+
+// handBack gives what this consumer still holds (read, not handled) back to
+// the group when an unordered subscription stops: other consumers read it
+// at once instead of after the visibility timeout. (An ordered
+// subscription's next owner of a partition claims its pending entries.)
+func (e *engine) handBack() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, pk := range e.t.parts {
+		if _, err := e.c.db.ReleaseAllToGroup(ctx, pk, e.group, e.o.consumer); err != nil {
+			e.noteErr("hand back on stop", err)
+		}
+	}
 }
 
 // startPart starts reading partition p (under lease l when ordered).

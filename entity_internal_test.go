@@ -305,6 +305,13 @@ func TestIdleConsumersForgotten(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Stopping hands unhandled entries back to the group: "holder" reads one
+	// more under its name and never acks it.
+	c.Publish(ctx, "t", Event{Data: []byte("held")})
+	tp0, _ := c.topic(ctx, "t", false)
+	if es, err := c.db.ReadGroup(ctx, tp0.parts[0], "g", "holder", 1, 0); err != nil || len(es) == 0 {
+		t.Fatalf("read as holder: %d, %v", len(es), err)
+	}
 	// A running subscription's janitor step forgets what is idle and empty.
 	watcher, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { return ErrRelease }),
 		Consumer("watcher"), VisibilityTimeout(time.Hour), MaxInFlight(1), Unordered())

@@ -222,7 +222,21 @@ func (p *pstate) read() {
 		p.readOwn("0-0", "0-0")
 	}
 	bo := newBackoff()
+	reread := false // a read failed: its reply may have been lost
 	for p.ctx.Err() == nil {
+		if reread {
+			// Redis may have delivered the entries of the failed read to
+			// this consumer: read them again (positions after the last
+			// handed over) before anything new.
+			p.mu.Lock()
+			m, r := p.lastMain, p.lastRetry
+			p.mu.Unlock()
+			if !p.readOwn(m, r) {
+				bo.wait(p.ctx)
+				continue
+			}
+			reread = false
+		}
 		n := e.budget.take(p.ctx, p.share())
 		if n == 0 {
 			return
@@ -254,12 +268,7 @@ func (p *pstate) read() {
 				continue
 			}
 			bo.wait(p.ctx)
-			// The reply may have been lost after Redis delivered the
-			// entries to this consumer: read them again.
-			p.mu.Lock()
-			m, r := p.lastMain, p.lastRetry
-			p.mu.Unlock()
-			p.readOwn(m, r)
+			reread = true
 			continue
 		}
 		bo.reset()
@@ -274,25 +283,27 @@ func (p *pstate) share() int {
 	return max(1, min(e.o.readBatch, e.o.maxInFlight/len(e.t.parts)))
 }
 
-// readOwn re-reads this consumer's pending entries after the given positions.
-func (p *pstate) readOwn(afterMain, afterRetry string) {
+// readOwn re-reads this consumer's pending entries after the given
+// positions; false when a read failed.
+func (p *pstate) readOwn(afterMain, afterRetry string) bool {
 	e := p.e
 	for p.ctx.Err() == nil {
 		n := e.budget.take(p.ctx, p.share())
 		if n == 0 {
-			return
+			return true
 		}
 		es, err := e.c.db.ReadOwnAfter(p.ctx, p.pk, e.group, e.o.consumer, int64(n), afterMain, afterRetry)
 		if err != nil {
 			e.budget.give(n)
-			if p.ctx.Err() == nil && !rdb.IsNoGroup(err) {
-				e.noteErr("read own pending", err)
+			if p.ctx.Err() != nil || rdb.IsNoGroup(err) {
+				return true
 			}
-			return
+			e.noteErr("read own pending", err)
+			return false
 		}
 		if len(es) == 0 {
 			e.budget.give(n)
-			return
+			return true
 		}
 		for _, en := range es {
 			if p.pk.IsRetry(en.Stream) {
@@ -303,6 +314,7 @@ func (p *pstate) readOwn(afterMain, afterRetry string) {
 		}
 		p.dispatch(es, n, nil)
 	}
+	return true
 }
 
 // claimAll takes over every pending entry of the group on the partition (the

@@ -237,6 +237,43 @@ func (db *DB) ReleaseToGroup(ctx context.Context, pk PartKeys, source, group, id
 	return s == "released", err
 }
 
+// ReleaseAllToGroup hands every entry consumer holds on the partition back
+// to the group (delivery_release.lua per entry, pipelined), for an unordered
+// subscription that stops. It returns how many were handed back.
+func (db *DB) ReleaseAllToGroup(ctx context.Context, pk PartKeys, group, consumer string) (int, error) {
+	n := 0
+	for _, stream := range []string{pk.Stream, pk.Retry(group)} {
+		ids, err := db.PendingOf(ctx, stream, group, consumer, 10000)
+		if err != nil {
+			if IsNoGroup(err) {
+				continue
+			}
+			return n, err
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		del := "0"
+		if pk.IsRetry(stream) {
+			del = "1"
+		}
+		execs := make([]rueidis.LuaExec, len(ids))
+		for i, id := range ids {
+			execs[i] = rueidis.LuaExec{Keys: []string{stream, pk.Retry(group)}, Args: []string{group, id, id, del}}
+		}
+		for _, r := range scriptRelease.ExecMulti(ctx, db.c, execs...) {
+			s, err := r.ToString()
+			if err != nil {
+				return n, err
+			}
+			if s == "released" {
+				n++
+			}
+		}
+	}
+	return n, nil
+}
+
 // PendingConsumers returns, per consumer, how many entries of group are
 // pending on stream (XPENDING summary).
 func (db *DB) PendingConsumers(ctx context.Context, stream, group string) (map[string]int64, error) {
