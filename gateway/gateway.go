@@ -77,6 +77,12 @@ type Config struct {
 	Limits Limits
 	// Webhooks are push subscriptions started by Start.
 	Webhooks []Webhook
+	// Instance names this gateway among the instances that share a Redis:
+	// its consumers in the groups are named after it, so that instances
+	// share groups (each event goes to one of them) and a restarted
+	// instance finds its own pending events. Letters, digits, '.', '-', '_';
+	// empty: random, unique per process.
+	Instance string
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
 	// Registry receives the gateway's metrics and is served at /metrics;
@@ -134,6 +140,11 @@ type WebSocketConfig struct {
 func (c *Config) fill() error {
 	if c.Client == nil {
 		return errors.New("gateway: Config.Client is nil")
+	}
+	if c.Instance != "" {
+		if err := herald.ValidateName("instance", c.Instance); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -41,6 +41,14 @@ func TestGroupSessionsShareOneConsumer(t *testing.T) {
 	}
 	first := e.openSSE("/v1/topics/fan/events?group=g&ack=auto", nil)
 	first.next(t, "session", 5*time.Second)
+	for i := range 40 { // warm up: the publisher's connections to every partition
+		if _, err := c.Publish(ctx, "fan", herald.Event{Key: fmt.Sprint(i), Data: []byte("warm")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 40 {
+		first.next(t, "", 5*time.Second)
+	}
 	base := clients()
 	streams := []*sseClient{first}
 	for range 29 {

@@ -27,8 +27,10 @@ func TestTailsShareOneReader(t *testing.T) {
 	}
 	defer c.Close()
 	e := newEnvClient(t, c, gateway.Config{})
-	if _, err := c.Publish(ctx, "shared", herald.Event{Data: []byte("seed")}); err != nil {
-		t.Fatal(err)
+	for i := range 40 { // the topic, and the publisher's connections to every partition
+		if _, err := c.Publish(ctx, "shared", herald.Event{Key: fmt.Sprint(i), Data: []byte("seed")}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	clients := func() int {
 		out, err := redisproc.Command(rs.Addr(), time.Second, "CLIENT", "LIST")

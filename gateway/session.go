@@ -26,8 +26,9 @@ import (
 //     remembered event up to and including X, and sends the rest again, in
 //     the same order, before anything new: the stream resumes exactly
 //     after X, with no gap. On an instance that did not send X (the client
-//     came from another one), events up to X in stream order that reach the
-//     session are confirmed without being sent again;
+//     came from another one, which stopped), the events the other instance
+//     held unconfirmed come back through the group: nothing is lost, and
+//     what the client saw but did not confirm may come again;
 //   - POST /v1/topics/{topic}/groups/{group}/ack confirms while connected
 //     ({"client", "up_to"} or {"client", "positions"}) or nacks (retry with
 //     backoff, or dead-letter with "permanent");
@@ -53,7 +54,6 @@ type session struct {
 	queue   []*pendingDelivery // from the feed, not yet sent
 	arrived time.Time          // when the feed last queued an event
 	sent    []*pendingDelivery // sent, not yet confirmed, in the order sent
-	skip    *herald.Message    // Last-Event-ID this instance did not send: events up to it are confirmed unsent
 	wake    chan struct{}
 	gen     uint64        // generation of the attached connection; 0 when detached
 	kick    chan struct{} // closed to make the attached connection leave
@@ -77,7 +77,11 @@ type sessionStore struct {
 }
 
 func newSessionStore(g *Gateway) *sessionStore {
-	return &sessionStore{g: g, instance: instanceID(), byKey: map[string]*session{}, feeds: map[string]*groupFeed{}}
+	id := g.cfg.Instance
+	if id == "" {
+		id = instanceID()
+	}
+	return &sessionStore{g: g, instance: id, byKey: map[string]*session{}, feeds: map[string]*groupFeed{}}
 }
 
 func sessionKey(topic, group, client string) string { return topic + "\x00" + group + "\x00" + client }
@@ -210,11 +214,6 @@ func (s *session) offer(d *pendingDelivery) (func(), bool) {
 	if s.stopped || s.gen == 0 || len(s.resend)+len(s.queue)+len(s.sent) >= s.window {
 		return nil, false
 	}
-	if s.skip != nil && !lessPosition(s.skip, d.msg) {
-		d.result <- nil // the client's Last-Event-ID covers it
-		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "acked").Inc()
-		return nil, true
-	}
 	s.queue = append(s.queue, d)
 	s.arrived = time.Now()
 	return s.signal, true
@@ -267,17 +266,10 @@ func (s *session) attach(lastID string) (uint64, chan struct{}, bool) {
 	s.gen++
 	s.kick = make(chan struct{})
 	if lastID != "" {
-		found := false
 		for i := len(s.sent) - 1; i >= 0; i-- {
 			if s.sent[i].pos == lastID {
 				s.confirmLocked(i + 1)
-				found = true
 				break
-			}
-		}
-		if !found {
-			if p, err := herald.ParsePosition(lastID); err == nil {
-				s.skip = &herald.Message{Partition: p.Partition, Position: p.ID}
 			}
 		}
 	}

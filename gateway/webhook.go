@@ -163,7 +163,7 @@ func (g *Gateway) startWebhook(ctx context.Context, cfg Webhook) (*webhookRunner
 			return http.ErrUseLastResponse // a redirect is an answer, not followed
 		},
 	}}
-	opts := []herald.SubscribeOption{herald.Concurrency(cfg.Concurrency), herald.Consumer("webhook-" + cfg.Name),
+	opts := []herald.SubscribeOption{herald.Concurrency(cfg.Concurrency), herald.Consumer("webhook-" + cfg.Name + "-" + g.sessions.instance),
 		herald.VisibilityTimeout(max(herald.DefaultVisibilityTimeout, 3*cfg.Timeout))}
 	if cfg.MaxInFlight > 0 {
 		opts = append(opts, herald.MaxInFlight(cfg.MaxInFlight))

@@ -50,6 +50,10 @@ type Config struct {
 	AllowedHosts []string `yaml:"allowed_hosts"`
 	// Redis is the Redis URL; empty starts the managed engine.
 	Redis string `yaml:"redis"`
+	// Instance names this server among those sharing one Redis (default:
+	// the host name and the listen port): consumers in groups are named
+	// after it. Give each instance its own.
+	Instance string `yaml:"instance"`
 	// Namespace prefixes every Redis key (default "herald").
 	Namespace string `yaml:"namespace"`
 	// DataDir holds the managed redis-server's data (default ./herald-data).

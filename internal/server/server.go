@@ -19,6 +19,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,11 +101,15 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	for i, w := range s.cfg.Webhooks {
 		hooks[i] = w.Webhook
 	}
+	instance := s.cfg.Instance
+	if instance == "" {
+		instance = defaultInstance(ln.Addr())
+	}
 	hosts := s.cfg.AllowedHosts
 	if len(hosts) == 0 && Loopback(s.cfg.Listen) {
 		hosts = LoopbackHosts
 	}
-	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS, AllowedHosts: hosts,
+	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS, AllowedHosts: hosts, Instance: instance,
 		MaxBodyBytes: s.cfg.MaxBodyBytes, MaxBatch: s.cfg.MaxBatch, SSE: s.cfg.SSE, WebSocket: s.cfg.WebSocket, Limits: s.cfg.Limits,
 		Webhooks: hooks, Logger: s.log, Ready: s.engine.ready, Live: s.engine.live})
 	if err != nil {
@@ -137,6 +143,19 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	s.log.Info("herald serve started", "addr", s.Addr(), "engine", s.engine.kind, "namespace", s.cfg.Namespace,
 		"tls", s.cfg.TLSCert != "", "api_keys", names, "webhooks", len(hooks), "rules", s.cfg.Rules != "")
 	return nil
+}
+
+// defaultInstance is the host name and the listen port, as a name.
+func defaultInstance(addr net.Addr) string {
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(addr.String())
+	var b strings.Builder
+	for _, r := range host + "-" + port {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Addr is the address the server listens on (after Start).
