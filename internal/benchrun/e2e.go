@@ -73,6 +73,18 @@ func (b *bench) heraldE2E(ctx context.Context) (Side, error) {
 		return Side{}, err
 	}
 	defer sub.Drain(context.Background())
+	// The clock starts once the subscription reads every partition: an
+	// ordered subscription first waits for its partition leases (a join
+	// window), which is start-up, not publish-to-handler latency. One
+	// unstamped event per partition, handled, says it is reading.
+	for p := range b.cfg.Partitions {
+		if _, err := b.c.Publish(ctx, topic, herald.Event{Data: []byte("warm")}, herald.ToPartition(p)); err != nil {
+			return Side{}, err
+		}
+	}
+	if err := waitFor(ctx, 10*time.Second, func() bool { return sub.Stats().Handled >= int64(b.cfg.Partitions) }); err != nil {
+		return Side{}, fmt.Errorf("subscription did not start reading: %w", err)
+	}
 	m := b.meter(ctx)
 	sent, err := paced(ctx, b.cfg.Rate, b.cfg.Publishers, b.cfg.Size, b.cfg.Duration, func(ctx context.Context, buf []byte) error {
 		_, err := b.c.Publish(ctx, topic, herald.Event{Data: buf})
@@ -126,4 +138,20 @@ func (b *bench) rawE2E(ctx context.Context) (Side, error) {
 		return Side{}, *p
 	}
 	return side, nil
+}
+
+// waitFor polls cond every millisecond until it holds or limit passes.
+func waitFor(ctx context.Context, limit time.Duration, cond func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
