@@ -100,21 +100,33 @@ type GroupInfo struct {
 	Name             string
 	Consumers        int64 // the most seen on one partition
 	Pending          int64 // delivered, not yet acknowledged (partition and retry streams)
-	Lag              int64 // events not yet delivered; -1 when Redis cannot tell
+	Lag              int64 // events not yet delivered, counted in the streams; -1 when unknown (LagUnknown says why)
+	LagUnknown       string
 	ScheduledRetries int64
 	OldestPending    time.Duration // age of the oldest pending entry
+	Members          []string      // live consumers of an ordered group (heartbeats)
 	Partitions       []GroupPartitionInfo
 }
 
 // GroupPartitionInfo is a group's state on one partition.
 type GroupPartitionInfo struct {
 	Partition       int
-	Pending         int64
-	Lag             int64
+	Pending         int64 // partition and retry stream
+	Lag             int64 // -1 when unknown
+	LagUnknown      string
 	LastDeliveredID string
+	// Owner is the consumer holding the partition's lease (ordered
+	// subscriptions), "" when none; LeaseAge is how long it has held it and
+	// LeaseLeft how long until it runs out unless renewed.
+	Owner      string
+	OwnerToken int64
+	LeaseAge   time.Duration
+	LeaseLeft  time.Duration
 }
 
-// Groups describes the consumer groups of a topic.
+// Groups describes the consumer groups of a topic. Lag is counted in the
+// streams (entries after the group's last delivered position), not taken
+// from Redis's own figure, which retention trims and failovers leave wrong.
 func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
@@ -135,34 +147,69 @@ func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, err
 			if gi == nil {
 				gi = &GroupInfo{Name: g.Name}
 				byName[g.Name] = gi
+				if ms, err := c.db.Members(ctx, t.parts[0], g.Name); err == nil {
+					gi.Members = ms
+				}
 			}
+			pi := GroupPartitionInfo{Partition: p, Pending: g.Pending, LastDeliveredID: g.LastDeliveredID}
 			gi.Consumers = max(gi.Consumers, g.Consumers)
-			gi.Pending += g.Pending
-			switch {
-			case g.Lag < 0 || gi.Lag < 0:
-				gi.Lag = -1
-			default:
-				gi.Lag += g.Lag
-			}
 			gi.agePending(now, g.OldestPendingID)
 			rs, _ := c.db.Groups(ctx, pk.Retry(g.Name))
 			for _, r := range rs {
 				if r.Name == g.Name {
-					gi.Pending += r.Pending
+					pi.Pending += r.Pending
 					gi.agePending(now, r.OldestPendingID)
 				}
 			}
+			gi.Pending += pi.Pending
 			n, _ := c.db.ScheduledRetries(ctx, pk, g.Name)
 			gi.ScheduledRetries += n
-			gi.Partitions = append(gi.Partitions, GroupPartitionInfo{Partition: p, Pending: g.Pending, Lag: g.Lag, LastDeliveredID: g.LastDeliveredID})
+			pi.Lag, pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID)
+			if l, ok, err := c.db.LeaseOf(ctx, pk, g.Name); err == nil && ok {
+				pi.Owner, pi.OwnerToken = l.Consumer, l.Token
+				pi.LeaseAge = max(0, now.Sub(time.UnixMilli(l.AcquiredMS)))
+				pi.LeaseLeft = time.Duration(max(0, l.TTLMS)) * time.Millisecond
+			}
+			gi.Partitions = append(gi.Partitions, pi)
 		}
 	}
 	out := make([]GroupInfo, 0, len(byName))
 	for _, g := range byName {
+		g.sum()
 		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// partLag counts a group's true lag on a partition.
+func (c *Client) partLag(ctx context.Context, pk rdb.PartKeys, lastDelivered string) (int64, string) {
+	if lastDelivered == "" {
+		lastDelivered = "0-0"
+	}
+	lag, ok, err := c.db.GroupLag(ctx, pk.Stream, lastDelivered)
+	switch {
+	case err != nil:
+		return -1, "counting failed: " + err.Error()
+	case !ok:
+		return -1, fmt.Sprintf("more than %d entries on both sides of the group's position: not counted", rdb.LagCap/2)
+	}
+	return lag, ""
+}
+
+// sum totals the partitions' lag.
+func (g *GroupInfo) sum() {
+	for _, p := range g.Partitions {
+		switch {
+		case p.Lag < 0 || g.Lag < 0:
+			if g.Lag >= 0 {
+				g.LagUnknown = fmt.Sprintf("partition %d: %s", p.Partition, p.LagUnknown)
+			}
+			g.Lag = -1
+		default:
+			g.Lag += p.Lag
+		}
+	}
 }
 
 func (g *GroupInfo) agePending(now time.Time, id string) {

@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,4 +205,145 @@ func TestRestartedConsumerReReadsPendingOnEveryPartition(t *testing.T) {
 		defer mu.Unlock()
 		return len(got) == 2*per
 	})
+}
+
+// Issue 13 item 5: Groups counts lag in the stream. The group reads 4 of 10
+// events, retention trims 3 it had not read, and a consumer reads the rest:
+// Redis 7.0's own lag figure then says 3 forever; the true lag is 0.
+func TestGroupLagTrueAfterRetentionTrim(t *testing.T) {
+	c := testClient(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tp, err := c.topic(ctx, "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.EnsureGroup(ctx, tp.parts[0], "g", "$"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := c.Publish(ctx, "t", Event{Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := c.db.ReadGroup(ctx, tp.parts[0], "g", "early", 4, 0)
+	if err != nil || len(es) != 4 {
+		t.Fatalf("read 4: %d %v", len(es), err)
+	}
+	for _, e := range es {
+		if _, err := c.db.Do(ctx, "XACK", e.Stream, "g", e.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.db.Do(ctx, "XTRIM", tp.parts[0].Stream, "MAXLEN", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if gs, err := c.Groups(ctx, "t"); err != nil || len(gs) != 1 || gs[0].Lag != 3 {
+		t.Fatalf("3 unread events left: %+v %v", gs, err)
+	}
+	var handled atomic.Int32
+	sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { handled.Add(1); return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, 10*time.Second, "3 handled", func() bool { return handled.Load() == 3 })
+	if err := sub.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gs, err := c.Groups(ctx, "t")
+	if err != nil || len(gs) != 1 || gs[0].Lag != 0 || gs[0].Pending != 0 || gs[0].Partitions[0].Lag != 0 {
+		t.Fatalf("after reading everything: %+v %v; want lag 0", gs, err)
+	}
+}
+
+// Issue 13 item 6: Stats().Trimmed counts only events lost to a trim. An
+// entry another consumer handled (and that retention then trimmed) is not a
+// loss when this consumer's late handler fails on it.
+func TestTrimmedNotCountedForEntriesHandledElsewhere(t *testing.T) {
+	c := testClient(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		started <- struct{}{}
+		<-release
+		return errors.New("late failure")
+	}), Consumer("slow"), Unordered())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "t", Event{Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	tp, _ := c.topic(ctx, "t", false)
+	// Meanwhile another consumer took the entry over, handled and acked it,
+	// and retention trimmed it.
+	es, err := c.db.Range(ctx, tp.parts[0].Stream, "-", "+", 10)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("range: %d %v", len(es), err)
+	}
+	if _, err := c.db.Do(ctx, "XACK", tp.parts[0].Stream, "g", es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.db.Do(ctx, "XTRIM", tp.parts[0].Stream, "MAXLEN", "0"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	waitCond(t, 5*time.Second, "the failure recorded", func() bool { return sub.Stats().Failed == 1 })
+	if err := sub.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := sub.Stats(); st.Trimmed != 0 || st.Retried != 0 {
+		t.Fatalf("stats %+v: an entry handled elsewhere counted as trimmed or retried", st)
+	}
+}
+
+// Issue 13 item 6: entries trimmed while pending are counted once, however
+// many consumers meet them (two subscriptions under one name both re-read
+// their pending entries).
+func TestTrimmedPendingCountedOnce(t *testing.T) {
+	c := testClient(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tp, err := c.topic(ctx, "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.EnsureGroup(ctx, tp.parts[0], "g", "$"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := c.Publish(ctx, "t", Event{Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if es, err := c.db.ReadGroup(ctx, tp.parts[0], "g", "c", 10, 0); err != nil || len(es) != 10 {
+		t.Fatalf("read as c: %d %v", len(es), err)
+	}
+	if _, err := c.db.Do(ctx, "XTRIM", tp.parts[0].Stream, "MAXLEN", "0"); err != nil {
+		t.Fatal(err)
+	}
+	var subs []*Subscription
+	for i := 0; i < 2; i++ {
+		s, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { return nil }), Consumer("c"), Unordered())
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, s)
+	}
+	waitCond(t, 5*time.Second, "nothing pending", func() bool {
+		gs, err := c.Groups(ctx, "t")
+		return err == nil && len(gs) == 1 && gs[0].Pending == 0
+	})
+	total := int64(0)
+	for _, s := range subs {
+		if err := s.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		total += s.Stats().Trimmed
+	}
+	if total != 10 {
+		t.Fatalf("Trimmed summed over both subscriptions = %d, want 10", total)
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -301,4 +303,37 @@ func (db *DB) PendingConsumers(ctx context.Context, stream, group string) (map[s
 		}
 	}
 	return out, nil
+}
+
+var scriptGroupLag = mustScript("group_lag")
+
+// LagCap is the most entries GroupLag looks at before it gives up.
+const LagCap = 200000
+
+// GroupLag counts the entries of stream after lastDelivered (group_lag.lua).
+// ok is false when both sides of the position hold more than LagCap entries.
+func (db *DB) GroupLag(ctx context.Context, stream, lastDelivered string) (lag int64, ok bool, err error) {
+	arr, err := scriptGroupLag.Exec(ctx, db.c, []string{stream}, []string{lastDelivered, strconv.Itoa(LagCap)}).AsIntSlice()
+	if err != nil {
+		if isNoSuchKey(err) {
+			return 0, true, nil
+		}
+		return 0, false, err
+	}
+	if len(arr) != 2 {
+		return 0, false, errors.New("group_lag: unexpected reply")
+	}
+	return arr[0], arr[1] == 1, nil
+}
+
+// Members lists the live consumers of an ordered group (first is the
+// topic's first partition), by name.
+func (db *DB) Members(ctx context.Context, first PartKeys, group string) ([]string, error) {
+	ms, err := db.c.Do(ctx, db.c.B().Zrangebyscore().Key(first.Members(group)).
+		Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build()).AsStrSlice()
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(ms)
+	return ms, nil
 }

@@ -302,7 +302,7 @@ type Failure struct {
 	DLQMaxLen   int64
 }
 
-// Fail runs delivery_fail.lua: "scheduled", "dead" or "gone".
+// Fail runs delivery_fail.lua: "scheduled", "dead", "gone" or "settled".
 func (db *DB) Fail(ctx context.Context, f Failure) (string, error) {
 	del := "0"
 	if f.Keys.IsRetry(f.Source) {

@@ -9,10 +9,12 @@
 -- ARGV[8]  "1" to delete the entry from KEYS[1] (retry streams), else "0"
 -- ARGV[9]  dead-letter MAXLEN ~ (0 = none)                ARGV[10] attempts made so far
 -- The event keeps its time: an entry without tm gets tm from ARGV[6] (its original position).
--- Returns "scheduled", "dead", or "gone" (the entry was trimmed away: acked and dropped).
+-- Returns "scheduled", "dead", "gone" (the entry was trimmed away while pending: acked and
+-- dropped), or "settled" (no longer pending: another consumer handled it; nothing is done).
 local r = redis.call('XRANGE', KEYS[1], ARGV[2], ARGV[2])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 if ARGV[8] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
+if acked == 0 then return 'settled' end
 if #r == 0 then return 'gone' end
 local f = r[1][2]
 local keep = {}
