@@ -255,6 +255,7 @@ func (m *delayMover) alive() bool {
 func (m *delayMover) run() {
 	defer movers.Delete(m.t)
 	next := int64(math.MaxInt64) // earliest due time known, ms
+	lastRetain := time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -281,6 +282,10 @@ func (m *delayMover) run() {
 			return
 		}
 		next = m.moveOnce()
+		if m.t.retains() && time.Since(lastRetain) >= retentionEvery {
+			lastRetain = time.Now()
+			m.retain() // retention.go
+		}
 	}
 }
 

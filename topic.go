@@ -44,6 +44,7 @@ func topicMeta(name string, cfg TopicConfig, tags []string, now time.Time) map[s
 		"dedupe_all":      da,
 		"max_event_bytes": strconv.Itoa(cfg.MaxEventBytes),
 		"created_ms":      strconv.FormatInt(now.UnixMilli(), 10),
+		"trim_acked":      boolMeta(cfg.TrimAcked), // retention.go
 	}
 }
 
@@ -56,6 +57,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 		DedupeWindow:  time.Duration(num("dedupe_ms")) * time.Millisecond,
 		DedupeAll:     m["dedupe_all"] == "1",
 		MaxEventBytes: int(num("max_event_bytes")),
+		TrimAcked:     m["trim_acked"] == "1",
 	}, created: time.UnixMilli(num("created_ms"))}
 	t.cfg.Durability, _ = ParseDurability(m["durability"])
 	t.tags = strings.Split(m["tags"], ",")
