@@ -16,7 +16,10 @@ const (
 	DefaultPartitions     = 1
 	DefaultDedupeWindow   = 2 * time.Minute
 	DefaultMaxEventBytes  = 1 << 20
-	DefaultPublishTimeout = 10 * time.Second
+	// DefaultPublishTimeout covers a failover with margin: Redis Cluster
+	// promotes a replica cluster-node-timeout (default 15 s) plus an
+	// election after a master dies; measured 6-10 s with a 5 s node timeout.
+	DefaultPublishTimeout = 30 * time.Second
 	DefaultMaxBatch       = 512
 	DefaultMaxPending     = 16384
 	// MaxPartitions bounds TopicConfig.Partitions.
@@ -45,7 +48,8 @@ type Config struct {
 	// DefaultTopic configures topics created by Publish or Subscribe.
 	DefaultTopic TopicConfig
 	// PublishTimeout bounds how long a batch is retried after errors whose
-	// outcome is unknown (default 10s).
+	// outcome is unknown, inside the publish call (default 30s: a failover
+	// with margin; see docs/operations.md).
 	PublishTimeout time.Duration
 	// MaxBatch is the most events appended in one script call (default 512).
 	MaxBatch int
@@ -61,11 +65,13 @@ type Config struct {
 	Replicas int
 	// ReplicationTimeout bounds that wait (default 500ms).
 	ReplicationTimeout time.Duration
-	// FailUnreplicated turns a Replicated publish that fewer replicas
-	// acknowledged into an ErrNotReplicated error (the events are stored on
-	// the master either way). Off: the positions say Degraded and
-	// Stats().DegradedPublishes counts it.
-	FailUnreplicated bool
+	// AllowDegraded accepts Replicated publishes that fewer than Replicas
+	// replicas acknowledged within ReplicationTimeout: their positions say
+	// Degraded and Stats().DegradedPublishes counts them. Off (the default),
+	// such a publish returns ErrNotReplicated (the events are stored on the
+	// master either way; WAIT cannot undo an append). The AllowDegraded
+	// publish option does the same for one call.
+	AllowDegraded bool
 
 	appendWay appendWay // how batches are appended (tests and benchmarks compare the ways)
 }
@@ -98,9 +104,9 @@ const (
 	// Replicated acknowledges after the append and a WAIT for
 	// Config.Replicas replicas on the same connection. When fewer replicas
 	// answer within Config.ReplicationTimeout (for example right after a
-	// failover, before the shard has a replica again), the publish is
-	// reported as degraded, or fails with ErrNotReplicated when
-	// Config.FailUnreplicated is set.
+	// failover, before the shard has a replica again), the publish
+	// fails with ErrNotReplicated, or is reported as degraded when the caller
+	// accepted that (AllowDegraded).
 	Replicated
 )
 

@@ -21,8 +21,12 @@ var (
 	// again with caller-set ids is safe.
 	ErrPublishTimeout = errors.New("herald: publish not confirmed within the publish timeout")
 	// ErrNotReplicated is returned for a Replicated publish that fewer
-	// replicas than Config.Replicas acknowledged, when Config.FailUnreplicated
-	// is set. The events are stored on the master.
+	// replicas than Config.Replicas acknowledged within
+	// Config.ReplicationTimeout, unless the caller accepted degraded
+	// publishes (AllowDegraded, Config.AllowDegraded). The events are stored
+	// on the master: a crash of the master before they reach a replica can
+	// lose them. Publishing them again stores them twice unless they carry
+	// caller-set ids (deduplicated within the topic's window).
 	ErrNotReplicated = errors.New("herald: events stored on the master but not acknowledged by enough replicas")
 	// ErrRelease, returned by a handler (or wrapped), hands the event back
 	// unhandled: it is neither acknowledged nor counted as a failed attempt,

@@ -20,7 +20,13 @@ type publishOptions struct {
 	atomic     bool
 	durability Durability
 	at         int64 // delivery time in unix ms (Delay, At, schedule.go); 0: at once
+	degrade    bool  // AllowDegraded
 }
+
+// AllowDegraded accepts a Replicated publish that fewer replicas than
+// Config.Replicas acknowledged: it returns its positions with Degraded set
+// instead of ErrNotReplicated (as Config.AllowDegraded does for every call).
+func AllowDegraded() PublishOption { return func(o *publishOptions) { o.degrade = true } }
 
 // WithDurability sets the durability of this publish, overriding the topic's.
 func WithDurability(d Durability) PublishOption { return func(o *publishOptions) { o.durability = d } }
@@ -109,7 +115,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 		degraded = degraded || out[i].Degraded
 	}
 	if degraded {
-		return out, c.degraded()
+		return out, c.degraded(pr.opts.degrade, out)
 	}
 	return out, nil
 }
@@ -226,7 +232,7 @@ func (c *Client) publishOne(ctx context.Context, f *PublishFuture, ev *Event, op
 		}
 	}
 	r := &f.req
-	r.replicated, r.async = dur == Replicated, async
+	r.replicated, r.async, r.degrade = dur == Replicated, async, o.degrade
 	r.ordered = ev.Key != "" || o.partition >= 0
 	r.fields = append(r.fields1[:0], codec.Append(r.fieldsBuf[:0], (*codec.Event)(ev)))
 	r.dedupe = append(r.dedupe1[:0], dedupe)
@@ -266,7 +272,7 @@ func (f *PublishFuture) Wait(ctx context.Context) (Position, error) {
 	}
 	pos := f.c.position(f.p, &f.req, 0)
 	if pos.Degraded {
-		return pos, f.c.degraded()
+		return pos, f.c.degraded(f.req.degrade, []Position{pos})
 	}
 	return pos, nil
 }
@@ -279,13 +285,23 @@ func (c *Client) position(p int, r *pubReq, i int) Position {
 }
 
 // degraded counts a publish that fewer replicas acknowledged than asked, and
-// returns the error it is when Config.FailUnreplicated is set.
-func (c *Client) degraded() error {
+// returns ErrNotReplicated unless the caller accepted degrading (the
+// AllowDegraded option or Config.AllowDegraded).
+func (c *Client) degraded(allowed bool, ps []Position) error {
 	c.stats.degraded.Add(1)
-	if c.cfg.FailUnreplicated {
-		return fmt.Errorf("%w (asked for %d, within %s)", ErrNotReplicated, c.cfg.Replicas, c.cfg.ReplicationTimeout)
+	if allowed || c.cfg.AllowDegraded {
+		return nil
 	}
-	return nil
+	acked := c.cfg.Replicas
+	for _, p := range ps {
+		if p.Degraded {
+			acked = min(acked, p.Replicas)
+		}
+	}
+	return fmt.Errorf("%w: %d of %d replica(s) acknowledged within %s, and the events are stored on the master only; "+
+		"give the master a replica (replicaof) or wait for the shard to have one again, "+
+		"or accept degraded publishes with herald.AllowDegraded() or Config.AllowDegraded (herald publish --allow-degraded)",
+		ErrNotReplicated, max(acked, 0), c.cfg.Replicas, c.cfg.ReplicationTimeout)
 }
 
 // prepared is a publish call validated and encoded, split by partition.

@@ -19,6 +19,7 @@ import (
 // pubReq is one caller's events for one partition.
 type pubReq struct {
 	replicated bool // wait for replicas after the append
+	degrade    bool // AllowDegraded: fewer replicas than asked is no error
 	async      bool // from PublishAsync: holds a Client.pending slot
 	ordered    bool // has keyed events or a chosen partition: lane 0, in order
 	fields     [][]string

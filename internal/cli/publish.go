@@ -18,6 +18,7 @@ type eventFlags struct {
 	headers                                           []string
 	partition                                         int
 	durability                                        herald.Durability
+	allowDegraded                                     bool
 }
 
 func (f *eventFlags) event(data []byte) (herald.Event, error) {
@@ -71,6 +72,9 @@ batches (the fast bulk path) and a summary is printed.`,
 				return usage("--id cannot be used with stdin input: every line would get the same id")
 			}
 			opts := []herald.PublishOption{herald.WithDurability(f.durability)}
+			if f.allowDegraded {
+				opts = append(opts, herald.AllowDegraded())
+			}
 			if cmd.Flags().Changed("partition") {
 				if f.partition < 0 {
 					return usage("--partition %d is negative", f.partition)
@@ -88,11 +92,20 @@ batches (the fast bulk path) and a summary is printed.`,
 			defer c.Close()
 			ctx := cmd.Context()
 			if data == "-" {
-				n, err := publishLines(ctx, c, topic, proto, e.io.In, opts)
+				var degraded int64
+				n, err := publishLines(ctx, c, topic, proto, e.io.In, opts, &degraded)
 				if err != nil {
 					return fmt.Errorf("%w (%d events published before the error)", err, n)
 				}
-				e.emit(map[string]any{"topic": topic, "published": n}, func(w io.Writer) {
+				j := map[string]any{"topic": topic, "published": n}
+				if degraded > 0 {
+					j["degraded"] = degraded
+				}
+				e.emit(j, func(w io.Writer) {
+					if degraded > 0 {
+						fmt.Fprintf(w, "published %d events to %s (degraded: %d stored on the master without a replica's acknowledgement)\n", n, topic, degraded)
+						return
+					}
 					fmt.Fprintf(w, "published %d events to %s\n", n, topic)
 				})
 				return nil
@@ -129,6 +142,7 @@ batches (the fast bulk path) and a summary is printed.`,
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "header NAME=VALUE (repeatable)")
 	fl.IntVar(&f.partition, "partition", 0, "publish to this partition instead of choosing by key")
 	fl.Var(&durabilityFlag{&f.durability}, "durability", "override the topic's durability: memory or replicated")
+	fl.BoolVar(&f.allowDegraded, "allow-degraded", false, "with replicated durability, accept an event that no replica acknowledged (printed as degraded) instead of failing")
 	fl.StringVar(&f.rules, "rules", "", "route the event with a rule file instead of naming a topic (docs/routing.md)")
 	return cmd
 }
@@ -136,7 +150,9 @@ batches (the fast bulk path) and a summary is printed.`,
 // publishLines publishes each line of r as an event, in batches of 1000
 // sent one after the other, so the lines keep their order in each partition
 // (a batch of 1000 fills the pipe: concurrent batches measured no faster).
-func publishLines(ctx context.Context, c *herald.Client, topic string, proto herald.Event, r io.Reader, opts []herald.PublishOption) (int64, error) {
+// degraded counts the events that were stored with fewer replica
+// acknowledgements than asked (accepted with --allow-degraded).
+func publishLines(ctx context.Context, c *herald.Client, topic string, proto herald.Event, r io.Reader, opts []herald.PublishOption, degraded *int64) (int64, error) {
 	const batchSize = 1000
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 512<<20)
@@ -145,6 +161,11 @@ func publishLines(ctx context.Context, c *herald.Client, topic string, proto her
 	send := func() error {
 		ps, err := c.PublishBatch(ctx, topic, batch, opts...)
 		total += int64(len(ps))
+		for _, p := range ps {
+			if p.Degraded {
+				*degraded++
+			}
+		}
 		batch = batch[:0]
 		return err
 	}
