@@ -11,11 +11,11 @@ import (
 
 // Defaults used when a Config or TopicConfig field is zero.
 const (
-	DefaultURL            = "redis://127.0.0.1:6379"
-	DefaultNamespace      = "herald"
-	DefaultPartitions     = 1
-	DefaultDedupeWindow   = 2 * time.Minute
-	DefaultMaxEventBytes  = 1 << 20
+	DefaultURL           = "redis://127.0.0.1:6379"
+	DefaultNamespace     = "herald"
+	DefaultPartitions    = 1
+	DefaultDedupeWindow  = 2 * time.Minute
+	DefaultMaxEventBytes = 1 << 20
 	// DefaultPublishTimeout covers a failover with margin: Redis Cluster
 	// promotes a replica cluster-node-timeout (default 15 s) plus an
 	// election after a master dies; measured 6-10 s with a 5 s node timeout.
