@@ -184,7 +184,8 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
 	})
 	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
-		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e))
+		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e),
+		scheduledCmd(e), groupCmd(e)) // internal/cli/scheduled.go, group_seek.go
 	return root
 }
 

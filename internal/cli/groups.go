@@ -21,11 +21,13 @@ func groupsCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			lost := groupLosses(cmd.Context(), c, args[0]) // group_seek.go
 			if e.json() {
 				out := make([]map[string]any, len(gs))
 				for i, g := range gs {
 					out[i] = map[string]any{"name": g.Name, "consumers": g.Consumers, "pending": g.Pending, "lag": g.Lag,
-						"scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds()}
+						"scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds(),
+						"trimmed_unread": lost[g.Name].TrimmedUnread, "trimmed_pending": lost[g.Name].TrimmedPending, "dead_letters": lost[g.Name].DeadLetters}
 				}
 				e.emit(out, nil)
 				return nil
@@ -35,13 +37,15 @@ func groupsCmd(e *env) *cobra.Command {
 				return nil
 			}
 			table(e.io.Out, func(tw *tabwriter.Writer) {
-				fmt.Fprintln(tw, "GROUP\tCONSUMERS\tPENDING\tLAG\tRETRIES\tOLDEST PENDING")
+				fmt.Fprintln(tw, "GROUP\tCONSUMERS\tPENDING\tLAG\tRETRIES\tOLDEST PENDING\tTRIMMED\tDEAD")
 				for _, g := range gs {
 					lag := strconv.FormatInt(g.Lag, 10)
 					if g.Lag < 0 {
 						lag = "?"
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\n", g.Name, g.Consumers, g.Pending, lag, g.ScheduledRetries, g.OldestPending.Round(time.Millisecond))
+					l := lost[g.Name]
+					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\n", g.Name, g.Consumers, g.Pending, lag, g.ScheduledRetries, g.OldestPending.Round(time.Millisecond),
+						l.TrimmedUnread+l.TrimmedPending, l.DeadLetters)
 				}
 			})
 			return nil

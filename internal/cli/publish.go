@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -38,6 +39,8 @@ func (f *eventFlags) event(data []byte) (herald.Event, error) {
 
 func publishCmd(e *env) *cobra.Command {
 	var f eventFlags
+	var delay time.Duration // --delay / --at: internal/cli/scheduled.go
+	var at string
 	cmd := &cobra.Command{
 		Use:   "publish TOPIC DATA | publish --rules RULES.yaml DATA",
 		Short: "Publish an event (DATA '-' reads one event per line from stdin)",
@@ -81,6 +84,13 @@ batches (the fast bulk path) and a summary is printed.`,
 				}
 				opts = append(opts, herald.ToPartition(f.partition))
 			}
+			due, delayed, err := dueFlag(cmd, delay, at)
+			if err != nil {
+				return err
+			}
+			if delayed {
+				opts = append(opts, herald.At(due))
+			}
 			proto, err := f.event(nil)
 			if err != nil {
 				return err
@@ -111,6 +121,9 @@ batches (the fast bulk path) and a summary is printed.`,
 				return nil
 			}
 			proto.Data = []byte(data)
+			if delayed {
+				return publishScheduled(e, ctx, c, topic, proto, due, opts)
+			}
 			pos, err := c.Publish(ctx, topic, proto, opts...)
 			if err != nil {
 				return err
@@ -144,6 +157,8 @@ batches (the fast bulk path) and a summary is printed.`,
 	fl.Var(&durabilityFlag{&f.durability}, "durability", "override the topic's durability: memory or replicated")
 	fl.BoolVar(&f.allowDegraded, "allow-degraded", false, "with replicated durability, accept an event that no replica acknowledged (printed as degraded) instead of failing")
 	fl.StringVar(&f.rules, "rules", "", "route the event with a rule file instead of naming a topic (docs/routing.md)")
+	fl.DurationVar(&delay, "delay", 0, "deliver the event this long from now (e.g. 10s, 5m): it waits in the topic's schedule")
+	fl.StringVar(&at, "at", "", "deliver the event at this RFC 3339 time (e.g. 2026-01-02T15:04:05Z)")
 	return cmd
 }
 
