@@ -130,7 +130,7 @@ func (e *engine) handBack() {
 
 // startPart starts reading partition p (under lease l when ordered).
 func (e *engine) startPart(p int, l rdb.Lease, validUntil int64) *pstate {
-	ps := &pstate{e: e, idx: p, pk: e.t.parts[p], lease: l, acks: make(chan ackReq, e.o.maxInFlight+1),
+	ps := &pstate{e: e, idx: p, pk: e.t.parts[p], retryKey: e.t.parts[p].Retry(e.group), lease: l, acks: make(chan ackReq, e.o.maxInFlight+1),
 		quit: make(chan struct{}), readerDone: make(chan struct{}), finished: make(chan struct{}),
 		lastMain: "0-0", lastRetry: "0-0", out: map[*rbatch]struct{}{}}
 	ps.validUntil.Store(validUntil)

@@ -14,12 +14,13 @@ import (
 // reading it (the lease taken, when ordered) until it stopped and every event
 // it read is finished.
 type pstate struct {
-	e      *engine
-	idx    int
-	pk     rdb.PartKeys
-	lease  rdb.Lease
-	ctx    context.Context // the reader's; cancelled on release, loss or stop
-	cancel context.CancelFunc
+	e        *engine
+	idx      int
+	pk       rdb.PartKeys
+	retryKey string // the group's retry stream on the partition
+	lease    rdb.Lease
+	ctx      context.Context // the reader's; cancelled on release, loss or stop
+	cancel   context.CancelFunc
 
 	validUntil atomic.Int64  // engine clock: handling stops here unless the lease is renewed
 	closed     atomic.Bool   // released or lost: its events are skipped, left pending
@@ -80,6 +81,7 @@ type rbatch struct {
 type dlv struct {
 	b      *rbatch
 	stream string
+	retry  bool // read from the group's retry stream
 	id     string
 	prior  int64 // failed attempts recorded in Redis before this delivery (ordered)
 	state  atomic.Uint32
@@ -134,7 +136,7 @@ type ackReq struct {
 }
 
 func (r *ackReq) add(d *dlv) {
-	if d.b.p.pk.IsRetry(d.stream) {
+	if d.retry {
 		r.retry = append(r.retry, d.id)
 	} else {
 		r.main = append(r.main, d.id)
@@ -179,7 +181,7 @@ func (p *pstate) acker() {
 		}
 		for _, d := range trimmed {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			k, err := e.c.db.AckCount(ctx, d.stream, e.group, []string{d.id}, p.pk.IsRetry(d.stream))
+			k, err := e.c.db.AckCount(ctx, d.stream, e.group, []string{d.id}, d.retry)
 			cancel()
 			if err == nil && k > 0 {
 				// Counted once: only the ack that removed it from the group's pending list.
@@ -306,7 +308,7 @@ func (p *pstate) readOwn(afterMain, afterRetry string) bool {
 			return true
 		}
 		for _, en := range es {
-			if p.pk.IsRetry(en.Stream) {
+			if en.Stream == p.retryKey {
 				afterRetry = en.ID
 			} else {
 				afterMain = en.ID
@@ -395,7 +397,8 @@ func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
 		en := &es[i]
 		d := &b.items[i]
 		d.b, d.stream, d.id = b, en.Stream, en.ID
-		if p.pk.IsRetry(en.Stream) {
+		if en.Stream == p.retryKey {
+			d.retry = true
 			lastRetry = en.ID
 		} else {
 			lastMain = en.ID

@@ -68,7 +68,7 @@ func (e *engine) keepAlive(age time.Duration) {
 				if st := d.state.Load(); st != stPending && st != stDeferred {
 					continue
 				}
-				if p.pk.IsRetry(d.stream) {
+				if d.retry {
 					retry = append(retry, d.id)
 				} else {
 					main = append(main, d.id)

@@ -1,0 +1,67 @@
+package herald
+
+import (
+	"context"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkConsume fills a backlog of b.N events (1,000 keys, 100 bytes, 8
+// partitions) and times one subscription until every event is handled and
+// acknowledged: ordered (the default) and Unordered.
+//
+//	HERALD_CPUPROFILE=/tmp/cpu.out go test -run '^$' -bench BenchmarkConsumeEngine -benchtime 200000x .
+//
+// HERALD_CPUPROFILE profiles the consumption only (not the fill).
+func BenchmarkConsumeEngine(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		opts []SubscribeOption
+	}{{"ordered", nil}, {"unordered", []SubscribeOption{Unordered()}}} {
+		b.Run(mode.name, func(b *testing.B) {
+			c := testClient(b, 8)
+			ctx := context.Background()
+			data := []byte(strconv.Itoa(1e9) + string(make([]byte, 90)))
+			const per = 500
+			for i := 0; i < b.N; i += per {
+				evs := make([]Event, min(per, b.N-i))
+				for j := range evs {
+					evs[j] = Event{Key: "k" + strconv.Itoa((i+j)%1000), Data: data}
+				}
+				if _, err := c.PublishBatch(ctx, "t", evs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var handled atomic.Int64
+			if path := os.Getenv("HERALD_CPUPROFILE"); path != "" {
+				f, err := os.Create(path + "." + mode.name)
+				if err != nil {
+					b.Fatal(err)
+				}
+				pprof.StartCPUProfile(f)
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+			b.ResetTimer()
+			start := time.Now()
+			sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+				handled.Add(1)
+				return nil
+			}), append(mode.opts, From(StartBeginning))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for handled.Load() < int64(b.N) {
+				time.Sleep(time.Millisecond)
+			}
+			if err := sub.Drain(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
