@@ -184,8 +184,8 @@ func TestEngineLeasesBalanceAndMove(t *testing.T) {
 	c := testClient(t, 8)
 	ctx := context.Background()
 	type call struct {
-		consumer  string
-		part      int
+		consumer   string
+		part       int
 		start, end time.Time
 	}
 	var mu sync.Mutex
