@@ -72,7 +72,13 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 	if f.conn.id == 0 {
 		// Learn the connection's identity before anything is written on it,
 		// so that an append lost on it can be fenced.
-		info, err := f.dc.Do(ctx, f.dc.B().ClientInfo().Build()).ToString()
+		// (XLEN, a keyed read, binds a dedicated cluster connection to the
+		// partition's slot before the keyless CLIENT commands.)
+		rs := f.dc.DoMulti(ctx, f.dc.B().ClientInfo().Build(), f.dc.B().Xlen().Key(b.Keys.Stream).Build())
+		info, err := rs[0].ToString()
+		if err == nil {
+			err = rs[1].Error()
+		}
 		if err != nil {
 			f.Close()
 			return res, err

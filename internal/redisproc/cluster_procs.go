@@ -223,3 +223,26 @@ func (c *Cluster) destroy() {
 	c.mu.Unlock()
 	c.Purge()
 }
+
+// Pause sends SIGSTOP to the node on port: it stays connected but answers
+// nothing, as a replica that lags (for drills: a replica paused before its
+// master is killed is promoted without the writes it missed). Resume
+// continues it.
+func (c *Cluster) Pause(port int) error { return c.signalNode(port, syscall.SIGSTOP) }
+
+// Resume sends SIGCONT to a node that Pause stopped.
+func (c *Cluster) Resume(port int) error { return c.signalNode(port, syscall.SIGCONT) }
+
+func (c *Cluster) signalNode(port int, sig syscall.Signal) error {
+	nd, err := c.Node(port)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	pid := nd.Pid
+	c.mu.Unlock()
+	if !ProcessMatches(pid, port) {
+		return fmt.Errorf("redisproc: node %d is not running (recorded pid %d); nothing signalled", port, pid)
+	}
+	return syscall.Kill(pid, sig)
+}
