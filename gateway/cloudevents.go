@@ -394,6 +394,9 @@ type envelopeIn struct {
 	Headers     map[string]string `json:"headers"`
 	Data        json.RawMessage   `json:"data"`
 	DataBase64  *string           `json:"data_base64"`
+	// Delivery time (admin_time.go): kept as the deliverat/delay attributes.
+	DeliverAt string `json:"deliver_at"`
+	Delay     any    `json:"delay"`
 }
 
 const envelopeHint = `a JSON body is an event envelope {"data": ..., "type": ..., "key": ...} or an array of them; ` +
@@ -438,6 +441,15 @@ func decodeEnvelope(b []byte) (herald.Event, error) {
 		ContentType: in.ContentType, Headers: in.Headers}
 	if in.Time != nil {
 		ev.Time = *in.Time
+	}
+	if in.DeliverAt != "" || in.Delay != nil {
+		if ev.Headers == nil {
+			ev.Headers = map[string]string{}
+		}
+		ev.Headers[attrDeliverAt], ev.Headers[attrDelay] = in.DeliverAt, fmt.Sprint(in.Delay)
+		if in.Delay == nil {
+			ev.Headers[attrDelay] = ""
+		}
 	}
 	hasData := len(in.Data) > 0 && string(in.Data) != "null"
 	switch {

@@ -158,6 +158,11 @@ func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request, _ *princ
 	if err != nil {
 		return err
 	}
+	if dues, err := deliveryTimes(r, evs); err != nil { // admin_time.go
+		return err
+	} else if dues != nil {
+		return g.publishTimed(w, r, topic, evs, dues, opts)
+	}
 	start := time.Now()
 	ps, err := g.c.PublishBatch(r.Context(), topic, evs, opts...)
 	g.metrics.observePublish(topic, len(evs), ps, err, time.Since(start))

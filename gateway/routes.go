@@ -62,6 +62,11 @@ func (g *Gateway) registerRoutes() {
 	add("GET", "/v1/topics/{topic}/deadletters", accessTopic, actAdmin, g.handleDeadLetters, false)
 	add("POST", "/v1/topics/{topic}/deadletters/redrive", accessTopic, actAdmin, g.handleRedrive, false)
 	add("DELETE", "/v1/topics/{topic}/deadletters", accessTopic, actAdmin, g.handleDeleteDeadLetters, false)
+	// Time (admin_time.go): scheduled events, group seek, per-group losses.
+	add("GET", "/v1/topics/{topic}/scheduled", accessTopic, actAdmin, g.handleScheduled, false)
+	add("DELETE", "/v1/topics/{topic}/scheduled/{id}", accessTopic, actAdmin, g.handleCancelScheduled, false)
+	add("POST", "/v1/topics/{topic}/groups/{group}/seek", accessTopic, actAdmin, g.handleSeek, false)
+	add("GET", "/v1/topics/{topic}/losses", accessTopic, actAdmin, g.handleLosses, false)
 	add("GET", "/v1/channels", accessGlobalAdmin, actAdmin, g.handleChannels, false)
 	add("GET", "/v1/monitor", accessAnyAdmin, actAdmin, g.handleMonitor, true)
 	add("GET", "/v1/health", accessGlobalAdmin, actAdmin, g.handleHealth, false)
