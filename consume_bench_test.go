@@ -3,6 +3,7 @@ package herald
 import (
 	"context"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
@@ -37,6 +38,7 @@ func BenchmarkConsumeEngine(b *testing.B) {
 				}
 			}
 			var handled atomic.Int64
+			var first atomic.Int64 // unix ns of the first handled event: the rate excludes the start-up
 			if path := os.Getenv("HERALD_CPUPROFILE"); path != "" {
 				f, err := os.Create(path + "." + mode.name)
 				if err != nil {
@@ -45,10 +47,14 @@ func BenchmarkConsumeEngine(b *testing.B) {
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
 			b.ResetTimer()
 			start := time.Now()
 			sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
-				handled.Add(1)
+				if handled.Add(1) == 1 {
+					first.Store(time.Now().UnixNano())
+				}
 				return nil
 			}), append(mode.opts, From(StartBeginning))...)
 			if err != nil {
@@ -62,6 +68,10 @@ func BenchmarkConsumeEngine(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)/time.Since(time.Unix(0, first.Load())).Seconds(), "steady-events/s")
+			runtime.ReadMemStats(&ms1)
+			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/event")
+			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/event")
 		})
 	}
 }

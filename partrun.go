@@ -258,7 +258,7 @@ func (p *pstate) read() {
 			}
 			block = min(block, left)
 		}
-		es, err := e.c.db.ReadGroup(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()))
+		es, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()))
 		if err != nil {
 			e.budget.give(n)
 			if p.ctx.Err() != nil {

@@ -337,3 +337,96 @@ func (db *DB) Members(ctx context.Context, first PartKeys, group string) ([]stri
 	sort.Strings(ms)
 	return ms, nil
 }
+
+// ReadBatch reads new entries like ReadGroup, for the delivery engine: the
+// entries' field slices share one backing array (one allocation per read,
+// not per entry).
+func (db *DB) ReadBatch(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64) ([]Entry, error) {
+	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
+		Streams().Key(pk.Stream, pk.Retry(group)).Id(">", ">").Build()
+	msg, err := db.c.Do(ctx, cmd).ToMessage()
+	if err != nil {
+		if rueidis.IsRedisNil(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	type part struct {
+		key     string
+		entries []rueidis.RedisMessage
+	}
+	var parts []part
+	if msg.IsMap() {
+		m, err := msg.AsMap()
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range m {
+			es, err := v.ToArray()
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, part{k, es})
+		}
+	} else {
+		arr, err := msg.ToArray()
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range arr {
+			kv, err := s.ToArray()
+			if err != nil || len(kv) != 2 {
+				return nil, errors.New("XREADGROUP: unexpected reply shape")
+			}
+			k, err := kv[0].ToString()
+			if err != nil {
+				return nil, err
+			}
+			es, err := kv[1].ToArray()
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, part{k, es})
+		}
+	}
+	n, fields := 0, 0
+	for _, p := range parts {
+		n += len(p.entries)
+		for _, e := range p.entries {
+			if pair, err := e.ToArray(); err == nil && len(pair) == 2 && !pair[1].IsNil() {
+				if fv, err := pair[1].ToArray(); err == nil {
+					fields += len(fv)
+				}
+			}
+		}
+	}
+	out := make([]Entry, 0, n)
+	buf := make([]string, fields)
+	for _, p := range parts {
+		for _, e := range p.entries {
+			pair, err := e.ToArray()
+			if err != nil || len(pair) != 2 {
+				return nil, errors.New("stream entry: unexpected reply shape")
+			}
+			id, err := pair[0].ToString()
+			if err != nil {
+				return nil, err
+			}
+			en := Entry{Stream: p.key, ID: id}
+			if !pair[1].IsNil() {
+				fv, err := pair[1].ToArray()
+				if err != nil || len(fv) > len(buf) {
+					return nil, errors.New("stream entry: unexpected fields")
+				}
+				en.Pairs, buf = buf[:len(fv):len(fv)], buf[len(fv):]
+				for i := range fv {
+					if en.Pairs[i], err = fv[i].ToString(); err != nil {
+						return nil, err
+					}
+				}
+			}
+			out = append(out, en)
+		}
+	}
+	return out, nil
+}
