@@ -80,9 +80,14 @@ func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
 		m, err := c.NumSub(context.Background(), ch)
 		return err == nil && m[ch] == 1
 	})
+	// Not a terminal: raw, like redis-cli's "1"; --no-raw: like redis-cli on a terminal.
 	r := run(t, ns, "", "channel", "publish", ch, "Hello World!")
-	if r.code != 0 || r.out != "(integer) 1\n" {
+	if r.code != 0 || r.out != "1\n" {
 		t.Fatalf("channel publish: %+v", r)
+	}
+	r = run(t, ns, "", "channel", "publish", "--no-raw", ch, "Hello World!")
+	if r.code != 0 || r.out != "(integer) 1\n" {
+		t.Fatalf("channel publish --no-raw: %+v", r)
 	}
 	waitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("Hello World!") })
 }
@@ -91,7 +96,7 @@ func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
 	ns := redistest.Namespace(t)
 	ch := ns + ":news"
 	done := make(chan result, 1)
-	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1") }()
+	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1", "--no-raw") }()
 	c := client(t, ns)
 	waitFor(t, 10*time.Second, "herald to subscribe", func() bool {
 		m, err := c.NumSub(context.Background(), ch)
@@ -185,4 +190,52 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// Without a terminal, herald's channel commands print byte for byte what
+// redis-cli prints without one (its raw form); --raw forces it.
+func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
+	ns := redistest.Namespace(t)
+	ch := ns + ":raw news"
+	redisCli := func(args ...string) string {
+		out, err := exec.Command("redis-cli", append([]string{"-p", port(t)}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v", args, err)
+		}
+		return string(out)
+	}
+	rc := startProc(t, "redis-cli", "-p", port(t), "SUBSCRIBE", ch)
+	done := make(chan result, 1)
+	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1") }()
+	c := client(t, ns)
+	waitFor(t, 10*time.Second, "both to subscribe", func() bool {
+		m, err := c.NumSub(context.Background(), ch)
+		return err == nil && m[ch] == 2
+	})
+	for _, args := range [][]string{{"numsub", ch, ns + ":none"}, {"list", ns + ":none*"}, {"list", ns + ":raw*"}} {
+		redisArgs := map[string][]string{"numsub": {"PUBSUB", "NUMSUB"}, "numpat": {"PUBSUB", "NUMPAT"}, "list": {"PUBSUB", "CHANNELS"}}[args[0]]
+		want := redisCli(append(redisArgs, args[1:]...)...)
+		if r := run(t, ns, "", append([]string{"channel"}, args...)...); r.code != 0 || r.out != want {
+			t.Fatalf("herald channel %v printed %q, redis-cli %q (%s)", args, r.out, want, r.err)
+		}
+	}
+	if r := run(t, ns, "", "channel", "publish", ch, "two words"); r.code != 0 || r.out != "2\n" {
+		t.Fatalf("channel publish: %+v", r)
+	}
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("herald channel subscribe did not exit after 1 message")
+	}
+	waitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("two words") })
+	if want := rc.text() + "\n"; r.code != 0 || r.out != want {
+		t.Fatalf("herald channel subscribe printed %q, redis-cli %q", r.out, want)
+	}
+	if r := run(t, ns, "", "channel", "numpat"); r.code != 0 || strings.Trim(r.out, "0123456789") != "\n" {
+		t.Fatalf("channel numpat: %+v", r)
+	}
+	if r := run(t, ns, "", "channel", "numpat", "--raw", "--no-raw"); r.code != 2 {
+		t.Fatalf("--raw --no-raw: %+v", r)
+	}
 }

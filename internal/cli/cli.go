@@ -50,6 +50,7 @@ type IO struct {
 
 type env struct {
 	io        IO
+	red       *redactor // passwords kept out of errors and stderr (redact.go)
 	redisURL  string
 	namespace string
 	output    string
@@ -59,7 +60,15 @@ func (e *env) json() bool { return e.output == "json" }
 
 // client connects with the global flags.
 func (e *env) client() (*herald.Client, error) {
-	return herald.New(context.Background(), herald.Config{URL: e.engineURL(), Namespace: e.namespace})
+	return herald.New(context.Background(), herald.Config{URL: e.url(), Namespace: e.namespace})
+}
+
+// url is the engine URL with HERALD_REDIS_PASSWORD applied when it has no
+// password of its own; its password is remembered for redaction.
+func (e *env) url() string {
+	u := withPassword(e.engineURL(), os.Getenv("HERALD_REDIS_PASSWORD"))
+	e.red.add(u, false)
+	return u
 }
 
 // emit writes v as one JSON line (json output) or calls text. A failed
@@ -108,9 +117,21 @@ func (s *stickyWriter) failed() error {
 func Run(ctx context.Context, args []string, stdio IO) error {
 	out := &stickyWriter{w: stdio.Out}
 	stdio.Out = out
-	root := NewRoot(ctx, stdio)
+	red := &redactor{}
+	red.addEnv()
+	if stdio.Err != nil {
+		stdio.Err = &redactWriter{r: red, w: stdio.Err}
+	}
+	root := newRoot(ctx, stdio, red)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
+	if f := root.PersistentFlags().Lookup("redis"); f != nil {
+		red.add(f.Value.String(), false)
+	}
+	return red.error(runResult(cmd, err, out))
+}
+
+func runResult(cmd *cobra.Command, err error, out *stickyWriter) error {
 	if err == nil {
 		return out.failed()
 	}
@@ -147,7 +168,13 @@ func wrap(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 
 // NewRoot builds the command tree.
 func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
-	e := &env{io: stdio}
+	red := &redactor{}
+	red.addEnv()
+	return newRoot(ctx, stdio, red)
+}
+
+func newRoot(ctx context.Context, stdio IO, red *redactor) *cobra.Command {
+	e := &env{io: stdio, red: red}
 	root := &cobra.Command{
 		Use:   "herald",
 		Short: "Herald: a distributed event bus on Redis",
@@ -158,6 +185,10 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			if e.output != "text" && e.output != "json" {
 				return usage("--output %q is not supported; use text or json", e.output)
+			}
+			e.red.add(e.redisURL, false)
+			if cmd.Flags().Changed("redis") || os.Getenv("HERALD_REDIS_URL") != "" {
+				e.redisURL = withPassword(e.redisURL, os.Getenv("HERALD_REDIS_PASSWORD"))
 			}
 			return nil
 		},
@@ -177,7 +208,11 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 	if defNS == "" {
 		defNS = herald.DefaultNamespace
 	}
-	root.PersistentFlags().StringVar(&e.redisURL, "redis", defURL, "Redis URL (env HERALD_REDIS_URL)")
+	root.PersistentFlags().StringVar(&e.redisURL, "redis", defURL,
+		"Redis URL (env HERALD_REDIS_URL); a password in it wins over HERALD_REDIS_PASSWORD")
+	root.PersistentFlags().Lookup("redis").DefValue = redactURL(defURL) // --help never shows the password
+	root.Version = readVersion().String()                               // herald --version (version.go)
+	root.SetVersionTemplate("herald {{.Version}}\n")
 	root.PersistentFlags().StringVar(&e.namespace, "namespace", defNS, "key namespace (env HERALD_NAMESPACE)")
 	root.PersistentFlags().StringVarP(&e.output, "output", "o", "text", "output format: text or json")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
@@ -187,15 +222,4 @@ func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e),
 		scheduledCmd(e), groupCmd(e)) // internal/cli/scheduled.go, group_seek.go
 	return root
-}
-
-// Version is set at build time with -ldflags "-X github.com/heraldbus/herald/internal/cli.Version=...".
-var Version = "dev"
-
-func versionCmd(e *env) *cobra.Command {
-	return &cobra.Command{Use: "version", Short: "Print the version", Args: cobra.NoArgs,
-		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			e.emit(map[string]string{"version": Version}, func(w io.Writer) { fmt.Fprintln(w, "herald", Version) })
-			return nil
-		})}
 }
