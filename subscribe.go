@@ -76,8 +76,10 @@ func From(s Start) SubscribeOption { return func(o *subOptions) { o.start = s } 
 // received but not acknowledged.
 func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.consumer = name } }
 
-// Concurrency is the number of handler goroutines (default 8). Use 1 to
-// handle events one at a time, in order per partition.
+// Concurrency is the number of handler goroutines (default 8). Events are
+// spread over them by key (ordered) or evenly (Unordered); each handles its
+// share one event at a time. Use 1 to handle every event of the consumer one
+// at a time.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
 // MaxInFlight bounds events read but not yet acknowledged (default 1024;
@@ -96,9 +98,11 @@ func Backoff(base, max time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.backoff, o.maxBackoff = base, max }
 }
 
-// VisibilityTimeout is how long an entry may stay unacknowledged by a silent
-// consumer before another consumer takes it over (default 30s). Running
-// handlers keep their entries alive, so a long handler is not redelivered.
+// VisibilityTimeout is how long an entry of an Unordered subscription may
+// stay unacknowledged by a silent consumer before another consumer takes it
+// over (default 30s). Running handlers keep their entries alive, so a long
+// handler is not redelivered. Ordered subscriptions hand a silent consumer's
+// partitions over when its lease runs out instead (see LeaseTime).
 func VisibilityTimeout(d time.Duration) SubscribeOption {
 	return func(o *subOptions) { o.visibility = d }
 }
