@@ -23,7 +23,10 @@ func TestStreamLimits(t *testing.T) {
 		{Name: "a", SHA256: gateway.HashKey("key-a"), Subscribe: []string{"*"}, Admin: []string{"*"}},
 		{Name: "b", SHA256: gateway.HashKey("key-b"), Subscribe: []string{"*"}},
 	}
-	e := newEnv(t, gateway.Config{Keys: keys, Limits: gateway.Limits{MaxStreams: 3, MaxStreamsPerKey: 2}})
+	// A live tail notices a client that left at its next write: a short
+	// heartbeat makes that quick.
+	e := newEnv(t, gateway.Config{Keys: keys, Limits: gateway.Limits{MaxStreams: 3, MaxStreamsPerKey: 2},
+		SSE: gateway.SSEConfig{Heartbeat: 50 * time.Millisecond}})
 	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
 	a1 := e.openSSE("/v1/topics/lim/events", bearer("key-a"))
 	e.openSSE("/v1/topics/lim/events", bearer("key-a"))

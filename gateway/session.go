@@ -540,7 +540,7 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 	hdr := http.Header{}
 	hdr.Set("Herald-Client", client)
 	hdr.Set("Herald-Consumer", s.feed.consumer)
-	st, err := g.startSSE(w, hdr)
+	st, err := g.startSSE(w, r, hdr, false)
 	if err != nil {
 		return nil
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,17 +13,32 @@ import (
 	"github.com/heraldbus/herald"
 )
 
-// sseStream writes Server-Sent Events to one response.
+// sseStream writes Server-Sent Events to one response. Events are queued
+// in a small buffer and written together by flush (one write, one flush),
+// so a stream that fell behind catches up in few system calls.
+//
+// A live tail over HTTP/1.x takes the connection over (hijack) and writes
+// to it directly, with the body delimited by the connection's close: the
+// server's per-connection buffers and background reader are freed, which
+// makes an idle tail cost a goroutine and a few hundred bytes. A client
+// that goes away is noticed at the next write (an event or a heartbeat).
 type sseStream struct {
-	g  *Gateway
-	w  http.ResponseWriter
-	rc *http.ResponseController
-	mu sync.Mutex
+	g    *Gateway
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	conn net.Conn // hijacked: written directly
+	mu   sync.Mutex
+	buf  []byte // queued frames
+	// deadline is the write deadline set on conn; it is moved forward
+	// when less than the write timeout minus a second is left, not on
+	// every write (each move costs a timer update).
+	deadline time.Time
 }
 
 // startSSE sends the stream's headers. The server's read and write
 // deadlines are cleared (a stream outlives them); each write gets its own.
-func (g *Gateway) startSSE(w http.ResponseWriter, extra http.Header) (*sseStream, error) {
+// hijack asks for the connection to be taken over (see sseStream).
+func (g *Gateway) startSSE(w http.ResponseWriter, r *http.Request, extra http.Header, hijack bool) (*sseStream, error) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	_ = rc.SetWriteDeadline(time.Time{})
@@ -33,42 +49,114 @@ func (g *Gateway) startSSE(w http.ResponseWriter, extra http.Header) (*sseStream
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
 	s := &sseStream{g: g, w: w, rc: rc}
-	if err := s.write("retry: 2000\n\n"); err != nil {
+	if hijack && r.ProtoMajor == 1 && r.TLS == nil {
+		if conn, brw, err := rc.Hijack(); err == nil {
+			_ = conn.SetDeadline(time.Time{})
+			if rw, ok := w.(*respWriter); ok {
+				rw.status, rw.wrote = http.StatusOK, true
+			}
+			s.conn = conn
+			hb := []byte("HTTP/1.1 200 OK\r\nConnection: close\r\n")
+			var hw headerWriter
+			h.Write(&hw)
+			hb = append(hb, hw.b...)
+			hb = append(hb, "\r\n"...)
+			brw.Reader.Reset(nil) // drop the server's buffers
+			brw.Writer.Reset(nil)
+			s.buf = append(hb, "retry: 2000\n\n"...)
+			if err := s.flush(); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return s, nil
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	s.queueRaw("retry: 2000\n\n")
+	if err := s.flush(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func (s *sseStream) write(text string) error {
+// headerWriter collects http.Header.Write's output.
+type headerWriter struct{ b []byte }
+
+func (h *headerWriter) Write(p []byte) (int, error) { h.b = append(h.b, p...); return len(p), nil }
+
+// close closes a taken-over connection (the server closes the others).
+func (s *sseStream) close() {
+	if s.conn != nil {
+		s.conn.Close()
+	}
+}
+
+func (s *sseStream) queueRaw(text string) {
+	s.mu.Lock()
+	s.buf = append(s.buf, text...)
+	s.mu.Unlock()
+}
+
+// queue adds one event to the buffer; id and name may be empty. data must
+// hold no newline.
+func (s *sseStream) queue(id, name string, data []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_ = s.rc.SetWriteDeadline(time.Now().Add(s.g.cfg.SSE.WriteTimeout))
-	if _, err := s.w.Write([]byte(text)); err != nil {
-		return err
+	if id != "" {
+		s.buf = append(s.buf, "id: "...)
+		s.buf = append(s.buf, id...)
+		s.buf = append(s.buf, '\n')
 	}
-	return s.rc.Flush()
+	if name != "" {
+		s.buf = append(s.buf, "event: "...)
+		s.buf = append(s.buf, name...)
+		s.buf = append(s.buf, '\n')
+	}
+	s.buf = append(s.buf, "data: "...)
+	s.buf = append(s.buf, data...)
+	s.buf = append(s.buf, "\n\n"...)
+}
+
+// flush writes what is queued, within the write timeout.
+func (s *sseStream) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) == 0 {
+		return nil
+	}
+	var err error
+	now := time.Now()
+	deadline := now.Add(s.g.cfg.SSE.WriteTimeout)
+	if s.conn != nil {
+		if s.deadline.Sub(now) < s.g.cfg.SSE.WriteTimeout-time.Second || s.g.cfg.SSE.WriteTimeout <= 2*time.Second {
+			_ = s.conn.SetWriteDeadline(deadline)
+			s.deadline = deadline
+		}
+		_, err = s.conn.Write(s.buf)
+	} else {
+		_ = s.rc.SetWriteDeadline(deadline)
+		if _, err = s.w.Write(s.buf); err == nil {
+			err = s.rc.Flush()
+		}
+	}
+	if cap(s.buf) > 16<<10 {
+		s.buf = nil // a burst's buffer is not kept
+	} else {
+		s.buf = s.buf[:0]
+	}
+	return err
+}
+
+func (s *sseStream) write(text string) error {
+	s.queueRaw(text)
+	return s.flush()
 }
 
 // event writes one event; id and name may be empty. data must hold no newline.
 func (s *sseStream) event(id, name string, data []byte) error {
-	var b strings.Builder
-	b.Grow(len(data) + len(id) + len(name) + 24)
-	if id != "" {
-		b.WriteString("id: ")
-		b.WriteString(id)
-		b.WriteByte('\n')
-	}
-	if name != "" {
-		b.WriteString("event: ")
-		b.WriteString(name)
-		b.WriteByte('\n')
-	}
-	b.WriteString("data: ")
-	b.Write(data)
-	b.WriteString("\n\n")
-	return s.write(b.String())
+	s.queue(id, name, data)
+	return s.flush()
 }
 
 func (s *sseStream) jsonEvent(id, name string, v any) error {
@@ -155,10 +243,11 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 		return err
 	}
 	defer done()
-	s, err := g.startSSE(w, nil)
+	s, err := g.startSSE(w, r, nil, true)
 	if err != nil {
 		return nil
 	}
+	defer s.close()
 	g.metrics.streams.WithLabelValues("sse_tail").Inc()
 	defer g.metrics.streams.WithLabelValues("sse_tail").Dec()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
@@ -170,8 +259,9 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 		if !fe.msg.Time.IsZero() {
 			latency.Observe(time.Since(fe.msg.Time).Seconds())
 		}
-		return s.event(fe.pos, "", fe.payload(format))
-	})
+		s.queue(fe.pos, "", fe.payload(format))
+		return nil
+	}, s.flush)
 	if err != nil && ctx.Err() == nil {
 		ae := g.classify(err)
 		s.jsonEvent("", "error", errorDetail{Code: ae.Code, Message: ae.Message})
@@ -257,7 +347,7 @@ func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p 
 		return err
 	}
 	defer l.Close()
-	s, err := g.startSSE(w, nil)
+	s, err := g.startSSE(w, r, nil, false)
 	if err != nil {
 		return nil
 	}
@@ -328,7 +418,7 @@ func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *princ
 	if err != nil {
 		return err
 	}
-	s, err := g.startSSE(w, nil)
+	s, err := g.startSSE(w, r, nil, false)
 	if err != nil {
 		return nil
 	}

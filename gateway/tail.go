@@ -70,8 +70,14 @@ func (ts tailStart) now() bool { return !ts.beginning && ts.from == "" && ts.aft
 // first, then the feed's batches follow; after a gap (the subscriber
 // lagged, or a partition it had not seen) it reads by position again.
 // Nothing is skipped and nothing is sent twice.
+//
+// emit takes each event; flush (which may be nil) is called when the
+// stream has nothing more at hand, so that emit may buffer.
 func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat <-chan time.Time, heartbeat func() error,
-	emit func(*feedEvent) error) error {
+	emit func(*feedEvent) error, flush func() error) error {
+	if flush == nil {
+		flush = func() error { return nil }
+	}
 	f, sub, feedCur, err := g.hub.join(topic)
 	if err != nil {
 		return err
@@ -112,6 +118,9 @@ func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat 
 					return err
 				}
 				cursor[p] = nextID(es[i].Position)
+			}
+			if err := flush(); err != nil {
+				return err
 			}
 			if len(es) < feedPage {
 				return nil
@@ -154,7 +163,13 @@ func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat 
 				}
 				cursor[p] = nextID(fe.id)
 			}
-			if len(sub.ch) == 0 && sub.lagged.Swap(false) {
+			if len(sub.ch) > 0 {
+				continue // more at hand: one write for all of it
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			if sub.lagged.Swap(false) {
 				for p := range cursor {
 					if err := read(p); err != nil {
 						return err

@@ -425,7 +425,7 @@ func (c *wsConn) subscribeTail(ctx context.Context, req *WSRequest, s *wsSub) er
 				return context.Canceled
 			}
 			return nil
-		})
+		}, nil)
 		if err != nil && ctx.Err() == nil {
 			c.sendErr(req.ID, err)
 		}

@@ -111,6 +111,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Publishers, "publishers", benchrun.DefaultPublishers, "publishing goroutines")
 	f.DurationVar(&cfg.Duration, "duration", benchrun.DefaultDuration, "measured time of each side of each phase")
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
+	cmd.AddCommand(benchGatewayCmd(e)) // internal/cli/bench_gateway.go
 	return cmd
 }
 
