@@ -312,3 +312,35 @@ func tenures(t *testing.T, hist []string) []tenure {
 	}
 	return out
 }
+
+// More consumers than partitions: the extra ones own nothing (hot standbys)
+// and take over when an owner stops.
+func TestEngineHotStandbyTakesOver(t *testing.T) {
+	c := testClient(t, 2)
+	var es []*engine
+	var stops []func(bool)
+	for i := 0; i < 3; i++ {
+		e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error { return nil }),
+			Consumer(fmt.Sprintf("c%d", i)), LeaseTime(600*time.Millisecond))
+		es, stops = append(es, e), append(stops, stop)
+	}
+	owners := func() (n, idle int) {
+		for _, e := range es {
+			if k := len(e.owned()); k > 0 {
+				n += k
+			} else {
+				idle++
+			}
+		}
+		return
+	}
+	waitCond(t, 5*time.Second, "2 partitions owned, one standby", func() bool { n, idle := owners(); return n == 2 && idle == 1 })
+	for i, e := range es {
+		if len(e.owned()) > 0 {
+			stops[i](false)
+			es = append(es[:i], es[i+1:]...)
+			break
+		}
+	}
+	waitCond(t, 2*time.Second, "the standby to take over", func() bool { n, idle := owners(); return n == 2 && idle == 0 })
+}

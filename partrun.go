@@ -25,6 +25,7 @@ type pstate struct {
 	validUntil atomic.Int64  // engine clock: handling stops here unless the lease is renewed
 	closed     atomic.Bool   // released or lost: its events are skipped, left pending
 	inflight   atomic.Int64  // events read, not yet finished and acknowledged
+	deferred   atomic.Int64  // of which parked behind a failing event of their key
 	rr         atomic.Uint32 // spreads keyless events over the workers
 
 	acks       chan ackReq
@@ -92,6 +93,9 @@ type dlv struct {
 func (d *dlv) finish(st uint32) {
 	d.state.Store(st)
 	b := d.b
+	if st == stDeferred {
+		b.p.deferred.Add(1)
+	}
 	if b.left.Add(-1) != 0 {
 		return
 	}
@@ -119,6 +123,7 @@ func (d *dlv) finish(st uint32) {
 // finishDeferred settles an event that was parked (its batch is done).
 func (d *dlv) finishDeferred(st uint32) {
 	d.state.Store(st)
+	d.b.p.deferred.Add(-1)
 	req := ackReq{n: 1}
 	if st == stAck {
 		req.add(d)
@@ -238,6 +243,16 @@ func (p *pstate) read() {
 				continue
 			}
 			reread = false
+		}
+		if p.deferred.Load() >= int64(max(16, e.o.maxInFlight/4)) {
+			// Failing keys hold many events back: stop reading this
+			// partition until some are released, rather than let them take
+			// the in-flight slots of every partition.
+			select {
+			case <-p.ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
 		}
 		n := e.budget.take(p.ctx, p.share())
 		if n == 0 {
