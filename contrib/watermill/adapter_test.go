@@ -46,6 +46,7 @@ func receive(t *testing.T, ch <-chan *message.Message, within time.Duration) *me
 // A message published twice with one UUID is stored twice (the UUID is a
 // header, not Herald's dedupe id), and comes back with its metadata and payload.
 func TestUUIDIsAHeaderNotTheDedupeID(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	c := newClient(t)
 	ctx := context.Background()
@@ -105,6 +106,7 @@ func TestUUIDIsAHeaderNotTheDedupeID(t *testing.T) {
 
 // Nack retries with Herald's backoff; after MaxAttempts the event is a dead letter.
 func TestNackRetriesWithBackoffThenDeadLetters(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	c := newClient(t)
 	ctx := context.Background()
@@ -157,6 +159,7 @@ func TestNackRetriesWithBackoffThenDeadLetters(t *testing.T) {
 // Without a ConsumerGroup every subscription has a group of its own (each
 // gets every message) that is deleted when it ends; an own client is closed.
 func TestEphemeralGroupsFanOutAndAreDeleted(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	c := newClient(t)
 	ctx := context.Background()
@@ -223,6 +226,7 @@ func TestEphemeralGroupsFanOutAndAreDeleted(t *testing.T) {
 // A message sent but not acked when the subscriber closes goes back to the
 // group at once and is not counted as an attempt.
 func TestCloseHandsBackUnacked(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	c := newClient(t)
 	ctx := context.Background()

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 	"time"
 
 	wm "github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/subscriber"
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
 	"github.com/heraldbus/herald"
@@ -37,8 +39,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "HERALD_REQUIRE_REDIS=1 but redis-server is not installed (apt-get install -y redis-server)")
 			os.Exit(1)
 		}
-		fmt.Fprintln(os.Stderr, "redis-server is not installed: skipping the Watermill suite")
-		os.Exit(0)
+		os.Exit(m.Run()) // every test skips (needRedis)
 	}
 	srv, err := startRedis()
 	if err != nil {
@@ -49,6 +50,15 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	srv.stop()
 	os.Exit(code)
+}
+
+// needRedis skips a test when redis-server is not installed (TestMain has
+// failed the run already if HERALD_REQUIRE_REDIS=1).
+func needRedis(t *testing.T) {
+	t.Helper()
+	if redisAddr == "" {
+		t.Skip("redis-server is not installed")
+	}
 }
 
 // suiteNamespace keeps this run's keys apart from other runs on the server.
@@ -99,18 +109,6 @@ func createPubSubWithConsumerGroup(t *testing.T, group string) (message.Publishe
 }
 
 func features() tests.Features {
-	exe, err := os.Executable()
-	if err != nil {
-		panic(err)
-	}
-	restart := []string{exe, "-herald.restart-redis=" + redisAddr}
-	if raceDetector {
-		// The suite's TestReconnect has a data race of its own (its
-		// publisher goroutines append to a slice it then reads unlocked,
-		// test_pubsub.go:1086 and :1120), so the race detector fails it
-		// whatever the Pub/Sub does: run it without -race.
-		restart = nil
-	}
 	return tests.Features{
 		ConsumerGroups:      true,
 		ExactlyOnceDelivery: false, // at-least-once: a handed-back or retried event comes again
@@ -123,7 +121,14 @@ func features() tests.Features {
 		Persistent:                          true,
 		RequireSingleInstance:               false,
 		NewSubscriberReceivesOldMessages:    true, // a new group starts at the beginning (Start)
-		RestartServiceCommand:               restart,
+		// Herald survives restarts (TestReconnectThroughRestarts), but the
+		// suite's TestReconnect cannot pass reliably: it compares what was
+		// received with a slice that a goroutine appends published messages
+		// to, unsynchronized (test_pubsub.go:1086 and :1120). Herald delivers
+		// the last message before that append in about one run of three
+		// ("received: 10000, sent: 9999"), and -race reports the race.
+		// Without a command the suite skips it.
+		RestartServiceCommand: nil,
 		// The full sizes (up to 10,000 messages per test; 50 subscribers
 		// with a group each, 250,000 deliveries) take ~10s, but ~100s under
 		// the race detector on 2 cores: race builds use the suite's short
@@ -133,6 +138,7 @@ func features() tests.Features {
 }
 
 func TestPubSub(t *testing.T) {
+	needRedis(t)
 	tests.TestPubSub(t, features(), createPubSub, createPubSubWithConsumerGroup)
 }
 
@@ -141,6 +147,7 @@ func TestPubSub(t *testing.T) {
 // shared by all pairs it checks what it means to: subscribers that come and
 // go in a group lose no message.
 func TestContinueAfterSubscribeCloseSharedGroup(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	group := "shared-" + wm.NewShortUUID()
 	tests.TestContinueAfterSubscribeClose(t, tests.TestContext{TestID: tests.NewTestID(), Features: features()},
@@ -152,6 +159,7 @@ func TestContinueAfterSubscribeCloseSharedGroup(t *testing.T) {
 // four partitions, ten subscribers sharing one group (each holding the
 // leases of some partitions) still see each key's messages in publish order.
 func TestOrderPerKeySharedGroupPartitioned(t *testing.T) {
+	needRedis(t)
 	t.Parallel()
 	f := features()
 	f.GuaranteedOrder, f.GuaranteedOrderWithSingleSubscriber = true, false
@@ -192,4 +200,100 @@ func TestOrderPerKeySharedGroupPartitioned(t *testing.T) {
 			}
 			return pub, sub
 		})
+}
+
+// TestReconnectThroughRestarts is the suite's TestReconnect without its
+// race: 10,000 messages from 100 publishers into one subscription while the
+// redis-server restarts twice (from 1/3 and from 1/2 of the messages, one
+// after the other; DEBUG RESTART run by a separate process, as the suite
+// runs RestartServiceCommand, checking the server's run id changed); every
+// published message must arrive. Not parallel: it restarts the shared server.
+func TestReconnectThroughRestarts(t *testing.T) {
+	needRedis(t)
+	const messages, publishers = 10000, 100
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, sub := createPubSub(t)
+	topic := "topic-reconnect-" + wm.NewShortUUID()
+	msgs, err := sub.Subscribe(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := make(chan struct{})
+	published := make(chan string, messages)
+	var pubs, restarts sync.WaitGroup
+	restartErrs := make(chan error, 2)
+	for range publishers {
+		pubs.Go(func() {
+			for range work {
+				msg := message.NewMessage(wm.NewUUID(), []byte("x"))
+				for try := 0; ; try++ {
+					err := pub.Publish(topic, msg)
+					if err == nil {
+						break
+					}
+					if try == 50 {
+						t.Errorf("publish %s: %v (50 tries)", msg.UUID, err)
+						return
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				published <- msg.UUID
+			}
+		})
+	}
+	for i := range messages {
+		if i == messages/3 || i == messages/2 {
+			restarts.Wait() // one restart at a time
+			restarts.Go(func() {
+				out, err := exec.Command(exe, "-herald.restart-redis="+redisAddr).CombinedOutput()
+				if err != nil {
+					err = fmt.Errorf("restart: %w: %s", err, out)
+				}
+				restartErrs <- err
+			})
+		}
+		work <- struct{}{}
+	}
+	close(work)
+	received, all := subscriber.BulkReadWithDeduplication(msgs, messages, time.Minute)
+	pubs.Wait()
+	restarts.Wait()
+	close(published)
+	close(restartErrs)
+	for err := range restartErrs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !all {
+		t.Errorf("received %d of %d messages", len(received), messages)
+	}
+	sent := map[string]bool{}
+	for id := range published {
+		sent[id] = true
+	}
+	got := map[string]bool{}
+	for _, m := range received {
+		got[m.UUID] = true
+		if !sent[m.UUID] {
+			t.Errorf("received %s, which was not published", m.UUID)
+		}
+	}
+	for id := range sent {
+		if !got[id] {
+			t.Errorf("published %s, not received", id)
+		}
+	}
+	if len(sent) != messages {
+		t.Errorf("published %d messages, want %d", len(sent), messages)
+	}
+	if err := pub.Close(); err != nil {
+		t.Error(err)
+	}
+	if err := sub.Close(); err != nil {
+		t.Error(err)
+	}
 }
