@@ -221,5 +221,6 @@ func newRoot(ctx context.Context, stdio IO, red *redactor) *cobra.Command {
 	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
 		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e),
 		scheduledCmd(e), groupCmd(e)) // internal/cli/scheduled.go, group_seek.go
+	addCompletions(root, e) // completion.go: topic and group names from Redis
 	return root
 }

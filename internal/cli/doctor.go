@@ -79,7 +79,7 @@ Exits 1 when any finding is an error (or Redis cannot be reached), 0 otherwise.`
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			rep := doctorReport{URL: e.redisURL, Findings: []finding{}}
+			rep := doctorReport{URL: redactURL(e.redisURL), Findings: []finding{}}
 			db, err := openDB(ctx, e.redisURL)
 			if err != nil {
 				if _, ok := err.(*UsageError); ok {

@@ -110,6 +110,9 @@ by --filter, or dead-lettered.`,
 				return err
 			}
 			subp.Store(sub)
+			wctx, wcancel := context.WithCancel(context.Background())
+			defer wcancel()
+			go watchRedis(wctx, c, sub, e.io.Err, 250*time.Millisecond)
 			if count > 0 {
 				// The counters are read, not pushed: filtered events and
 				// dead letters never return through the handler.
@@ -181,4 +184,62 @@ func runExec(ctx context.Context, command string, m *herald.Message, out io.Writ
 		return fmt.Errorf("exec %q: %v: %s", command, err, msg)
 	}
 	return nil
+}
+
+// watchRedis reports on w when the subscription loses Redis and when Redis
+// answers again. The library retries on its own and counts the errors it
+// meets (Stats().RedisErrors); when that count grows, the nodes are pinged
+// (Client.Health): a node that does not answer is a lost connection, and
+// the first round where every node answers again is the reconnect. A Redis
+// error while every node answers is not reported here.
+func watchRedis(ctx context.Context, c *herald.Client, sub *herald.Subscription, w io.Writer, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var (
+		last  = sub.Stats().RedisErrors
+		down  bool
+		since time.Time
+	)
+	// failing pings the nodes and returns the first node's error, "" when all answer.
+	failing := func() string {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		h, err := c.Health(hctx)
+		if err != nil {
+			return err.Error()
+		}
+		for _, n := range h.Nodes {
+			if n.Err != "" {
+				return n.Addr + ": " + n.Err
+			}
+		}
+		if len(h.Nodes) == 0 {
+			return "no node answers"
+		}
+		return ""
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			return
+		case <-tick.C:
+		}
+		n := sub.Stats().RedisErrors
+		grew := n > last
+		last = n
+		switch {
+		case !down && grew:
+			if msg := failing(); msg != "" && ctx.Err() == nil {
+				down, since = true, time.Now()
+				fmt.Fprintf(w, "herald: lost the connection to Redis (%s); retrying\n", msg)
+			}
+		case down:
+			if failing() == "" && ctx.Err() == nil {
+				down = false
+				fmt.Fprintf(w, "herald: reconnected to Redis after %s\n", time.Since(since).Round(time.Millisecond))
+			}
+		}
+	}
 }
