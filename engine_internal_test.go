@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // startEngine runs an engine directly (no Subscription) and returns a stop
@@ -343,4 +345,97 @@ func TestEngineHotStandbyTakesOver(t *testing.T) {
 		}
 	}
 	waitCond(t, 2*time.Second, "the standby to take over", func() bool { n, idle := owners(); return n == 2 && idle == 0 })
+}
+
+// A consumer cut off from Redis cannot renew its leases: it stops handling
+// its partitions before another consumer takes them over (checked against
+// the lease logs, with the handler calls of both).
+func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
+	c1 := testClient(t, 4)
+	c2, err := New(context.Background(), Config{URL: redistest.URL(t), Namespace: c1.Namespace()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	type call struct {
+		consumer   string
+		part       int
+		start, end time.Time
+	}
+	var mu sync.Mutex
+	var calls []call
+	h := func(name string, d time.Duration) Handler {
+		return HandlerFunc(func(ctx context.Context, m *Message) error {
+			st := time.Now()
+			time.Sleep(d)
+			mu.Lock()
+			calls = append(calls, call{name, m.Partition, st, time.Now()})
+			mu.Unlock()
+			return nil
+		})
+	}
+	const lease = 600 * time.Millisecond
+	// b is slow: when it is cut off, its workers hold more than a lease time
+	// of work, which the fence must cut short.
+	e1, stop1 := startEngine(t, c1, "t", "g", h("a", 200*time.Microsecond), Consumer("a"), LeaseTime(lease))
+	e2, _ := startEngine(t, c2, "t", "g", h("b", 5*time.Millisecond), Consumer("b"), LeaseTime(lease))
+	waitCond(t, 5*time.Second, "2 partitions each", func() bool { return len(e1.owned()) == 2 && len(e2.owned()) == 2 })
+	ctx, cancel := context.WithCancel(context.Background())
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		for i := 0; ctx.Err() == nil; i++ {
+			c1.Publish(ctx, "t", Event{Key: fmt.Sprintf("k%d", i%32), Data: []byte(strconv.Itoa(i))})
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	cut := time.Now()
+	c2.db.Close() // b is cut off: no renewal, no ack, no read
+	waitCond(t, 4*lease, "a owns every partition", func() bool { return len(e1.owned()) == 4 })
+	if n := len(e2.owned()); n != 0 {
+		t.Fatalf("cut-off consumer still believes it owns %d partitions", n)
+	}
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	<-pubDone
+	stop1(true)
+	tp, _ := c1.topic(context.Background(), "t", false)
+	mu.Lock()
+	defer mu.Unlock()
+	after, last := 0, cut
+	for _, cl := range calls {
+		if cl.consumer == "b" && cl.start.After(cut) {
+			after++
+			if cl.end.After(last) {
+				last = cl.end
+			}
+		}
+	}
+	t.Logf("b handled %d events after it was cut off, the last ending %v after the cut", after, last.Sub(cut))
+	checked := 0
+	for p, pk := range tp.parts {
+		hist, err := c1.db.LeaseHistory(context.Background(), pk, "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := tenures(t, hist)
+		for _, cl := range calls {
+			if cl.part != p {
+				continue
+			}
+			ok := false
+			for _, tn := range ts {
+				if tn.consumer == cl.consumer && !cl.start.Before(tn.from.Add(-2*time.Millisecond)) &&
+					(tn.to.IsZero() || !cl.end.After(tn.to.Add(2*time.Millisecond))) {
+					ok = true
+					break
+				}
+			}
+			if !ok {
+				t.Fatalf("partition %d: %s handled an event at %v-%v outside its tenures %+v", p, cl.consumer, cl.start, cl.end, ts)
+			}
+			checked++
+		}
+	}
+	t.Logf("%d handler calls inside their consumer's tenures", checked)
 }
