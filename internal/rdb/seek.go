@@ -12,7 +12,11 @@ var scriptGroupSeek = mustScript("group_seek")
 // up to lastID (group_seek.lua). It returns how many pending entries were
 // dropped and the new last-delivered id.
 func (db *DB) GroupSeek(ctx context.Context, pk PartKeys, group, lastID string) (dropped int64, last string, err error) {
-	arr, err := scriptGroupSeek.Exec(ctx, db.c, []string{pk.Stream}, []string{group, lastID}).ToArray()
+	end := "0"
+	if lastID == "$" {
+		end = "1"
+	}
+	arr, err := scriptGroupSeek.Exec(ctx, db.c, []string{pk.Stream}, []string{group, lastID, end}).ToArray()
 	if err != nil {
 		return 0, "", err
 	}

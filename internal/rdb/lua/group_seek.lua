@@ -2,11 +2,12 @@
 -- pending entries before the new point, so that nothing earlier is delivered again.
 -- KEYS[1]  the partition stream                           {tag}:s
 -- ARGV[1]  group     ARGV[2] the new last-delivered id: "<ms>-<seq>", or "$" for the end
+-- ARGV[3]  "1" when ARGV[2] is "$" (the end), else "0"
 -- The group's next read (XREADGROUP >) starts after the new id. Pending entries with an id up
 -- to it are acknowledged; those after it stay pending (and are delivered again by the read).
 -- Returns {dropped, the group's last-delivered id}. Error NOGROUP when the group is missing.
 local last = ARGV[2]
-if last == '$' then
+if ARGV[3] == '1' then
   local e = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
   if #e > 0 then last = e[1][1] else last = '0-0' end
 end
