@@ -63,7 +63,7 @@ type pendingDelivery struct {
 
 // GroupFeedInFlight is the most events one group feed holds unsettled at
 // once (its engine workers), shared by all members' windows.
-const GroupFeedInFlight = 512
+const GroupFeedInFlight = 256
 
 // feedKey names a feed: topic, group and the options that must agree.
 func feedKey(topic, group, filter string, maxAttempts int) string {
