@@ -47,6 +47,11 @@ func BenchmarkConsumeEngine(b *testing.B) {
 				pprof.StartCPUProfile(f)
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
+			if path := os.Getenv("HERALD_MEMPROFILE"); path != "" {
+				runtime.GC()
+				writeAllocs(b, path+"."+mode.name+".base")
+				defer writeAllocs(b, path+"."+mode.name)
+			}
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
 			b.ResetTimer()
@@ -73,5 +78,16 @@ func BenchmarkConsumeEngine(b *testing.B) {
 			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/event")
 			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/event")
 		})
+	}
+}
+
+func writeAllocs(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
 	}
 }
