@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -351,4 +352,96 @@ shutdown_timeout: 20s
 		time.Sleep(50 * time.Millisecond)
 	}
 	p2.stop(t)
+}
+
+// cleanEnv is the environment without HERALD_* variables (but the test switches).
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "HERALD_") || strings.HasPrefix(kv, "HERALD_REQUIRE_REDIS") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// TestServeNonLoopbackWithoutKeysExits2: `herald serve --listen 0.0.0.0:PORT`
+// without API keys exits 2 at once, saying how to add a key or pass
+// --insecure; nothing is started.
+func TestServeNonLoopbackWithoutKeysExits2(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "serve", "--listen", "0.0.0.0:0", "--engine", "memory")
+	cmd.Dir, cmd.Env = dir, cleanEnv()
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2; stderr: %s", err, errb.String())
+	}
+	for _, want := range []string{"keys:", "--insecure", "127.0.0.1:8080"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("the message does not say %q: %s", want, errb.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "herald-data")); err == nil {
+		t.Fatal("a data directory was made: something started")
+	}
+}
+
+// TestServeDefaultListenIsLoopback: without --listen herald serve prints
+// and listens on 127.0.0.1:8080 (skipped when that port is taken).
+func TestServeDefaultListenIsLoopback(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:8080")
+	if err != nil {
+		t.Skip("127.0.0.1:8080 is in use here")
+	}
+	l.Close()
+	p := startServe(t, t.TempDir(), []string{"HERALD_ENGINE=memory"})
+	if p.url != "http://127.0.0.1:8080" {
+		t.Fatalf("listening on %s, want http://127.0.0.1:8080", p.url)
+	}
+	if c, err := net.DialTimeout("tcp", externalIP(t)+":8080", time.Second); err == nil {
+		c.Close()
+		t.Fatal("the default listener answers on a non-loopback address")
+	}
+	p.stop(t)
+}
+
+// externalIP is a non-loopback address of this machine (the test skips without one).
+func externalIP(t *testing.T) string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Skip("no non-loopback address")
+	return ""
+}
+
+// TestCommandsFindManagedRedis: herald commands run in the directory of a
+// herald serve with a managed redis-server (no --redis) reach it, password
+// and all: an event published over HTTP is listed by `herald events`.
+func TestCommandsFindManagedRedis(t *testing.T) {
+	redistest.Skip(t)
+	t.Parallel()
+	dir := t.TempDir()
+	p := startServe(t, dir, []string{"HERALD_LISTEN=" + freeAddr(t)})
+	resp, err := http.Post(p.url+"/v1/topics/found/events", "text/plain", strings.NewReader("hello managed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish: %d", resp.StatusCode)
+	}
+	cmd := exec.Command(binary, "events", "found", "-o", "json")
+	cmd.Dir, cmd.Env = dir, cleanEnv()
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "hello managed") {
+		t.Fatalf("herald events in the serve directory: %v\n%s", err, out)
+	}
+	p.stop(t)
 }
