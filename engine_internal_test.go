@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,4 +439,38 @@ func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
 		}
 	}
 	t.Logf("%d handler calls inside their consumer's tenures", checked)
+}
+
+// An event retried and acknowledged while the rest of its read batch is
+// still being handled is settled once: the in-flight budget comes back
+// exactly (it was given back twice when the batch counted it again).
+func TestEngineRetryInsideBatchSettledOnce(t *testing.T) {
+	c := testClient(t, 1)
+	var fails atomic.Int32
+	var handled atomic.Int32
+	e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		switch m.Key {
+		case "fast":
+			if fails.Add(1) == 1 {
+				return errors.New("once")
+			}
+		case "slow":
+			time.Sleep(300 * time.Millisecond)
+		}
+		handled.Add(1)
+		return nil
+	}), Backoff(time.Millisecond, 2*time.Millisecond), Concurrency(2))
+	if _, err := c.PublishBatch(context.Background(), "t", []Event{{Key: "slow", Data: []byte("s")}, {Key: "fast", Data: []byte("f")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, 5*time.Second, "both handled", func() bool { return handled.Load() == 2 })
+	stop(true)
+	if e.budget.free != e.o.maxInFlight {
+		t.Fatalf("in-flight budget after the stop: %d free of %d", e.budget.free, e.o.maxInFlight)
+	}
+	for _, p := range e.parts {
+		if p != nil && p.inflight.Load() != 0 {
+			t.Fatalf("partition %d: %d in flight after the stop", p.idx, p.inflight.Load())
+		}
+	}
 }

@@ -74,6 +74,7 @@ func (w *hworker) run() {
 			for _, d := range ch {
 				w.deliver(d)
 			}
+			ch[0].b.settled(len(ch)) // a slice holds events of one batch
 		case <-tc:
 			if e.fetchCtx.Err() != nil {
 				w.purge(true) // stopping: no more retries; parked events stay pending

@@ -83,32 +83,43 @@ type dlv struct {
 	b      *rbatch
 	stream string
 	retry  bool // read from the group's retry stream
+	parked bool // held back behind its key or for a retry: settled alone
 	id     string
 	prior  int64 // failed attempts recorded in Redis before this delivery (ordered)
 	state  atomic.Uint32
 	msg    Message
 }
 
-// finish settles d within its batch; the last one sends the batch's acks.
+// finish records how d was settled within its batch; the batch learns it
+// with settled, once per slice a worker was handed.
 func (d *dlv) finish(st uint32) {
-	d.state.Store(st)
-	b := d.b
 	if st == stDeferred {
-		b.p.deferred.Add(1)
+		// Parked: its batch is acknowledged without it; it is settled
+		// alone later (finishDeferred may change its state before the
+		// batch completes, parked never changes).
+		d.parked = true
+		d.b.p.deferred.Add(1)
 	}
-	if b.left.Add(-1) != 0 {
+	d.state.Store(st)
+}
+
+// settled counts n more events of the batch as finished; the call that
+// finishes the batch sends its acks.
+func (b *rbatch) settled(n int) {
+	if b.left.Add(-int32(n)) != 0 {
 		return
 	}
 	req := ackReq{}
 	for i := range b.items {
 		it := &b.items[i]
+		if it.parked {
+			continue
+		}
 		switch it.state.Load() {
 		case stAck:
 			req.add(it)
 		case stTrimmed:
 			req.trimmed = append(req.trimmed, it)
-		case stDeferred:
-			continue
 		}
 		req.n++
 	}
@@ -466,6 +477,9 @@ func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
 	}
 	for _, d := range settled {
 		d.finish(d.state.Load())
+	}
+	if len(settled) > 0 {
+		b.settled(len(settled))
 	}
 }
 
