@@ -56,6 +56,7 @@ func runConsumerProcess() (int, bool) {
 	}
 	sub, err := c.Subscribe(context.Background(), topic, group, herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
 		_, err := out.WriteString(m.Key + " " + string(m.Data) + " " + name + "\n")
+		time.Sleep(200 * time.Microsecond) // a handler that takes some time: a kill finds work in flight
 		return err
 	}), herald.Consumer(name), herald.From(herald.StartBeginning), herald.LeaseTime(time.Duration(leaseMS)*time.Millisecond))
 	if err != nil {
@@ -216,7 +217,7 @@ func TestOrderedAcrossConsumerProcessesKillAndJoin(t *testing.T) {
 				return
 			}
 			published.Add(keys)
-			time.Sleep(15 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 		pubDone <- nil
 	}()
