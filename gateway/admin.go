@@ -33,6 +33,7 @@ type TopicConfigJSON struct {
 	DedupeAll     bool   `json:"dedupe_all,omitempty"`
 	MaxEventBytes int    `json:"max_event_bytes,omitempty"`
 	Durability    string `json:"durability,omitempty"`
+	TrimAcked     bool   `json:"trim_acked,omitempty"` // trim what every group acknowledged (admin_time.go)
 }
 
 // PartitionJSON describes one partition.
@@ -51,7 +52,7 @@ func topicJSON(ti herald.TopicInfo, parts bool) TopicJSON {
 	t := TopicJSON{Name: ti.Name, Partitions: ti.Config.Partitions, Length: ti.Length, DeadLetters: ti.DeadLetters,
 		MemoryBytes: ti.MemoryBytes, Created: ti.Created, Config: TopicConfigJSON{Partitions: ti.Config.Partitions,
 			MaxLen: ti.Config.MaxLen, DedupeWindow: ti.Config.DedupeWindow.String(), DedupeAll: ti.Config.DedupeAll,
-			MaxEventBytes: ti.Config.MaxEventBytes, Durability: ti.Config.Durability.String()}}
+			MaxEventBytes: ti.Config.MaxEventBytes, Durability: ti.Config.Durability.String(), TrimAcked: ti.Config.TrimAcked}}
 	if ti.Config.MaxAge > 0 {
 		t.Config.MaxAge = ti.Config.MaxAge.String()
 	}
@@ -96,7 +97,7 @@ func (g *Gateway) handleCreateTopic(w http.ResponseWriter, r *http.Request, _ *p
 	if err := d.Decode(&in); err != nil && !errors.Is(err, errEOF) {
 		return badRequest("topic config: %v; send {\"partitions\": N, \"max_len\": N, \"max_age\": \"24h\", ...} or an empty body", err)
 	}
-	cfg := herald.TopicConfig{Partitions: in.Partitions, MaxLen: in.MaxLen, DedupeAll: in.DedupeAll, MaxEventBytes: in.MaxEventBytes}
+	cfg := herald.TopicConfig{Partitions: in.Partitions, MaxLen: in.MaxLen, DedupeAll: in.DedupeAll, MaxEventBytes: in.MaxEventBytes, TrimAcked: in.TrimAcked}
 	for _, f := range []struct {
 		s   string
 		dst *time.Duration

@@ -78,3 +78,14 @@ func TestSeekAndLossesOverHTTP(t *testing.T) {
 		t.Fatalf("losses: %d %s", code, b)
 	}
 }
+
+func TestCreateTopicWithTrimAcked(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	if code, b := e.do("PUT", "/v1/topics/tr", []byte(`{"partitions":2,"trim_acked":true}`), map[string]string{"Content-Type": "application/json"}); code != 200 && code != 201 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	code, b := e.do("GET", "/v1/topics/tr", nil, nil)
+	if code != 200 || !strings.Contains(string(b), `"trim_acked":true`) {
+		t.Fatalf("topic info: %d %s", code, b)
+	}
+}

@@ -99,6 +99,7 @@ func topicCmd(e *env) *cobra.Command {
 	fl.DurationVar(&cfg.MaxAge, "max-age", 0, "drop events older than this, e.g. 168h (0: no limit)")
 	fl.DurationVar(&cfg.DedupeWindow, "dedupe-window", 0, "how long caller-set ids are remembered (default 2m)")
 	fl.BoolVar(&cfg.DedupeAll, "dedupe-all", false, "deduplicate every event by id, not only caller-set ids")
+	fl.BoolVar(&cfg.TrimAcked, "trim-acked", false, "trim events once every consumer group acknowledged them (max-len and max-age stay hard caps)")
 	fl.IntVar(&cfg.MaxEventBytes, "max-event-bytes", 0, "largest event accepted (default 1 MiB)")
 	fl.Var(&durabilityFlag{&cfg.Durability}, "durability", "memory (ack when the master has it) or replicated (ack after WAIT for a replica)")
 
