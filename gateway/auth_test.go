@@ -17,6 +17,7 @@ import (
 // the permission, key with it) gives 401, 401, 403, 2xx (101 for the
 // WebSocket upgrade). Public probes answer without a key.
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	r, err := route.Parse([]byte("default: [mx.routed]\n"))
 	if err != nil {
 		t.Fatal(err)

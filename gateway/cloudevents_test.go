@@ -12,6 +12,7 @@ import (
 )
 
 func TestDecodeCloudEvent(t *testing.T) {
+	t.Parallel()
 	ev, err := gateway.DecodeCloudEvent([]byte(`{"specversion":"1.0","id":"e1","source":"/shop","type":"order.created",
 		"subject":"o-1","time":"2024-05-01T12:00:00Z","partitionkey":"cust-7","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"priority":3,"data":{"total":42}}`))
@@ -35,6 +36,7 @@ func TestDecodeCloudEvent(t *testing.T) {
 }
 
 func TestDecodeBinary(t *testing.T) {
+	t.Parallel()
 	h := http.Header{}
 	h.Set("ce-specversion", "1.0")
 	h.Set("ce-id", "b1")

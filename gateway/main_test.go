@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -193,4 +194,37 @@ func decodeEvent(t *testing.T, b []byte) gateway.EventJSON {
 		t.Fatalf("event %s: %v", b, err)
 	}
 	return e
+}
+
+// waitFor fails the test when cond does not hold within timeout (checked every 10 ms).
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// metricSum adds the values of a metric's series whose labels contain every one of labels.
+func metricSum(e *env, name string, labels ...string) float64 {
+	_, b := e.do("GET", "/metrics", nil, nil)
+	sum := 0.0
+	for _, l := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		ok := true
+		for _, lb := range labels {
+			ok = ok && strings.Contains(l, lb)
+		}
+		if i := strings.LastIndexByte(l, ' '); ok && i > 0 {
+			var v float64
+			fmt.Sscan(l[i+1:], &v)
+			sum += v
+		}
+	}
+	return sum
 }

@@ -13,6 +13,7 @@ import (
 )
 
 func TestPublishModes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	ctJSON := map[string]string{"Content-Type": "application/json"}
 	// Plain body with query metadata and an Idempotency-Key.
@@ -56,6 +57,7 @@ func TestPublishModes(t *testing.T) {
 }
 
 func TestPublishErrors(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{MaxBodyBytes: 1024, MaxBatch: 2})
 	cases := []struct {
 		name, path, body string
@@ -90,6 +92,7 @@ func TestPublishErrors(t *testing.T) {
 }
 
 func TestRoutedPublish(t *testing.T) {
+	t.Parallel()
 	r, err := route.Parse([]byte("rules:\n  - name: big\n    when: data.total > 100\n    to: [orders.big]\ndefault: [orders.small]\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +113,7 @@ func TestRoutedPublish(t *testing.T) {
 }
 
 func TestAdminAndHealth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	code, b := e.do("PUT", "/v1/topics/adm", []byte(`{"partitions":3,"max_age":"24h"}`), nil)
 	if code != 200 || !strings.Contains(string(b), `"partitions":3`) {
@@ -142,6 +146,7 @@ func TestAdminAndHealth(t *testing.T) {
 
 // TestOpenAPIListsEveryRoute: the document served at /v1/openapi.json names every endpoint.
 func TestOpenAPIListsEveryRoute(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	var doc struct {
 		OpenAPI string                    `json:"openapi"`

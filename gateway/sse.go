@@ -243,25 +243,35 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 		return err
 	}
 	defer done()
-	s, err := g.startSSE(w, r, nil, true)
-	if err != nil {
-		return nil
-	}
-	defer s.close()
-	g.metrics.streams.WithLabelValues("sse_tail").Inc()
-	defer g.metrics.streams.WithLabelValues("sse_tail").Dec()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
 	sent := g.metrics.delivered.WithLabelValues(topic, "", "sse", "sent")
 	latency := g.metrics.deliveryLatency.WithLabelValues(topic, "sse")
-	err = g.tail(ctx, topic, start, beat.C, s.heartbeat, func(fe *feedEvent) error {
+	var s *sseStream
+	// The stream starts (headers sent) once the tail has joined the
+	// topic's feed: an event published after the client saw the headers
+	// is in the stream.
+	ready := func() error {
+		var err error
+		if s, err = g.startSSE(w, r, nil, true); err != nil {
+			return err
+		}
+		g.metrics.streams.WithLabelValues("sse_tail").Inc()
+		return nil
+	}
+	err = g.tail(ctx, topic, start, beat.C, func() error { return s.heartbeat() }, func(fe *feedEvent) error {
 		sent.Inc()
 		if !fe.msg.Time.IsZero() {
 			latency.Observe(time.Since(fe.msg.Time).Seconds())
 		}
 		s.queue(fe.pos, "", fe.payload(format))
 		return nil
-	}, s.flush)
+	}, func() error { return s.flush() }, ready)
+	if s == nil {
+		return err // not started: the error is the answer
+	}
+	defer s.close()
+	defer g.metrics.streams.WithLabelValues("sse_tail").Dec()
 	if err != nil && ctx.Err() == nil {
 		ae := g.classify(err)
 		s.jsonEvent("", "error", errorDetail{Code: ae.Code, Message: ae.Message})

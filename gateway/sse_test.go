@@ -14,6 +14,7 @@ import (
 // reconnects with Last-Event-ID: it receives the rest with no gap, and not
 // the ones it confirmed; the group has nothing pending once all are confirmed.
 func TestSSEResumeWithLastEventID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	const total, firstRead = 50, 20
 	first := e.openSSE("/v1/topics/resume/events?group=readers&client=app-1&from=beginning", nil)
@@ -32,8 +33,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 		seen = append(seen, d.N)
 		lastID = ev.ID
 	}
-	first.close()
-	time.Sleep(100 * time.Millisecond) // the server notices the disconnect
+	first.close() // the reconnect below takes the session over, noticed or not
 
 	second := e.openSSE("/v1/topics/resume/events?group=readers&client=app-1", map[string]string{"Last-Event-ID": lastID})
 	second.next(t, "session", 5*time.Second)
@@ -86,13 +86,14 @@ func waitPending(t *testing.T, e *env, topic, group string, want int64) {
 // TestSSEReconnectWithoutClientID: an EventSource reconnects to the same
 // URL (no client id) with Last-Event-ID; the session is found by it.
 func TestSSEReconnectWithoutClientID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	s1 := e.openSSE("/v1/topics/es/events?group=g&from=beginning", nil)
 	s1.next(t, "session", 5*time.Second)
 	e.publish("es", `[{"data":1},{"data":2},{"data":3}]`, map[string]string{"Content-Type": "application/json"})
 	ev := s1.next(t, "", 5*time.Second)
 	s1.close()
-	time.Sleep(100 * time.Millisecond)
+	waitMetric(t, e, `herald_streams{kind="sse_group"} 0`) // the session waits for its client
 	s2 := e.openSSE("/v1/topics/es/events?group=g", map[string]string{"Last-Event-ID": ev.ID})
 	s2.next(t, "session", 5*time.Second)
 	got := []string{}
@@ -106,6 +107,7 @@ func TestSSEReconnectWithoutClientID(t *testing.T) {
 
 // TestSSEAutoAckAndNack covers ack=auto and a permanent nack to the dead letters.
 func TestSSEAutoAckAndNack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	auto := e.openSSE("/v1/topics/aa/events?group=auto&ack=auto&from=beginning", nil)
 	auto.next(t, "session", 5*time.Second)
@@ -144,11 +146,11 @@ func TestSSEAutoAckAndNack(t *testing.T) {
 // TestSSETail: without a group, a live tail from now, from=beginning, and
 // a resume after Last-Event-ID.
 func TestSSETail(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	e.publish("tail", "before", nil)
 	now := e.openSSE("/v1/topics/tail/events", nil)
-	all := e.openSSE("/v1/topics/tail/events?from=beginning", nil)
-	time.Sleep(200 * time.Millisecond)
+	all := e.openSSE("/v1/topics/tail/events?from=beginning", nil) // tails send headers once they follow the topic
 	e.publish("tail", "after", nil)
 	if d := decodeEvent(t, now.next(t, "", 5*time.Second).Data); string(d.Data) != `"after"` {
 		t.Fatalf("tail from now got %s", d.Data)
@@ -170,6 +172,7 @@ func TestSSETail(t *testing.T) {
 
 // TestChannelsSSE: POST to a channel reaches SSE listeners of the channel and of a pattern.
 func TestChannelsSSE(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	ns := strings.ReplaceAll(t.Name(), "/", "_")
 	exact := e.openSSE("/v1/channels/"+ns+".chat", nil)

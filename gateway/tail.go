@@ -72,9 +72,11 @@ func (ts tailStart) now() bool { return !ts.beginning && ts.from == "" && ts.aft
 // Nothing is skipped and nothing is sent twice.
 //
 // emit takes each event; flush (which may be nil) is called when the
-// stream has nothing more at hand, so that emit may buffer.
+// stream has nothing more at hand, so that emit may buffer. ready is
+// called once the tail has joined the topic's feed, before anything is
+// emitted: every event appended after it returns is delivered.
 func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat <-chan time.Time, heartbeat func() error,
-	emit func(*feedEvent) error, flush func() error) error {
+	emit func(*feedEvent) error, flush func() error, ready func() error) error {
 	if flush == nil {
 		flush = func() error { return nil }
 	}
@@ -103,6 +105,9 @@ func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat 
 				cursor = append(cursor, "0-0")
 			}
 		}
+	}
+	if err := ready(); err != nil {
+		return err
 	}
 	read := func(p int) error {
 		for len(cursor) <= p {

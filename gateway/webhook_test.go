@@ -17,6 +17,7 @@ import (
 // TestWebhookTargetDownThenUp: the target refuses connections for a while,
 // then answers; every event is delivered, signed, with its trace context.
 func TestWebhookTargetDownThenUp(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +32,10 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 		e.publish("wh", fmt.Sprintf(`{"data":{"n":%d}}`, i), map[string]string{"Content-Type": "application/json",
 			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Every event fails at least once while the target is down.
+	waitFor(t, 10*time.Second, func() bool {
+		return metricSum(e, "herald_deliveries_total", `outcome="failed"`, `via="webhook"`) >= n
+	})
 
 	var mu sync.Mutex
 	got := map[int]bool{}
@@ -86,6 +90,7 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 
 // TestWebhookPermanentRejection: a target answering 400 dead-letters the events at once.
 func TestWebhookPermanentRejection(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	calls := 0
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -414,7 +414,6 @@ func (c *wsConn) subscribeTail(ctx context.Context, req *WSRequest, s *wsSub) er
 	if err != nil {
 		return err
 	}
-	c.send(WSMessage{Type: "subscribed", ID: req.ID})
 	c.work.Add(1)
 	go func() {
 		defer c.work.Done()
@@ -425,7 +424,10 @@ func (c *wsConn) subscribeTail(ctx context.Context, req *WSRequest, s *wsSub) er
 				return context.Canceled
 			}
 			return nil
-		}, nil)
+		}, nil, func() error {
+			c.send(WSMessage{Type: "subscribed", ID: req.ID}) // joined: what comes next is delivered
+			return nil
+		})
 		if err != nil && ctx.Err() == nil {
 			c.sendErr(req.ID, err)
 		}

@@ -81,6 +81,7 @@ func (w *wsClient) expect(typ string) gateway.WSMessage {
 // TestWebSocketWindowAndAck: a connection with window=2 gets two events,
 // nothing more until it acknowledges; publish and channels work on the same socket.
 func TestWebSocketWindowAndAck(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	w := e.dialWS(t, "?window=2")
 	w.send(gateway.WSRequest{Op: "subscribe", ID: "s1", Topic: "wst", Group: "g", From: "beginning"})
