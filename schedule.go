@@ -27,7 +27,11 @@ import (
 // empty ID (the event has no stream position yet); list and cancel the
 // event by its id (set Event.ID to know it, or use Client.Schedule). A
 // negative d is refused. Scheduling is idempotent by event id: scheduling
-// an id that is already waiting returns Duplicate.
+// an id that is already waiting returns Duplicate. d counts from the call
+// to Delay. A delayed publish is acknowledged once the master stored it in
+// the schedule (Memory durability; Replicated is not waited for), and
+// PublishAsync with Delay schedules before it returns. The topic's dedupe
+// window does not apply when the event is moved to the stream.
 func Delay(d time.Duration) PublishOption {
 	at := time.Now().Add(d).UnixMilli()
 	if d < 0 {
