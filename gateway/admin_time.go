@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/heraldbus/herald"
 )
@@ -232,4 +235,35 @@ func (g *Gateway) handleLosses(w http.ResponseWriter, r *http.Request, _ *princi
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "groups": out})
 	return nil
+}
+
+// Metrics of time on the bus, read with the group metrics (metrics.go).
+var (
+	descTrimmedUnread  = prometheus.NewDesc("herald_group_trimmed_unread", "Events hard retention caps trimmed before the group read them.", []string{"topic", "group"}, nil)
+	descTrimmedPending = prometheus.NewDesc("herald_group_trimmed_pending", "Events hard retention caps trimmed while the group had them pending (read, not acknowledged).", []string{"topic", "group"}, nil)
+	descGroupDead      = prometheus.NewDesc("herald_group_dead_letters", "Dead letters of the group still stored.", []string{"topic", "group"}, nil)
+	descScheduled      = prometheus.NewDesc("herald_topic_scheduled", "Delayed events waiting in the topic's schedule.", []string{"topic"}, nil)
+	timeDescs          = []*prometheus.Desc{descTrimmedUnread, descTrimmedPending, descGroupDead, descScheduled}
+)
+
+// timeMetrics reads the per-group losses and the scheduled events of a
+// topic; ok is false when something could not be read.
+func timeMetrics(ctx context.Context, c *herald.Client, topic string) (out []prometheus.Metric, ok bool) {
+	ok = true
+	if ls, err := c.GroupLosses(ctx, topic); err == nil {
+		for _, l := range ls {
+			out = append(out,
+				prometheus.MustNewConstMetric(descTrimmedUnread, prometheus.GaugeValue, float64(l.TrimmedUnread), topic, l.Group),
+				prometheus.MustNewConstMetric(descTrimmedPending, prometheus.GaugeValue, float64(l.TrimmedPending), topic, l.Group),
+				prometheus.MustNewConstMetric(descGroupDead, prometheus.GaugeValue, float64(l.DeadLetters), topic, l.Group))
+		}
+	} else {
+		ok = false
+	}
+	if _, total, err := c.ScheduledEvents(ctx, topic, herald.ScheduleFilter{Limit: 1}); err == nil {
+		out = append(out, prometheus.MustNewConstMetric(descScheduled, prometheus.GaugeValue, float64(total), topic))
+	} else {
+		ok = false
+	}
+	return out, ok
 }

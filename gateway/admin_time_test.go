@@ -89,3 +89,20 @@ func TestCreateTopicWithTrimAcked(t *testing.T) {
 		t.Fatalf("topic info: %d %s", code, b)
 	}
 }
+
+func TestTimeMetrics(t *testing.T) {
+	e := newEnv(t, gateway.Config{})
+	e.publish("tmx", "x", nil)
+	if err := e.c.CreateGroup(t.Context(), "tmx", "g", herald.ToBeginning()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Publish(t.Context(), "tmx", herald.Event{Data: []byte("later")}, herald.Delay(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	code, b := e.do("GET", "/metrics", nil, nil)
+	for _, want := range []string{`herald_topic_scheduled{topic="tmx"} 1`, `herald_group_trimmed_unread{group="g",topic="tmx"} 0`, `herald_group_dead_letters{group="g",topic="tmx"} 0`} {
+		if code != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s (status %d)", want, code)
+		}
+	}
+}

@@ -241,7 +241,7 @@ type groupCollector struct {
 }
 
 func (gc *groupCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descLag, descPending, descSched, descOldest, descDLQ, descLength, descScrapeOK} {
+	for _, d := range append([]*prometheus.Desc{descLag, descPending, descSched, descOldest, descDLQ, descLength, descScrapeOK}, timeDescs...) {
 		ch <- d
 	}
 }
@@ -282,6 +282,11 @@ func (gc *groupCollector) read() []prometheus.Metric {
 				prometheus.MustNewConstMetric(descSched, prometheus.GaugeValue, float64(g.ScheduledRetries), t.Name, g.Name),
 				prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, g.OldestPending.Seconds(), t.Name, g.Name))
 		}
+		tm, tok := timeMetrics(ctx, gc.c, t.Name) // admin_time.go
+		if !tok {
+			ok = 0
+		}
+		out = append(out, tm...)
 	}
 	return append(out, prometheus.MustNewConstMetric(descScrapeOK, prometheus.GaugeValue, ok))
 }
