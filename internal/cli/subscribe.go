@@ -66,8 +66,12 @@ by --filter, or dead-lettered.`,
 				opts = append(opts, herald.Filter(filter))
 			}
 			if count > 0 {
+				// Reads of count at most; the in-flight window stays at 64 or
+				// more: with fewer slots than partitions, a reader blocked on an
+				// empty partition holds them all and the others never read
+				// (MaxInFlight(1) on 4 partitions delivered nothing).
 				window := min(count, 128)
-				opts = append(opts, herald.MaxInFlight(window), herald.ReadBatch(window))
+				opts = append(opts, herald.MaxInFlight(max(window, 64)), herald.ReadBatch(window))
 			}
 			c, err := e.client()
 			if err != nil {
