@@ -208,6 +208,8 @@ type Gateway struct {
 
 	sessions *sessionStore
 	hub      *tailHub
+	chans    *chanHub
+	monitors *monHub
 	limiter  *streamLimiter
 	hooksMu  sync.Mutex
 	hooks    []*webhookRunner
@@ -246,6 +248,8 @@ func New(cfg Config) (*Gateway, error) {
 	g.streamCtx, g.streamCancel = context.WithCancel(context.Background())
 	g.sessions = newSessionStore(g)
 	g.hub = newTailHub(g)
+	g.chans = newChanHub(g)
+	g.monitors = newMonHub(g)
 	g.limiter = newStreamLimiter()
 	g.registerRoutes()
 	return g, nil

@@ -116,3 +116,56 @@ func waitFeeds(t *testing.T, e *env, want int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestChannelStreamsShareOneConnection: 20 channel streams (10 channels, a
+// pattern) hold one Pub/Sub connection in all, and each gets its messages.
+func TestChannelStreamsShareOneConnection(t *testing.T) {
+	t.Parallel()
+	rs := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := herald.New(ctx, herald.Config{URL: rs.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	e := newEnvClient(t, c, gateway.Config{})
+	clients := func() int {
+		out, err := redisproc.Command(rs.Addr(), time.Second, "CLIENT", "LIST")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Count(out, "id=")
+	}
+	if code, b := e.do("POST", "/v1/channels/room-0/messages", []byte("warm"), nil); code != 200 {
+		t.Fatalf("broadcast: %d %s", code, b)
+	}
+	first := e.openSSE("/v1/channels/room-0", nil)
+	base := clients()
+	streams := []*sseClient{first}
+	for i := 1; i < 20; i++ {
+		streams = append(streams, e.openSSE(fmt.Sprintf("/v1/channels/room-%d", i%10), nil))
+	}
+	pat := e.openSSE("/v1/channels/room-*?pattern=true", nil)
+	if got := clients(); got > base+1 {
+		t.Fatalf("%d Redis clients with 21 channel streams, %d with one", got, base)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		n, err := c.NumSub(ctx, "room-9")
+		return err == nil && n["room-9"] == 1
+	})
+	for i := range 10 {
+		if code, b := e.do("POST", fmt.Sprintf("/v1/channels/room-%d/messages", i), []byte(fmt.Sprintf(`"m%d"`, i)), nil); code != 200 {
+			t.Fatalf("broadcast: %d %s", code, b)
+		}
+	}
+	for i, s := range streams {
+		ev := s.next(t, "", 5*time.Second)
+		if want := fmt.Sprintf(`"channel":"room-%d"`, i%10); !strings.Contains(string(ev.Data), want) {
+			t.Fatalf("stream %d got %s, want %s", i, ev.Data, want)
+		}
+	}
+	for range 10 {
+		pat.next(t, "", 5*time.Second)
+	}
+}

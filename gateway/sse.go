@@ -328,7 +328,8 @@ func parseQuery(r *http.Request) (herald.Query, error) {
 }
 
 // handleChannelStream serves GET /v1/channels/{channel}: live messages as
-// SSE; ?pattern=true subscribes to a glob pattern instead.
+// SSE; ?pattern=true subscribes to a glob pattern instead. Every channel
+// stream of the process shares one Pub/Sub connection (chanHub).
 func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p *principal) error {
 	ch := r.PathValue("channel")
 	if err := validChannel(ch); err != nil {
@@ -340,23 +341,11 @@ func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p 
 		return err
 	}
 	defer done()
-	gaps := make(chan herald.Gap, 16)
-	lc := herald.ListenConfig{OnGap: func(gp herald.Gap) {
-		select {
-		case gaps <- gp:
-		default:
-		}
-	}}
-	if pattern {
-		lc.Patterns = []string{ch}
-	} else {
-		lc.Channels = []string{ch}
-	}
-	l, err := g.c.Listen(ctx, lc)
+	sub, err := g.chans.join(ctx, ch, pattern)
 	if err != nil {
 		return err
 	}
-	defer l.Close()
+	defer g.chans.leave(sub)
 	s, err := g.startSSE(w, r, nil, false)
 	if err != nil {
 		return nil
@@ -365,32 +354,33 @@ func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p 
 	defer g.metrics.streams.WithLabelValues("sse_channel").Dec()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
+	var told int64
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-sub.ended:
 			return nil
 		case <-beat.C:
 			if s.heartbeat() != nil {
 				return nil
 			}
-		case gp := <-gaps:
+		case gp := <-sub.gaps:
 			msg := ""
 			if gp.Err != nil {
 				msg = gp.Err.Error()
 			}
 			s.jsonEvent("", "gap", map[string]any{"start": gp.Start, "end": gp.End, "error": msg})
-		case m, ok := <-l.Messages():
-			if !ok {
-				return nil
-			}
-			if m.Kind != "message" && m.Kind != "pmessage" {
-				continue
-			}
+		case m := <-sub.ch:
 			// A pattern may match channels the key may not read.
 			if pattern && !p.can(actSubscribe, "channel:"+m.Channel) {
 				continue
 			}
 			g.metrics.channelMessages.WithLabelValues("delivered").Inc()
+			if d := sub.dropped.Load(); d > told {
+				s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
+				told = d
+			}
 			if s.jsonEvent("", "", channelMessageJSON(m)) != nil {
 				return nil
 			}
@@ -414,7 +404,8 @@ func channelMessageJSON(m herald.ChannelMessage) ChannelMessageJSON {
 
 // handleMonitor serves GET /v1/monitor: every event and channel message as
 // it flows (no payloads), filtered by ?topics= and ?channels= globs and by
-// the key's admin grants.
+// the key's admin grants. Every monitor stream of the process shares one
+// Monitor (monHub).
 func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *principal) error {
 	q := r.URL.Query()
 	f := herald.MonitorFilter{Topics: q.Get("topics"), Channels: q.Get("channels"),
@@ -424,10 +415,11 @@ func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *princ
 		return err
 	}
 	defer done()
-	events, err := g.c.Monitor(ctx, f)
+	sub, err := g.monitors.join(ctx, f)
 	if err != nil {
 		return err
 	}
+	defer g.monitors.leave(sub)
 	s, err := g.startSSE(w, r, nil, false)
 	if err != nil {
 		return nil
@@ -436,20 +428,24 @@ func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *princ
 	defer g.metrics.streams.WithLabelValues("monitor").Dec()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
+	var told int64
 	for {
 		select {
 		case <-ctx.Done():
+			return nil
+		case <-sub.ended:
 			return nil
 		case <-beat.C:
 			if s.heartbeat() != nil {
 				return nil
 			}
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
+		case ev := <-sub.ch:
 			if ev.Kind == "event" && !p.can(actAdmin, ev.Topic) || ev.Kind == "message" && !p.can(actAdmin, "channel:"+ev.Channel) {
 				continue
+			}
+			if d := sub.dropped.Load(); d > told {
+				s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
+				told = d
 			}
 			if s.jsonEvent("", "", ev) != nil {
 				return nil

@@ -362,13 +362,9 @@ func (c *wsConn) subscribe(req *WSRequest) error {
 }
 
 func (c *wsConn) subscribeChannel(ctx context.Context, req *WSRequest, s *wsSub) error {
-	name := req.Channel
-	lc := herald.ListenConfig{}
+	name, pattern := req.Channel, false
 	if req.Pattern != "" {
-		name = req.Pattern
-		lc.Patterns = []string{name}
-	} else {
-		lc.Channels = []string{name}
+		name, pattern = req.Pattern, true
 	}
 	if err := validChannel(name); err != nil {
 		return err
@@ -376,7 +372,7 @@ func (c *wsConn) subscribeChannel(ctx context.Context, req *WSRequest, s *wsSub)
 	if !c.p.can(actSubscribe, "channel:"+name) {
 		return errorf(http.StatusForbidden, CodeForbidden, "this API key may not subscribe to channel %q", name)
 	}
-	l, err := c.g.c.Listen(ctx, lc)
+	sub, err := c.g.chans.join(ctx, name, pattern)
 	if err != nil {
 		return err
 	}
@@ -385,18 +381,22 @@ func (c *wsConn) subscribeChannel(ctx context.Context, req *WSRequest, s *wsSub)
 	go func() {
 		defer c.work.Done()
 		defer close(s.done)
-		go func() { <-ctx.Done(); l.Close() }()
-		for m := range l.Messages() {
-			if m.Kind != "message" && m.Kind != "pmessage" {
-				continue
-			}
-			if req.Pattern != "" && !c.p.can(actSubscribe, "channel:"+m.Channel) {
-				continue
-			}
-			cm := channelMessageJSON(m)
-			c.g.metrics.channelMessages.WithLabelValues("delivered").Inc()
-			if !c.send(WSMessage{Type: "message", ID: req.ID, Message: &cm}) {
+		defer c.g.chans.leave(sub)
+		for {
+			select {
+			case <-ctx.Done():
 				return
+			case <-sub.ended:
+				return
+			case m := <-sub.ch:
+				if pattern && !c.p.can(actSubscribe, "channel:"+m.Channel) {
+					continue
+				}
+				cm := channelMessageJSON(m)
+				c.g.metrics.channelMessages.WithLabelValues("delivered").Inc()
+				if !c.send(WSMessage{Type: "message", ID: req.ID, Message: &cm}) {
+					return
+				}
 			}
 		}
 	}()
