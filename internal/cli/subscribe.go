@@ -65,19 +65,23 @@ by --filter, or dead-lettered.`,
 			if filter != "" {
 				opts = append(opts, herald.Filter(filter))
 			}
-			if count > 0 {
-				// Reads of count at most; the in-flight window stays at 64 or
-				// more: with fewer slots than partitions, a reader blocked on an
-				// empty partition holds them all and the others never read
-				// (MaxInFlight(1) on 4 partitions delivered nothing).
-				window := min(count, 128)
-				opts = append(opts, herald.MaxInFlight(max(window, 64)), herald.ReadBatch(window))
-			}
 			c, err := e.client()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
+			if count > 0 {
+				// Read little ahead: reads of count at most, and an in-flight
+				// window of count, but never fewer slots than partitions: a
+				// reader blocked on an empty partition would hold them all and
+				// the others would never read (MaxInFlight(1) on 4 partitions
+				// delivered nothing).
+				window, parts := min(count, 128), 64
+				if info, err := c.TopicInfo(cmd.Context(), topic); err == nil {
+					parts = len(info.Partitions)
+				}
+				opts = append(opts, herald.MaxInFlight(max(window, parts)), herald.ReadBatch(window))
+			}
 			ctx := cmd.Context()
 			var (
 				outMu sync.Mutex
