@@ -153,3 +153,22 @@ func TestRunningSubscriptionFollowsSeek(t *testing.T) {
 		t.Fatalf("after seeking to the end got %v, want x0", out)
 	}
 }
+
+func FuzzParseSeekTarget(f *testing.F) {
+	for _, s := range []string{"beginning", "end", "2026-01-02T15:04:05Z", "1/1700000000000-3", "17-0", "0", "$", "x", "1/", "-1/2-3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		target, err := herald.ParseSeekTarget(s)
+		if err != nil {
+			if !errors.Is(err, herald.ErrInvalid) {
+				t.Fatalf("%q: error %v does not wrap ErrInvalid", s, err)
+			}
+			return
+		}
+		again, err := herald.ParseSeekTarget(target.String())
+		if err != nil || again.String() != target.String() {
+			t.Fatalf("%q -> %q -> %q, %v", s, target, again, err)
+		}
+	})
+}
