@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -106,6 +107,21 @@ func TestRedisPasswordEnv(t *testing.T) {
 	}
 	if r := runEnv(t, nil, "--redis", s.URL(), "topics"); r.code == 0 {
 		t.Fatalf("no password: %+v", r)
+	}
+	// herald serve takes it too, and does not log it.
+	p := startServe(t, t.TempDir(), []string{"HERALD_LISTEN=" + freeAddr(t), "HERALD_REDIS_URL=" + s.URL(),
+		"HERALD_REDIS_PASSWORD=pw-right", "HERALD_LOG_LEVEL=debug"})
+	resp, err := http.Get(p.url + "/v1/topics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/topics through serve with HERALD_REDIS_PASSWORD: %d", resp.StatusCode)
+	}
+	p.stop(t)
+	if strings.Contains(p.stderr.String(), "pw-right") {
+		t.Fatalf("serve logged the password:\n%s", p.stderr.String())
 	}
 }
 
