@@ -158,7 +158,7 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 
 	t.Run("channel walkthrough across nodes", func(t *testing.T) {
 		urlA := "redis://127.0.0.1:" + strconv.Itoa(masters[0])
-		sub := startProc(t, binary, "--redis", urlA, "channel", "subscribe", "mychannel", "--count", "1")
+		sub := startProc(t, binary, "--redis", urlA, "channel", "subscribe", "mychannel", "--count", "1", "--no-raw")
 		// The subscriber sits on exactly one node (a single-seed URL of a
 		// cluster node still gives a cluster client).
 		subNode := 0
@@ -182,7 +182,7 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 			t.Fatal("node B counts the subscriber itself")
 		}
 		urlB := "redis://127.0.0.1:" + strconv.Itoa(portB)
-		r := runBin(t, ns, "", "--redis", urlB, "channel", "numsub", "mychannel")
+		r := runBin(t, ns, "", "--redis", urlB, "channel", "numsub", "mychannel", "--no-raw")
 		if r.code != 0 || r.out != "1) \"mychannel\"\n2) (integer) 1\n" {
 			t.Fatalf("numsub through node %d (subscriber on %d) did not sum over the nodes: %+v", portB, subNode, r)
 		}
