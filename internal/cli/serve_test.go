@@ -445,3 +445,122 @@ func TestCommandsFindManagedRedis(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestServeTwoProcessesShareGroups: two herald serve processes on one
+// Redis. An SSE group client reads part of a topic from the first, which
+// is then stopped (SIGTERM); the client reconnects to the second with
+// Last-Event-ID and gets the rest with no gap. A webhook configured on
+// both gets each event once (redeliveries counted, none missing).
+func TestServeTwoProcessesShareGroups(t *testing.T) {
+	redistest.Skip(t)
+	t.Parallel()
+	ns := redistest.Namespace(t)
+	var mu sync.Mutex
+	hooked := map[string]int{}
+	target := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ce struct{ ID string }
+		json.NewDecoder(r.Body).Decode(&ce)
+		mu.Lock()
+		hooked[ce.ID]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go target.Serve(tl)
+	defer target.Close()
+	conf := filepath.Join(t.TempDir(), "herald.yaml")
+	os.WriteFile(conf, []byte("webhooks:\n  - name: shared\n    topic: two\n    url: http://"+tl.Addr().String()+"/\n    from: beginning\n"), 0o600)
+	env := []string{"HERALD_REDIS_URL=" + redistest.URL(t), "HERALD_NAMESPACE=" + ns, "HERALD_CONFIG=" + conf}
+	a := startServe(t, t.TempDir(), append(env, "HERALD_LISTEN="+freeAddr(t)))
+	b := startServe(t, t.TempDir(), append(env, "HERALD_LISTEN="+freeAddr(t)))
+
+	const total, firstRead = 40, 15
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	open := func(base, lastID string) (*bufio.Scanner, func()) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/topics/two/events?group=g&client=mover&window=8&from=beginning", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("SSE on %s: %v %v", base, err, resp)
+		}
+		return bufio.NewScanner(resp.Body), func() { resp.Body.Close() }
+	}
+	// next returns the next event's id and payload number.
+	next := func(sc *bufio.Scanner) (string, int) {
+		id := ""
+		for sc.Scan() {
+			l := sc.Text()
+			if v, ok := strings.CutPrefix(l, "id: "); ok {
+				id = v
+			}
+			if d, ok := strings.CutPrefix(l, "data: "); ok && id != "" {
+				var ev struct{ Data struct{ N int } }
+				json.Unmarshal([]byte(d), &ev)
+				return id, ev.Data.N
+			}
+		}
+		t.Fatalf("stream ended: %v", sc.Err())
+		return "", 0
+	}
+	ack := func(base, id string) {
+		resp, err := http.Post(base+"/v1/topics/two/groups/g/ack", "application/json", strings.NewReader(`{"client":"mover","up_to":"`+id+`"}`))
+		if err == nil {
+			resp.Body.Close()
+		}
+	}
+	sc, closeA := open(a.url, "")
+	var batch []string
+	for i := range total {
+		batch = append(batch, fmt.Sprintf(`{"data":{"n":%d}}`, i))
+	}
+	resp, err := http.Post(a.url+"/v1/topics/two/events", "application/json", strings.NewReader("["+strings.Join(batch, ",")+"]"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("publish: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	seen := map[int]int{}
+	lastID := ""
+	for range firstRead {
+		id, n := next(sc)
+		seen[n]++
+		lastID = id
+		ack(a.url, id)
+	}
+	closeA()
+	a.stop(t)
+	sc, closeB := open(b.url, lastID)
+	defer closeB()
+	for len(seen) < total {
+		id, n := next(sc)
+		seen[n]++
+		ack(b.url, id)
+	}
+	// The webhook: every event once across the two processes.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		missing, dups := 0, 0
+		for _, k := range hooked {
+			dups += k - 1
+		}
+		missing = total - len(hooked)
+		mu.Unlock()
+		if missing == 0 {
+			t.Logf("webhook: %d events, %d redeliveries", total, dups)
+			if dups > total/10 {
+				t.Fatalf("webhook: %d redeliveries of %d events", dups, total)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhook: %d of %d events never POSTed", missing, total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
