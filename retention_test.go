@@ -65,7 +65,9 @@ func TestTrimAckedKeepsWhatASlowGroupHasNotRead(t *testing.T) {
 	}
 	// Both groups acknowledged everything: trimmed, by the explicit pass or
 	// by the movers' own pass (about once a second).
-	c.RetainNow(ctx, "t")
+	if _, err := c.RetainNow(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
 	if n := topicLength(t, ctx, c, "t"); n != 0 {
 		t.Fatalf("length %d after both groups acknowledged, want 0", n)
 	}
@@ -138,7 +140,9 @@ func TestHardCapLossesCountedForSlowGroup(t *testing.T) {
 		t.Fatalf("fast group handled everything but lost %+v", f)
 	}
 	// Counted once: another pass adds nothing.
-	c.RetainNow(ctx, "t")
+	if _, err := c.RetainNow(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
 	if l2 := lossOf(t, ctx, c, "t", "slow"); l2 != l {
 		t.Fatalf("a second pass changed the counts: %+v then %+v", l, l2)
 	}
