@@ -72,7 +72,7 @@ func (c *Client) Schedule(ctx context.Context, topicName string, ev Event, at ti
 	if ev.ID == "" {
 		ev.ID = newID()
 	}
-	pos, err := c.Publish(ctx, topicName, ev, append(opts, At(at))...)
+	pos, err := c.Publish(ctx, topicName, ev, append(opts[:len(opts):len(opts)], At(at))...)
 	if err != nil {
 		return ScheduledEvent{}, err
 	}
