@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,7 +23,8 @@ func BenchmarkConsumeEngine(b *testing.B) {
 	for _, mode := range []struct {
 		name string
 		opts []SubscribeOption
-	}{{"ordered", nil}, {"unordered", []SubscribeOption{Unordered()}}} {
+	}{{"ordered", nil}, {"unordered", []SubscribeOption{Unordered()}},
+		{"ordered-batch128", []SubscribeOption{MaxInFlight(1024), ReadBatch(128)}}} {
 		b.Run(mode.name, func(b *testing.B) {
 			c := testClient(b, 8)
 			ctx := context.Background()
@@ -54,6 +56,7 @@ func BenchmarkConsumeEngine(b *testing.B) {
 			}
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
+			cpu0 := processCPU()
 			b.ResetTimer()
 			start := time.Now()
 			sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
@@ -74,6 +77,7 @@ func BenchmarkConsumeEngine(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 			b.ReportMetric(float64(b.N)/time.Since(time.Unix(0, first.Load())).Seconds(), "steady-events/s")
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "client-cpu-us/event")
 			runtime.ReadMemStats(&ms1)
 			b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(b.N), "allocs/event")
 			b.ReportMetric(float64(ms1.TotalAlloc-ms0.TotalAlloc)/float64(b.N), "B/event")
@@ -90,4 +94,13 @@ func writeAllocs(b *testing.B, path string) {
 	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// processCPU is the user and system CPU time this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

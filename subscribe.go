@@ -28,8 +28,8 @@ func (f HandlerFunc) Handle(ctx context.Context, m *Message) error { return f(ct
 // Defaults of SubscribeOption.
 const (
 	DefaultConcurrency       = 8
-	DefaultMaxInFlight       = 1024
-	DefaultReadBatch         = 128
+	DefaultMaxInFlight       = 4096
+	DefaultReadBatch         = 256
 	DefaultMaxAttempts       = 8
 	DefaultRetryBackoff      = time.Second
 	DefaultMaxRetryBackoff   = 5 * time.Minute
@@ -82,11 +82,13 @@ func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.cons
 // at a time.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
-// MaxInFlight bounds events read but not yet acknowledged (default 1024;
+// MaxInFlight bounds events read but not yet acknowledged (default 4096;
 // each partition reader takes at most its share of it per read).
 func MaxInFlight(n int) SubscribeOption { return func(o *subOptions) { o.maxInFlight = n } }
 
-// ReadBatch is the most events read per partition per round trip (default 128).
+// ReadBatch is the most events read per partition per round trip (default
+// 256). Bigger batches cost the client less per event: 1.33-1.45 µs of CPU
+// per event at 128, 1.10-1.16 µs at 256 (BenchmarkConsumeEngine, 2 cores).
 func ReadBatch(n int) SubscribeOption { return func(o *subOptions) { o.readBatch = n } }
 
 // MaxAttempts is the number of deliveries before an event is dead-lettered (default 8).
