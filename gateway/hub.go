@@ -72,6 +72,7 @@ type feedEvent struct {
 	msg      herald.Message
 	pos      string // "<partition>/<stream id>"
 	id       string // stream id
+	next     string // the smallest stream id after it (a subscriber's cursor once it is sent)
 	heraldJS []byte
 	ceOnce   sync.Once
 	ceJS     []byte
@@ -80,6 +81,7 @@ type feedEvent struct {
 func newFeedEvent(e *herald.StoredEvent) *feedEvent {
 	fe := &feedEvent{msg: herald.Message{Event: e.Event, Topic: e.Topic, Partition: e.Partition, Position: e.Position}, id: e.Position}
 	fe.pos = fe.msg.Pos().String()
+	fe.next = nextID(e.Position)
 	return fe
 }
 

@@ -166,7 +166,7 @@ func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat 
 				if err := emit(fe); err != nil {
 					return err
 				}
-				cursor[p] = nextID(fe.id)
+				cursor[p] = fe.next
 			}
 			if len(sub.ch) > 0 {
 				continue // more at hand: one write for all of it
