@@ -23,10 +23,15 @@ func BenchmarkPublishWays(b *testing.B) {
 		name string
 		way  appendWay
 	}{{"plain", wayPlain}, {"script", wayScript}, {"multi", wayMulti}} {
-		for _, par := range []int{0, 8, 32} { // goroutines per GOMAXPROCS; 0: one goroutine
+		for _, par := range []int{0, 8, 32, -8} { // goroutines per GOMAXPROCS; 0: one goroutine; -8: 8, PublishBatch of 100
 			name := fmt.Sprintf("%s/goroutines=1", way.name)
 			if par > 0 {
 				name = fmt.Sprintf("%s/goroutines=%dxGOMAXPROCS", way.name, par)
+			}
+			batch := par < 0
+			if batch {
+				par = -par
+				name = fmt.Sprintf("%s/batch100/goroutines=%dxGOMAXPROCS", way.name, par)
 			}
 			b.Run(name, func(b *testing.B) {
 				c, err := New(ctx, Config{URL: redistest.URL(b), Namespace: redistest.Namespace(b)})
@@ -48,8 +53,21 @@ func BenchmarkPublishWays(b *testing.B) {
 					return
 				}
 				b.SetParallelism(par)
+				evs := make([]Event, 100)
+				for i := range evs {
+					evs[i] = Event{Data: payload}
+				}
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
+						if batch { // b.N counts events
+							for k := 0; k < 99 && pb.Next(); k++ {
+							}
+							if _, err := c.PublishBatch(ctx, "bench", evs); err != nil {
+								b.Error(err)
+								return
+							}
+							continue
+						}
 						if _, err := c.Publish(ctx, "bench", Event{Data: payload}); err != nil {
 							b.Error(err)
 							return
