@@ -62,14 +62,20 @@ func TestReplicatedFailsWithoutReplicaUnlessDegradeAllowed(t *testing.T) {
 		info, err := redisproc.Command(replica.Addr(), time.Second, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	if err := c.CreateTopic(ctx, "safe", herald.TopicConfig{Durability: herald.Replicated}); err != nil {
+	// (The default ReplicationTimeout: 50 ms is too short for a loaded machine or -race.)
+	sure, err := herald.New(context.Background(), herald.Config{URL: master.URL()})
+	if err != nil {
 		t.Fatal(err)
 	}
-	p, err = c.Publish(ctx, "safe", herald.Event{Data: []byte("f")})
+	defer sure.Close()
+	if err := sure.CreateTopic(ctx, "safe", herald.TopicConfig{Durability: herald.Replicated}); err != nil {
+		t.Fatal(err)
+	}
+	p, err = sure.Publish(ctx, "safe", herald.Event{Data: []byte("f")})
 	if err != nil || p.Degraded || p.Replicas != 1 {
 		t.Fatalf("with a replica: %+v %v; want 1 replica", p, err)
 	}
-	if ti, _ := c.TopicInfo(ctx, "safe"); ti.Config.Durability != herald.Replicated {
+	if ti, _ := sure.TopicInfo(ctx, "safe"); ti.Config.Durability != herald.Replicated {
 		t.Fatalf("topic durability = %v", ti.Config.Durability)
 	}
 }
