@@ -374,7 +374,7 @@ var openAPI []byte
 func (g *Gateway) handleOpenAPI(w http.ResponseWriter, r *http.Request, _ *principal) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write(openAPI)
+	_, _ = w.Write(openAPI)
 	return nil
 }
 

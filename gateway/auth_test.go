@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/heraldbus/herald/gateway"
 	"github.com/heraldbus/herald/route"
 )
@@ -174,7 +175,7 @@ func (e *env) call(t *testing.T, method, path, body, key string, stream bool) in
 	defer resp.Body.Close()
 	if !stream {
 		var b bytes.Buffer
-		b.ReadFrom(resp.Body)
+		_, _ = b.ReadFrom(resp.Body)
 		if resp.StatusCode >= 300 && key != "" && !strings.Contains(b.String(), `"error"`) {
 			t.Errorf("%s %s: %d without a JSON error body: %s", method, path, resp.StatusCode, b.String())
 		}

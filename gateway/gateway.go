@@ -28,9 +28,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/route"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults used when a Config field is zero.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
 	"github.com/heraldbus/herald/internal/redisproc"
@@ -60,9 +61,9 @@ func TestGroupSessionsShareOneConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.CloseNow()
+	defer func() { _ = ws.CloseNow() }()
 	sub, _ := json.Marshal(gateway.WSRequest{Op: "subscribe", ID: "w", Topic: "fan", Group: "g"})
-	ws.Write(ctx, websocket.MessageText, sub)
+	_ = ws.Write(ctx, websocket.MessageText, sub)
 	if _, b, err := ws.Read(ctx); err != nil || !strings.Contains(string(b), "subscribed") {
 		t.Fatalf("ws subscribe: %s %v", b, err)
 	}
@@ -111,17 +112,17 @@ func TestGroupSessionsShareOneConsumer(t *testing.T) {
 				return
 			}
 			var m gateway.WSMessage
-			json.Unmarshal(b, &m)
+			_ = json.Unmarshal(b, &m)
 			if m.Type != "event" {
 				continue
 			}
 			var ev gateway.EventJSON
-			json.Unmarshal(m.Event, &ev)
+			_ = json.Unmarshal(m.Event, &ev)
 			mu.Lock()
 			seen[ev.Position]++
 			mu.Unlock()
 			ack, _ := json.Marshal(gateway.WSRequest{Op: "ack", ID: "w", Positions: []string{ev.Position}})
-			ws.Write(ctx, websocket.MessageText, ack)
+			_ = ws.Write(ctx, websocket.MessageText, ack)
 		}
 	}()
 	wg.Wait()
@@ -178,7 +179,7 @@ func TestConnectDisconnectCycles(t *testing.T) {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 64)
-		resp.Body.Read(buf) // the stream's first bytes
+		_, _ = resp.Body.Read(buf) // the stream's first bytes
 		resp.Body.Close()
 	}
 	settle := func() (int, uint64) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/heraldbus/herald/gateway"
 )
 
@@ -66,7 +67,7 @@ func TestWebSocketSubscriptionLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.CloseNow()
+	defer func() { _ = c.CloseNow() }()
 	for _, id := range []string{"s1", "s2", "s3"} {
 		b, _ := json.Marshal(gateway.WSRequest{Op: "subscribe", ID: id, Topic: "wslim"})
 		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
@@ -77,7 +78,7 @@ func TestWebSocketSubscriptionLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 		var m gateway.WSMessage
-		json.Unmarshal(rb, &m)
+		_ = json.Unmarshal(rb, &m)
 		want := "subscribed"
 		if id == "s3" {
 			want = "error"
@@ -107,7 +108,7 @@ func TestAccessLog(t *testing.T) {
 	var line map[string]any
 	for _, l := range strings.Split(out, "\n") {
 		if strings.Contains(l, `"http request"`) {
-			json.Unmarshal([]byte(l), &line)
+			_ = json.Unmarshal([]byte(l), &line)
 		}
 	}
 	if line == nil {

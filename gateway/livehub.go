@@ -124,9 +124,9 @@ func (h *chanHub) leave(sub *chanSub) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if sub.pattern {
-		l.PUnsubscribe(ctx, sub.name)
+		_ = l.PUnsubscribe(ctx, sub.name)
 	} else {
-		l.Unsubscribe(ctx, sub.name)
+		_ = l.Unsubscribe(ctx, sub.name)
 	}
 }
 

@@ -59,7 +59,7 @@ func newEnvClient(t *testing.T, c *herald.Client, cfg gateway.Config) *env {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		g.Shutdown(ctx)
+		_ = g.Shutdown(ctx)
 		srv.Close()
 	})
 	return &env{t: t, c: c, g: g, srv: srv, url: srv.URL}
@@ -222,7 +222,7 @@ func metricSum(e *env, name string, labels ...string) float64 {
 		}
 		if i := strings.LastIndexByte(l, ' '); ok && i > 0 {
 			var v float64
-			fmt.Sscan(l[i+1:], &v)
+			_, _ = fmt.Sscan(l[i+1:], &v)
 			sum += v
 		}
 	}

@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/heraldbus/herald"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/heraldbus/herald"
 )
 
 func prometheusGoCollectors() []prometheus.Collector {

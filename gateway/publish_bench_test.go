@@ -73,7 +73,7 @@ func BenchmarkPublishHTTP(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					io.Copy(io.Discard, resp.Body)
+					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode != 200 {
 						b.Errorf("status %d", resp.StatusCode)

@@ -84,7 +84,7 @@ func TestPublishErrors(t *testing.T) {
 		var eb struct {
 			Error struct{ Code, Message string }
 		}
-		json.Unmarshal(b, &eb)
+		_ = json.Unmarshal(b, &eb)
 		if code != c.code || eb.Error.Code != c.errCode || eb.Error.Message == "" {
 			t.Errorf("%s: got %d %s, want %d %s", c.name, code, b, c.code, c.errCode)
 		}
@@ -132,7 +132,6 @@ func TestAdminAndHealth(t *testing.T) {
 			t.Errorf("GET %s: %d %s", p, code, b)
 		}
 	}
-	_, b = e.do("GET", "/metrics", nil, nil)
 	_, b = e.do("GET", "/metrics", nil, nil)
 	for _, m := range []string{"herald_http_requests_total", "herald_publish_events_total", "herald_degraded_publishes_total", "herald_topic_events"} {
 		if !strings.Contains(string(b), m) {

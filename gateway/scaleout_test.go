@@ -45,7 +45,7 @@ func startInstance(t *testing.T, url, ns, name string, cfg gateway.Config) *inst
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			g.Shutdown(ctx)
+			_ = g.Shutdown(ctx)
 			srv.Close()
 			c.Close()
 		})
@@ -76,7 +76,7 @@ func TestTwoInstancesResumeWithoutGap(t *testing.T) {
 	for range firstRead {
 		ev := s1.next(t, "", 5*time.Second)
 		var d struct{ N int }
-		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		_ = json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
 		seen[d.N]++
 		lastID = ev.ID
 		// The client confirms as it goes, by Last-Event-ID on the next
@@ -93,7 +93,7 @@ func TestTwoInstancesResumeWithoutGap(t *testing.T) {
 	for len(seen) < total {
 		ev := s2.next(t, "", 15*time.Second)
 		var d struct{ N int }
-		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		_ = json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
 		seen[d.N]++
 		b.do("POST", "/v1/topics/so/groups/g/ack", []byte(`{"client":"app","up_to":"`+ev.ID+`"}`), nil)
 	}
@@ -118,7 +118,7 @@ func TestWebhookSharedByInstances(t *testing.T) {
 	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		var ce struct{ ID string }
-		json.Unmarshal(b, &ce)
+		_ = json.Unmarshal(b, &ce)
 		mu.Lock()
 		got[ce.ID]++
 		mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
 )

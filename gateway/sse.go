@@ -59,12 +59,13 @@ func (g *Gateway) startSSE(w http.ResponseWriter, r *http.Request, extra http.He
 			s.conn = conn
 			hb := []byte("HTTP/1.1 200 OK\r\nConnection: close\r\n")
 			var hw headerWriter
-			h.Write(&hw)
+			_ = h.Write(&hw)
 			hb = append(hb, hw.b...)
 			hb = append(hb, "\r\n"...)
 			brw.Reader.Reset(nil) // drop the server's buffers
 			brw.Writer.Reset(nil)
-			s.buf = append(hb, "retry: 2000\n\n"...)
+			hb = append(hb, "retry: 2000\n\n"...)
+			s.buf = hb
 			if err := s.flush(); err != nil {
 				conn.Close()
 				return nil, err
@@ -274,7 +275,7 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 	defer g.metrics.streams.WithLabelValues("sse_tail").Dec()
 	if err != nil && ctx.Err() == nil {
 		ae := g.classify(err)
-		s.jsonEvent("", "error", errorDetail{Code: ae.Code, Message: ae.Message})
+		_ = s.jsonEvent("", "error", errorDetail{Code: ae.Code, Message: ae.Message})
 	}
 	return nil
 }
@@ -370,7 +371,7 @@ func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p 
 			if gp.Err != nil {
 				msg = gp.Err.Error()
 			}
-			s.jsonEvent("", "gap", map[string]any{"start": gp.Start, "end": gp.End, "error": msg})
+			_ = s.jsonEvent("", "gap", map[string]any{"start": gp.Start, "end": gp.End, "error": msg})
 		case m := <-sub.ch:
 			// A pattern may match channels the key may not read.
 			if pattern && !p.can(actSubscribe, "channel:"+m.Channel) {
@@ -378,7 +379,7 @@ func (g *Gateway) handleChannelStream(w http.ResponseWriter, r *http.Request, p 
 			}
 			g.metrics.channelMessages.WithLabelValues("delivered").Inc()
 			if d := sub.dropped.Load(); d > told {
-				s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
+				_ = s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
 				told = d
 			}
 			if s.jsonEvent("", "", channelMessageJSON(m)) != nil {
@@ -444,7 +445,7 @@ func (g *Gateway) handleMonitor(w http.ResponseWriter, r *http.Request, p *princ
 				continue
 			}
 			if d := sub.dropped.Load(); d > told {
-				s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
+				_ = s.jsonEvent("", "lagged", map[string]int64{"dropped": d - told})
 				told = d
 			}
 			if s.jsonEvent("", "", ev) != nil {

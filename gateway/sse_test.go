@@ -29,7 +29,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 	for len(seen) < firstRead {
 		ev := first.next(t, "", 5*time.Second)
 		var d struct{ N int }
-		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		_ = json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
 		seen = append(seen, d.N)
 		lastID = ev.ID
 	}
@@ -40,7 +40,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 	for len(seen) < total {
 		ev := second.next(t, "", 5*time.Second)
 		var d struct{ N int }
-		json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
+		_ = json.Unmarshal(decodeEvent(t, ev.Data).Data, &d)
 		seen = append(seen, d.N)
 		lastID = ev.ID
 	}
@@ -70,7 +70,7 @@ func waitPending(t *testing.T, e *env, topic, group string, want int64) {
 	for {
 		_, b := e.do("GET", "/v1/topics/"+topic+"/groups", nil, nil)
 		var r struct{ Groups []gateway.GroupJSON }
-		json.Unmarshal(b, &r)
+		_ = json.Unmarshal(b, &r)
 		for _, g := range r.Groups {
 			if g.Name == group && g.Pending == want {
 				return
@@ -190,7 +190,7 @@ func TestChannelsSSE(t *testing.T) {
 	}
 	for _, s := range []*sseClient{exact, pat} {
 		var m gateway.ChannelMessageJSON
-		json.Unmarshal(s.next(t, "", 5*time.Second).Data, &m)
+		_ = json.Unmarshal(s.next(t, "", 5*time.Second).Data, &m)
 		if m.Channel != ns+".chat" || string(m.Data) != `{"hi":1}` {
 			t.Fatalf("channel message %+v", m)
 		}

@@ -279,7 +279,7 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 		}
 		return fmt.Errorf("webhook %s: POST %s: %v", h.cfg.Name, h.target, err)
 	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:

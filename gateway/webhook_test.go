@@ -51,7 +51,7 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 			problems = append(problems, "missing traceparent or content type")
 		}
 		var ce struct{ Data struct{ N int } }
-		json.Unmarshal(body, &ce)
+		_ = json.Unmarshal(body, &ce)
 		got[ce.Data.N] = true
 		w.WriteHeader(http.StatusNoContent)
 	})}
@@ -65,7 +65,7 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	go srv.Serve(l2)
+	go func() { _ = srv.Serve(l2) }()
 	defer srv.Close()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -103,7 +103,7 @@ func TestWebhookPermanentRejection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "bad", Topic: "wh400", URL: "http://user:pw@" + l.Addr().String() + "/x?token=secret",
 		Backoff: 20 * time.Millisecond}}})
@@ -116,7 +116,7 @@ func TestWebhookPermanentRejection(t *testing.T) {
 		var r struct {
 			DeadLetters []gateway.DeadLetterJSON `json:"dead_letters"`
 		}
-		json.Unmarshal(b, &r)
+		_ = json.Unmarshal(b, &r)
 		if len(r.DeadLetters) == 3 {
 			for _, d := range r.DeadLetters {
 				if !strings.Contains(d.Error, "400") || d.Attempts != 1 {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/heraldbus/herald/gateway"
 )
 
@@ -35,7 +36,7 @@ func (e *env) dialWS(t *testing.T, query string) *wsClient {
 				return
 			}
 			var m gateway.WSMessage
-			json.Unmarshal(b, &m)
+			_ = json.Unmarshal(b, &m)
 			w.msgs <- m
 		}
 	}()
@@ -99,7 +100,7 @@ func TestWebSocketWindowAndAck(t *testing.T) {
 		}
 		if m.Type == "event" {
 			var ev gateway.EventJSON
-			json.Unmarshal(m.Event, &ev)
+			_ = json.Unmarshal(m.Event, &ev)
 			got = append(got, ev)
 		}
 	}
@@ -116,7 +117,7 @@ func TestWebSocketWindowAndAck(t *testing.T) {
 	for len(got) < 5 {
 		m := w.expect("event")
 		var ev gateway.EventJSON
-		json.Unmarshal(m.Event, &ev)
+		_ = json.Unmarshal(m.Event, &ev)
 		got = append(got, ev)
 		w.send(gateway.WSRequest{Op: "ack", ID: "s1", Positions: []string{ev.Position}})
 	}

@@ -132,7 +132,7 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("start a redis-server: %w", err)
 		}
-		defer rs.Stop()
+		defer func() { _ = rs.Stop() }()
 		redisURL, redisAddr = rs.URL(), rs.Addr()
 	}
 	srv, err := startServeChild(ctx, cfg, dir, redisURL)
@@ -422,7 +422,7 @@ func startServeChild(ctx context.Context, cfg GatewayConfig, dir, redisURL strin
 		return nil, fmt.Errorf("start %s serve: %w", cfg.Binary, err)
 	}
 	s := &serveChild{cmd: cmd, url: "http://" + addr, exited: make(chan struct{})}
-	go func() { cmd.Wait(); logf.Close(); close(s.exited) }()
+	go func() { _ = cmd.Wait(); logf.Close(); close(s.exited) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(s.url + "/healthz")

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/heraldbus/herald/internal/benchrun"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald/internal/benchrun"
 )
 
 // benchGatewayCmd is `herald bench gateway` (internal/benchrun/gateway.go).

@@ -9,8 +9,9 @@ import (
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/redisproc"
 
-	"github.com/heraldbus/herald/internal/server"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald/internal/server"
 )
 
 func serveCmd(e *env) *cobra.Command {

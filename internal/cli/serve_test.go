@@ -72,7 +72,8 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *servePr
 			base = append(base, kv)
 		}
 	}
-	cmd.Env = append(base, env...)
+	base = append(base, env...)
+	cmd.Env = base
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -84,13 +85,15 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *servePr
 	}
 	t.Cleanup(func() {
 		select {
-		case <-p.exited:
+		case err := <-p.exited:
+			_ = err // the exit status is checked where it matters (stop)
 		default:
-			cmd.Process.Signal(syscall.SIGTERM)
+			_ = cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-p.exited:
+			case err := <-p.exited:
+				_ = err // the exit status is checked where it matters (stop)
 			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
+				_ = cmd.Process.Kill()
 			}
 		}
 	})
@@ -142,7 +145,7 @@ func managedPid(t *testing.T, dataDir string) int {
 		t.Fatal(err)
 	}
 	var st struct{ Pid int }
-	json.Unmarshal(b, &st)
+	_ = json.Unmarshal(b, &st)
 	return st.Pid
 }
 
@@ -222,7 +225,7 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 	seen := map[string]int{}
 	target := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ce struct{ ID string }
-		json.NewDecoder(r.Body).Decode(&ce)
+		_ = json.NewDecoder(r.Body).Decode(&ce)
 		if slow.Load() {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -235,7 +238,7 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go target.Serve(tl)
+	go func() { _ = target.Serve(tl) }()
 	defer target.Close()
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`webhooks:
@@ -249,7 +252,7 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
     max_attempts: 100
 shutdown_timeout: 20s
 `, tl.Addr())
-	os.WriteFile(filepath.Join(dir, "herald.yaml"), []byte(cfg), 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "herald.yaml"), []byte(cfg), 0o600)
 	addr := freeAddr(t)
 	args := []string{"--listen", addr, "--config", "herald.yaml"}
 	p := startServe(t, dir, nil, args...)
@@ -272,7 +275,7 @@ shutdown_timeout: 20s
 			for time.Now().Before(deadline) {
 				resp, err := client.Post(base+"/v1/topics/load/events", "application/json", strings.NewReader(body))
 				if err == nil {
-					io.Copy(io.Discard, resp.Body)
+					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode == 200 {
 						published.Add(batch)
@@ -341,7 +344,7 @@ shutdown_timeout: 20s
 				Pending, Lag int64
 			}
 		}
-		json.NewDecoder(resp.Body).Decode(&r)
+		_ = json.NewDecoder(resp.Body).Decode(&r)
 		resp.Body.Close()
 		if len(r.Groups) == 1 && r.Groups[0].Pending == 0 && r.Groups[0].Lag == 0 {
 			break
@@ -459,7 +462,7 @@ func TestServeTwoProcessesShareGroups(t *testing.T) {
 	hooked := map[string]int{}
 	target := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var ce struct{ ID string }
-		json.NewDecoder(r.Body).Decode(&ce)
+		_ = json.NewDecoder(r.Body).Decode(&ce)
 		mu.Lock()
 		hooked[ce.ID]++
 		mu.Unlock()
@@ -469,10 +472,10 @@ func TestServeTwoProcessesShareGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go target.Serve(tl)
+	go func() { _ = target.Serve(tl) }()
 	defer target.Close()
 	conf := filepath.Join(t.TempDir(), "herald.yaml")
-	os.WriteFile(conf, []byte("webhooks:\n  - name: shared\n    topic: two\n    url: http://"+tl.Addr().String()+"/\n    from: beginning\n"), 0o600)
+	_ = os.WriteFile(conf, []byte("webhooks:\n  - name: shared\n    topic: two\n    url: http://"+tl.Addr().String()+"/\n    from: beginning\n"), 0o600)
 	env := []string{"HERALD_REDIS_URL=" + redistest.URL(t), "HERALD_NAMESPACE=" + ns, "HERALD_CONFIG=" + conf}
 	a := startServe(t, t.TempDir(), append(env, "HERALD_LISTEN="+freeAddr(t)))
 	b := startServe(t, t.TempDir(), append(env, "HERALD_LISTEN="+freeAddr(t)))
@@ -501,7 +504,7 @@ func TestServeTwoProcessesShareGroups(t *testing.T) {
 			}
 			if d, ok := strings.CutPrefix(l, "data: "); ok && id != "" {
 				var ev struct{ Data struct{ N int } }
-				json.Unmarshal([]byte(d), &ev)
+				_ = json.Unmarshal([]byte(d), &ev)
 				return id, ev.Data.N
 			}
 		}

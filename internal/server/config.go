@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
-	"go.yaml.in/yaml/v3"
 )
 
 // Defaults of Config.

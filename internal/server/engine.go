@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
 	"github.com/heraldbus/herald/internal/redisproc"
 )
 
@@ -390,7 +391,7 @@ func (e *engine) stop() error {
 
 func (e *engine) unlock() {
 	if e.lock != nil {
-		syscall.Flock(int(e.lock.Fd()), syscall.LOCK_UN)
+		_ = syscall.Flock(int(e.lock.Fd()), syscall.LOCK_UN)
 		e.lock.Close()
 		e.lock = nil
 	}

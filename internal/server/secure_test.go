@@ -56,7 +56,7 @@ func TestNonLoopbackWithoutKeysRefused(t *testing.T) {
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "herald.yaml")
-	os.WriteFile(path, []byte("listen: 0.0.0.0:8080\nkeys:\n  - name: a\n    sha256: "+strings.Repeat("ab", 32)+"\n    publish: [\"*\"]\n"), 0o600)
+	_ = os.WriteFile(path, []byte("listen: 0.0.0.0:8080\nkeys:\n  - name: a\n    sha256: "+strings.Repeat("ab", 32)+"\n    publish: [\"*\"]\n"), 0o600)
 	if _, err := server.Load(path, noEnv, server.Overrides{}); err != nil {
 		t.Fatalf("non-loopback with a key: %v", err)
 	}
@@ -147,7 +147,7 @@ func TestManagedRedisSupervised(t *testing.T) {
 	t.Cleanup(func() {
 		sctx, c := context.WithTimeout(context.Background(), 20*time.Second)
 		defer c()
-		s.Shutdown(sctx)
+		_ = s.Shutdown(sctx)
 	})
 	pid := s.EnginePid()
 	if code, b := post(t, s.URL()+"/v1/topics/sup/events", "before"); code != 200 {
@@ -184,7 +184,7 @@ func TestManagedRedisSupervised(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		if p := s.EnginePid(); p != 0 && p != last {
-			syscall.Kill(p, syscall.SIGKILL)
+			_ = syscall.Kill(p, syscall.SIGKILL)
 			last = p
 		}
 	}

@@ -219,7 +219,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Error("shutting down: the engine is gone", "err", err)
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
-		s.Shutdown(sctx)
+		_ = s.Shutdown(sctx)
 		return err
 	case <-ctx.Done():
 		s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
@@ -229,7 +229,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case err := <-serveErr:
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
-		s.Shutdown(sctx)
+		_ = s.Shutdown(sctx)
 		if errors.Is(err, http.ErrServerClosed) {
 			return s.err
 		}

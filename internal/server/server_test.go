@@ -33,7 +33,7 @@ func TestMain(m *testing.M) { os.Exit(redistest.Main(m)) }
 func TestLoadPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "herald.yaml")
-	os.WriteFile(path, []byte("listen: 127.0.0.1:1111\nnamespace: fromyaml\ndata_dir: /yaml\nsse:\n  window: 7\n  resume_window: 5s\nkeys:\n  - name: a\n    sha256: "+strings.Repeat("ab", 32)+"\n    publish: [\"*\"]\n"), 0o600)
+	_ = os.WriteFile(path, []byte("listen: 127.0.0.1:1111\nnamespace: fromyaml\ndata_dir: /yaml\nsse:\n  window: 7\n  resume_window: 5s\nkeys:\n  - name: a\n    sha256: "+strings.Repeat("ab", 32)+"\n    publish: [\"*\"]\n"), 0o600)
 	env := map[string]string{"HERALD_NAMESPACE": "fromenv", "HERALD_DATA_DIR": "/env"}
 	getenv := func(k string) string { return env[k] }
 	flagDir := "/flag"
@@ -49,7 +49,7 @@ func TestLoadPrecedence(t *testing.T) {
 	if err != nil || cfg.Listen != server.DefaultListen || cfg.Engine != server.EngineAuto || cfg.ReadTimeout != server.DefaultReadTimeout {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
-	os.WriteFile(path, []byte("listen: x\nlisten_typo: y\n"), 0o600)
+	_ = os.WriteFile(path, []byte("listen: x\nlisten_typo: y\n"), 0o600)
 	if _, err := server.Load(path, getenv, server.Overrides{}); !errors.Is(err, herald.ErrInvalid) || !strings.Contains(err.Error(), "listen_typo") {
 		t.Fatalf("unknown field: %v", err)
 	}
@@ -89,11 +89,11 @@ func start(t *testing.T, cfg server.Config) *server.Server {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go s.Run(context.Background())
+	go func() { _ = s.Run(context.Background()) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		s.Shutdown(ctx)
+		_ = s.Shutdown(ctx)
 	})
 	return s
 }
@@ -158,7 +158,7 @@ func TestManagedEngineKeepsData(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go s.Run(context.Background())
+	go func() { _ = s.Run(context.Background()) }()
 	pid := s.EnginePid()
 	if pid == 0 {
 		t.Fatal("no managed redis-server pid")
@@ -182,7 +182,7 @@ func TestManagedEngineKeepsData(t *testing.T) {
 	// A second server on the same data directory is refused.
 	s3 := server.New(load(t, o), nil)
 	if err := s3.Start(ctx); err == nil || !strings.Contains(err.Error(), "in use") {
-		s3.Shutdown(ctx)
+		_ = s3.Shutdown(ctx)
 		t.Fatalf("second server on the same data dir: %v", err)
 	}
 }
@@ -229,8 +229,8 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	kb, _ := x509.MarshalECPrivateKey(key)
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	eng := server.EngineMemory
 	s := start(t, load(t, server.Overrides{Engine: &eng, TLSCert: &certPath, TLSKey: &keyPath}))
 	if !strings.HasPrefix(s.URL(), "https://") {
