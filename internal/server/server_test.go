@@ -190,30 +190,38 @@ func TestManagedEngineKeepsData(t *testing.T) {
 // TestStreamsOutliveServerTimeouts: an SSE stream lives longer than the
 // server's read and write timeouts (each write has its own deadline).
 func TestStreamsOutliveServerTimeouts(t *testing.T) {
-	eng := server.EngineMemory
-	cfg := load(t, server.Overrides{Engine: &eng})
+	t.Parallel()
+	url, ns := redistest.URL(t), redistest.Namespace(t)
+	cfg := load(t, server.Overrides{Redis: &url, Namespace: &ns})
 	cfg.ReadTimeout, cfg.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
 	s := start(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL()+"/v1/topics/long/events?group=g", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	// A group stream and a live tail (which takes its connection over).
+	var bodies []io.ReadCloser
+	for _, path := range []string{"/v1/topics/long/events?group=g", "/v1/topics/long/events"} {
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.URL()+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		bodies = append(bodies, resp.Body)
 	}
-	defer resp.Body.Close()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // longer than both server timeouts: what is tested
 	if code, b := post(t, s.URL()+"/v1/topics/long/events", "late"); code != 200 {
 		t.Fatalf("publish: %d %s", code, b)
 	}
-	buf := make([]byte, 4096)
-	got := ""
-	for !strings.Contains(got, `"late"`) {
-		n, err := resp.Body.Read(buf)
-		if err != nil {
-			t.Fatalf("stream ended after the server timeouts: %v (read %q)", err, got)
+	for i, body := range bodies {
+		buf := make([]byte, 4096)
+		got := ""
+		for !strings.Contains(got, `"late"`) {
+			n, err := body.Read(buf)
+			if err != nil {
+				t.Fatalf("stream %d ended after the server timeouts: %v (read %q)", i, err, got)
+			}
+			got += string(buf[:n])
 		}
-		got += string(buf[:n])
 	}
 }
 
