@@ -288,6 +288,11 @@ func TestReadmeTour(t *testing.T) {
 	if err := os.Symlink(examples, filepath.Join(dir, "_examples")); err != nil {
 		t.Fatal(err)
 	}
+	// The tour's curl commands use the default address; the test's server
+	// listens on a free port instead, so check the default is the README's.
+	if out, err := exec.Command(binary, "serve", "--help").Output(); err != nil || !strings.Contains(string(out), `(default "127.0.0.1:8080")`) {
+		t.Fatalf("herald serve no longer listens on 127.0.0.1:8080 by default, as the tour says: %v\n%s", err, out)
+	}
 	srv := startServe(t, dir, []string{"HERALD_LISTEN=" + freeAddr(t)})
 	var env []string // the CLI finds the managed redis-server in ./herald-data
 	for _, kv := range os.Environ() {
