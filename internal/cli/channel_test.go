@@ -239,3 +239,27 @@ func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
 		t.Fatalf("--raw --no-raw: %+v", r)
 	}
 }
+
+// On a terminal (script(1) gives the command one), channel commands print
+// redis-cli's formatted replies; --raw forces the raw form there.
+func TestChannelOutputOnTerminal(t *testing.T) {
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("script(1) is not installed")
+	}
+	redistest.Skip(t)
+	onTTY := func(args ...string) string {
+		line := binary + " --redis " + redistest.URL(t) + " " + strings.Join(args, " ")
+		out, err := exec.Command("script", "-qec", line, "/dev/null").Output()
+		if err != nil {
+			t.Fatalf("%s: %v %s", line, err, out)
+		}
+		return strings.ReplaceAll(string(out), "\r\n", "\n")
+	}
+	ns := redistest.Namespace(t)
+	if got := onTTY("channel", "numsub", ns+":nobody"); got != "1) \""+ns+":nobody\"\n2) (integer) 0\n" {
+		t.Fatalf("numsub on a terminal: %q", got)
+	}
+	if got := onTTY("channel", "publish", ns+":nobody", "hi", "--raw"); got != "0\n" {
+		t.Fatalf("publish --raw on a terminal: %q", got)
+	}
+}
