@@ -62,8 +62,9 @@ func TestReplicatedFailsWithoutReplicaUnlessDegradeAllowed(t *testing.T) {
 		info, err := redisproc.Command(replica.Addr(), time.Second, "INFO", "replication")
 		return err == nil && strings.Contains(info, "master_link_status:up")
 	})
-	// (The default ReplicationTimeout: 50 ms is too short for a loaded machine or -race.)
-	sure, err := herald.New(context.Background(), herald.Config{URL: master.URL()})
+	// (A generous ReplicationTimeout: on a loaded machine, under -race, the
+	// replica's first acknowledgements took more than 500 ms.)
+	sure, err := herald.New(context.Background(), herald.Config{URL: master.URL(), ReplicationTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
