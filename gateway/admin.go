@@ -144,6 +144,24 @@ type GroupJSON struct {
 	Lag              int64   `json:"lag"`
 	ScheduledRetries int64   `json:"scheduled_retries"`
 	OldestPending    float64 `json:"oldest_pending_seconds"`
+	// LagUnknown says why Lag is -1; Members are the live consumers of an
+	// ordered group; Partitions show each partition's owner and lease.
+	LagUnknown string               `json:"lag_unknown,omitempty"`
+	Members    []string             `json:"members"`
+	Partitions []GroupPartitionJSON `json:"partitions"`
+}
+
+// GroupPartitionJSON is a group's state on one partition: the consumer
+// holding its lease (ordered subscriptions), the lease's age and time left,
+// pending entries and lag.
+type GroupPartitionJSON struct {
+	Partition  int     `json:"partition"`
+	Owner      string  `json:"owner"`
+	LeaseAge   float64 `json:"lease_age_seconds"`
+	LeaseLeft  float64 `json:"lease_left_seconds"`
+	Pending    int64   `json:"pending"`
+	Lag        int64   `json:"lag"`
+	LagUnknown string  `json:"lag_unknown,omitempty"`
 }
 
 // groups is Client.Groups, except that a topic whose partition streams do
@@ -174,7 +192,12 @@ func (g *Gateway) handleGroups(w http.ResponseWriter, r *http.Request, _ *princi
 	out := make([]GroupJSON, len(gs))
 	for i, gi := range gs {
 		out[i] = GroupJSON{Name: gi.Name, Consumers: gi.Consumers, Pending: gi.Pending, Lag: gi.Lag,
-			ScheduledRetries: gi.ScheduledRetries, OldestPending: gi.OldestPending.Seconds()}
+			ScheduledRetries: gi.ScheduledRetries, OldestPending: gi.OldestPending.Seconds(),
+			LagUnknown: gi.LagUnknown, Members: append([]string{}, gi.Members...), Partitions: make([]GroupPartitionJSON, len(gi.Partitions))}
+		for j, p := range gi.Partitions {
+			out[i].Partitions[j] = GroupPartitionJSON{Partition: p.Partition, Owner: p.Owner, LeaseAge: p.LeaseAge.Seconds(),
+				LeaseLeft: p.LeaseLeft.Seconds(), Pending: p.Pending, Lag: p.Lag, LagUnknown: p.LagUnknown}
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"topic": r.PathValue("topic"), "groups": out})
 	return nil
