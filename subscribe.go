@@ -125,7 +125,9 @@ func Filter(expr string) SubscribeOption { return func(o *subOptions) { o.filter
 // By default a subscription is ordered: within the group, events with the
 // same key are handled one at a time in stream order, across consumers and
 // retries; a failing event holds back only its key. Each partition is read by
-// one consumer at a time under a lease (see LeaseTime).
+// one consumer at a time under a lease (see LeaseTime). All consumers of a
+// group should use the same mode: an unordered consumer reads every
+// partition, whoever holds its lease.
 func Unordered() SubscribeOption { return func(o *subOptions) { o.unordered = true } }
 
 // LeaseTime is how long an ordered consumer's ownership of a partition lasts
