@@ -183,7 +183,7 @@ func (e *engine) owned() []int {
 	return out
 }
 
-func TestEngineLeasesBalanceAndMove(t *testing.T) {
+func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 	c := testClient(t, 8)
 	ctx := context.Background()
 	type call struct {
@@ -229,7 +229,7 @@ func TestEngineLeasesBalanceAndMove(t *testing.T) {
 	gone := engines[3].owned()
 	stopped := time.Now()
 	stops[3](false)
-	waitCond(t, 3*lease, "the stopped consumer's partitions owned by others", func() bool {
+	waitCond(t, lease, "the stopped consumer's partitions owned by others within the lease time", func() bool {
 		n := 0
 		for _, e := range engines[:3] {
 			n += len(e.owned())
