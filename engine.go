@@ -344,6 +344,12 @@ func idAfter(a, b string) bool {
 	return am > bm || (am == bm && as > bs)
 }
 
+// nextID is the smallest stream position after id.
+func nextID(id string) string {
+	ms, seq := splitID(id)
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
+}
+
 func splitID(id string) (uint64, uint64) {
 	ms, seq, _ := strings.Cut(id, "-")
 	m, _ := strconv.ParseUint(ms, 10, 64)

@@ -234,13 +234,19 @@ func (p *pstate) send(main, retry, clear []string) {
 func (p *pstate) read() {
 	defer close(p.readerDone)
 	e := p.e
-	if e.ordered {
-		p.claimAll()
-	} else {
-		p.readOwn("0-0", "0-0")
-	}
 	bo := newBackoff()
-	reread := false // a read failed: its reply may have been lost
+	// Unordered: this consumer's own pending entries first (lastMain and
+	// lastRetry start at 0-0). Ordered: the claim below.
+	reread := !e.ordered // also set when a read failed: its reply may have been lost
+	if e.ordered {
+		for !p.claimAll() { // new entries must wait until the pending ones are claimed
+			if p.ctx.Err() != nil {
+				return
+			}
+			bo.wait(p.ctx)
+		}
+		bo.reset()
+	}
 	for p.ctx.Err() == nil {
 		if reread {
 			// Redis may have delivered the entries of the failed read to
@@ -347,23 +353,30 @@ func (p *pstate) readOwn(afterMain, afterRetry string) bool {
 
 // claimAll takes over every pending entry of the group on the partition (the
 // lease guarantees that their holders stopped) and hands them to the workers
-// in stream order, before any new entry is read.
-func (p *pstate) claimAll() {
+// in stream order, before any new entry is read. It returns false after a
+// Redis error; the caller tries again, from after what was handed over.
+func (p *pstate) claimAll() bool {
 	e := p.e
-	for _, stream := range []string{p.pk.Stream, p.pk.Retry(e.group)} {
+	for i, stream := range []string{p.pk.Stream, p.pk.Retry(e.group)} {
 		start := "0-0"
+		p.mu.Lock()
+		if last := [2]string{p.lastMain, p.lastRetry}[i]; last != "0-0" {
+			start = nextID(last) // an earlier attempt handed over up to last
+		}
+		p.mu.Unlock()
 		for p.ctx.Err() == nil {
 			n := e.budget.take(p.ctx, p.share())
 			if n == 0 {
-				return
+				return true
 			}
 			es, next, deleted, err := e.c.db.AutoClaim(p.ctx, stream, e.group, e.o.consumer, 0, start, int64(n))
 			if err != nil {
 				e.budget.give(n)
-				if p.ctx.Err() == nil && !rdb.IsNoGroup(err) {
-					e.noteErr("claim pending", err)
+				if p.ctx.Err() != nil || rdb.IsNoGroup(err) {
+					break
 				}
-				break
+				e.noteErr("claim pending", err)
+				return false
 			}
 			if deleted > 0 {
 				// Redis removed them from the pending list in this call: counted once.
@@ -389,6 +402,7 @@ func (p *pstate) claimAll() {
 			start = next
 		}
 	}
+	return true
 }
 
 // dispatch splits a read batch by handler worker and hands each worker its
