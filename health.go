@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // health is the client's view of which partitions accept writes. A
@@ -32,6 +34,44 @@ type NodeHealth struct {
 	Role    string // "master", "slave" (replica), or "" when unreachable
 	Latency time.Duration
 	Err     string // why the node did not answer
+
+	// MemoryUsed is the node's used_memory (INFO memory) in bytes and
+	// MemoryMax its maxmemory (0: no limit); both 0 when the node did not say.
+	MemoryUsed int64
+	MemoryMax  int64
+	// Replication is the node's replication state (INFO replication); nil
+	// when the node did not say (unreachable, or an engine without INFO).
+	Replication *NodeReplication
+}
+
+// NodeReplication is a node's replication state. A master lists its
+// replicas; a replica names its master and the state of its link.
+type NodeReplication struct {
+	Offset int64 // the node's replication offset
+
+	// A master's replicas as it sees them.
+	ConnectedReplicas int
+	Replicas          []ReplicaHealth
+
+	// A replica's link to its master.
+	Master         string        // host:port
+	LinkStatus     string        // "up" or "down"
+	LastIO         time.Duration // since the last interaction with the master; -1 when unknown
+	LinkDownFor    time.Duration // how long the link has been down; 0 while up
+	SyncInProgress bool
+	// LagBytes is how far the replica is behind its master in replication
+	// offset (bytes of the replication stream), -1 when its master is not
+	// one of the nodes the client knows.
+	LagBytes int64
+}
+
+// ReplicaHealth is one replica as its master reports it.
+type ReplicaHealth struct {
+	Addr     string
+	State    string        // "online", "wait_bgsave", "send_bulk"...
+	Offset   int64         // the offset it acknowledged
+	Lag      time.Duration // since its last acknowledgement (whole seconds)
+	LagBytes int64         // the master's offset minus Offset
 }
 
 // Health is the client's view of the deployment: every node's ping latency
@@ -57,6 +97,7 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 		}
 		h.Nodes = append(h.Nodes, nh)
 	}
+	addNodeInfo(h.Nodes, c.db.NodeInfos(ctx, 2*time.Second))
 	sort.Slice(h.Nodes, func(i, j int) bool { return h.Nodes[i].Addr < h.Nodes[j].Addr })
 	c.health.mu.Lock()
 	for t, ps := range c.health.failing {
@@ -70,6 +111,43 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return h, nil
+}
+
+// addNodeInfo fills the nodes' memory and replication from their INFO.
+func addNodeInfo(nodes []NodeHealth, infos []rdb.NodeInfo) {
+	byAddr := map[string]rdb.NodeInfo{}
+	for _, ni := range infos {
+		if ni.Err == nil {
+			byAddr[ni.Addr] = ni
+		}
+	}
+	for i := range nodes {
+		ni, ok := byAddr[nodes[i].Addr]
+		if !ok {
+			continue
+		}
+		r := ni.Replication
+		nodes[i].MemoryUsed, nodes[i].MemoryMax = ni.UsedMemory, ni.MaxMemory
+		nr := &NodeReplication{Offset: r.Offset, ConnectedReplicas: r.ConnectedReplicas, Master: r.MasterAddr,
+			LinkStatus: r.MasterLinkStatus, LinkDownFor: time.Duration(r.MasterLinkDownSince) * time.Second,
+			SyncInProgress: r.SyncInProgress, LagBytes: -1}
+		if r.Role == "slave" {
+			nr.LastIO = -1
+			if r.MasterLastIOSeconds >= 0 {
+				nr.LastIO = time.Duration(r.MasterLastIOSeconds) * time.Second
+			}
+			if m, ok := byAddr[r.MasterAddr]; ok {
+				nr.LagBytes = max(0, m.Replication.Offset-r.Offset)
+			}
+		} else {
+			nr.LagBytes = 0
+		}
+		for _, l := range r.Replicas {
+			nr.Replicas = append(nr.Replicas, ReplicaHealth{Addr: l.Addr, State: l.State, Offset: l.Offset,
+				Lag: time.Duration(l.LagSeconds) * time.Second, LagBytes: max(0, r.Offset-l.Offset)})
+		}
+		nodes[i].Replication = nr
+	}
 }
 
 // ClientStats are counters of a Client since it was created.

@@ -104,6 +104,7 @@ type GroupInfo struct {
 	LagUnknown       string
 	ScheduledRetries int64
 	OldestPending    time.Duration // age of the oldest pending entry
+	LagAge           time.Duration // age of the oldest event not yet delivered, the most over the partitions (inspect_lag.go)
 	Members          []string      // live consumers of an ordered group (heartbeats)
 	Partitions       []GroupPartitionInfo
 }
@@ -115,6 +116,7 @@ type GroupPartitionInfo struct {
 	Lag             int64 // -1 when unknown
 	LagUnknown      string
 	LastDeliveredID string
+	LagAge          time.Duration // age of the first event after LastDeliveredID; 0 when none
 	// Owner is the consumer holding the partition's lease (ordered
 	// subscriptions), "" when none; LeaseAge is how long it has held it and
 	// LeaseLeft how long until it runs out unless renewed.
@@ -165,6 +167,8 @@ func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, err
 			n, _ := c.db.ScheduledRetries(ctx, pk, g.Name)
 			gi.ScheduledRetries += n
 			pi.Lag, pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID)
+			pi.LagAge = c.lagAge(ctx, pk, g.LastDeliveredID, pi.Lag, now)
+			gi.LagAge = max(gi.LagAge, pi.LagAge)
 			if l, ok, err := c.db.LeaseOf(ctx, pk, g.Name); err == nil && ok {
 				pi.Owner, pi.OwnerToken = l.Consumer, l.Token
 				pi.LeaseAge = max(0, now.Sub(time.UnixMilli(l.AcquiredMS)))

@@ -46,6 +46,7 @@ type PartitionJSON struct {
 	FirstID     string `json:"first_id,omitempty"`
 	LastID      string `json:"last_id,omitempty"`
 	DeadLetters int64  `json:"dead_letters"`
+	MemoryBytes int64  `json:"memory_bytes"` // MEMORY USAGE of the partition stream
 }
 
 func topicJSON(ti herald.TopicInfo, parts bool) TopicJSON {
@@ -59,7 +60,7 @@ func topicJSON(ti herald.TopicInfo, parts bool) TopicJSON {
 	if parts {
 		for _, p := range ti.Partitions {
 			t.Parts = append(t.Parts, PartitionJSON{Partition: p.Partition, Stream: p.Stream, Slot: p.Slot, Node: p.Node,
-				Length: p.Length, FirstID: p.FirstID, LastID: p.LastID, DeadLetters: p.DeadLetters})
+				Length: p.Length, FirstID: p.FirstID, LastID: p.LastID, DeadLetters: p.DeadLetters, MemoryBytes: p.MemoryBytes})
 		}
 	}
 	return t
@@ -144,6 +145,7 @@ type GroupJSON struct {
 	Lag              int64   `json:"lag"`
 	ScheduledRetries int64   `json:"scheduled_retries"`
 	OldestPending    float64 `json:"oldest_pending_seconds"`
+	LagSeconds       float64 `json:"lag_seconds"` // age of the oldest event not yet delivered
 	// LagUnknown says why Lag is -1; Members are the live consumers of an
 	// ordered group; Partitions show each partition's owner and lease.
 	LagUnknown string               `json:"lag_unknown,omitempty"`
@@ -162,6 +164,7 @@ type GroupPartitionJSON struct {
 	Pending    int64   `json:"pending"`
 	Lag        int64   `json:"lag"`
 	LagUnknown string  `json:"lag_unknown,omitempty"`
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // groups is Client.Groups, except that a topic whose partition streams do
@@ -192,11 +195,11 @@ func (g *Gateway) handleGroups(w http.ResponseWriter, r *http.Request, _ *princi
 	out := make([]GroupJSON, len(gs))
 	for i, gi := range gs {
 		out[i] = GroupJSON{Name: gi.Name, Consumers: gi.Consumers, Pending: gi.Pending, Lag: gi.Lag,
-			ScheduledRetries: gi.ScheduledRetries, OldestPending: gi.OldestPending.Seconds(),
+			ScheduledRetries: gi.ScheduledRetries, OldestPending: gi.OldestPending.Seconds(), LagSeconds: gi.LagAge.Seconds(),
 			LagUnknown: gi.LagUnknown, Members: append([]string{}, gi.Members...), Partitions: make([]GroupPartitionJSON, len(gi.Partitions))}
 		for j, p := range gi.Partitions {
 			out[i].Partitions[j] = GroupPartitionJSON{Partition: p.Partition, Owner: p.Owner, LeaseAge: p.LeaseAge.Seconds(),
-				LeaseLeft: p.LeaseLeft.Seconds(), Pending: p.Pending, Lag: p.Lag, LagUnknown: p.LagUnknown}
+				LeaseLeft: p.LeaseLeft.Seconds(), Pending: p.Pending, Lag: p.Lag, LagUnknown: p.LagUnknown, LagSeconds: p.LagAge.Seconds()}
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"topic": r.PathValue("topic"), "groups": out})
@@ -338,7 +341,7 @@ func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request, _ *princi
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, healthJSON(h)) // admin_dashboard.go
 	return nil
 }
 
