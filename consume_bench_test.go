@@ -46,7 +46,9 @@ func BenchmarkConsumeEngine(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				pprof.StartCPUProfile(f)
+				if err := pprof.StartCPUProfile(f); err != nil {
+					b.Fatal(err)
+				}
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
 			if path := os.Getenv("HERALD_MEMPROFILE"); path != "" {

@@ -2,7 +2,6 @@ package herald
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"runtime/debug"
@@ -356,6 +355,3 @@ func splitID(id string) (uint64, uint64) {
 	s, _ := strconv.ParseUint(seq, 10, 64)
 	return m, s
 }
-
-// errStopping marks a handler error returned while the subscription stops.
-var errStopping = errors.New("herald: stopping")

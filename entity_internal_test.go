@@ -307,7 +307,9 @@ func TestIdleConsumersForgotten(t *testing.T) {
 	}
 	// Stopping hands unhandled entries back to the group: "holder" reads one
 	// more under its name and never acks it.
-	c.Publish(ctx, "t", Event{Data: []byte("held")})
+	if _, err := c.Publish(ctx, "t", Event{Data: []byte("held")}); err != nil {
+		t.Fatal(err)
+	}
 	tp0, _ := c.topic(ctx, "t", false)
 	if es, err := c.db.ReadGroup(ctx, tp0.parts[0], "g", "holder", 1, 0); err != nil || len(es) == 0 {
 		t.Fatalf("read as holder: %d, %v", len(es), err)

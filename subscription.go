@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -23,9 +22,8 @@ type Subscription struct {
 	fetchCancel   context.CancelFunc
 	handlerCancel context.CancelFunc
 
-	finishOnce sync.Once
-	done       chan struct{}
-	err        atomic.Pointer[error]
+	done chan struct{}
+	err  atomic.Pointer[error]
 
 	stats subStats
 }
