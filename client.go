@@ -38,6 +38,8 @@ type Client struct {
 	connOnce    sync.Once      // closes the connection once
 	health      health
 	stats       clientStats
+	tracing     tracing       // tracing.go
+	metrics     clientMetrics // metrics.go
 
 	// testHookAppended, when set, runs after each append script returns and
 	// may turn a success into an error (tests simulate a lost reply with it).
@@ -105,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("herald: connect to Redis: %w", ctx.Err())
 	}
 	return &Client{cfg: cfg, db: db, log: cfg.Logger, topics: topics{m: map[string]*topic{}}, subs: map[*Subscription]struct{}{},
-		pending: make(chan struct{}, cfg.MaxPending), publishIdle: make(chan struct{})}, nil
+		pending: make(chan struct{}, cfg.MaxPending), publishIdle: make(chan struct{}), tracing: newTracing(&cfg)}, nil
 }
 
 // Namespace is the key prefix in use.
@@ -272,6 +274,7 @@ func (c *Client) addSub(s *Subscription) error {
 }
 
 func (c *Client) removeSub(s *Subscription) {
+	c.metrics.fold(s)
 	c.mu.Lock()
 	delete(c.subs, s)
 	c.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults used when a Config or TopicConfig field is zero.
@@ -72,6 +74,12 @@ type Config struct {
 	// master either way; WAIT cannot undo an append). The AllowDegraded
 	// publish option does the same for one call.
 	AllowDegraded bool
+	// TracerProvider makes the spans of publishes and deliveries (tracing.go,
+	// docs/operations.md); nil takes the global one (otel.GetTracerProvider).
+	TracerProvider trace.TracerProvider
+	// Propagator writes and reads the trace context in event headers; nil
+	// takes the global one (otel.GetTextMapPropagator).
+	Propagator propagation.TextMapPropagator
 
 	appendWay appendWay // how batches are appended (tests and benchmarks compare the ways)
 }

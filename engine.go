@@ -12,6 +12,7 @@ import (
 
 	"github.com/heraldbus/herald/internal/celexpr"
 	"github.com/heraldbus/herald/internal/rdb"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // engine is the delivery engine behind a Subscription.
@@ -158,12 +159,19 @@ func (e *engine) startPart(p int, l rdb.Lease, validUntil int64) *pstate {
 
 // call runs the handler, turning a panic into an error.
 func (e *engine) call(m *Message) (err error) {
+	ctx, t0 := e.handlerCtx, time.Now()
+	if e.c.tracing.on() { // tracing.go
+		var span trace.Span
+		ctx, span = e.c.tracing.startProcess(ctx, e.t.name, e.group, m)
+		defer func() { endProcess(span, err) }()
+	}
+	defer func() { e.c.metrics.handled(e, m, t0, err) }() // metrics.go
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
 		}
 	}()
-	return e.h.Handle(e.handlerCtx, m)
+	return e.h.Handle(ctx, m)
 }
 
 func (e *engine) matches(m *Message) bool {

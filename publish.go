@@ -48,6 +48,9 @@ func ToPartition(p int) PublishOption { return func(o *publishOptions) { o.parti
 // set is stored once within the topic's dedupe window: publishing it again
 // returns the first position with Duplicate set.
 func (c *Client) Publish(ctx context.Context, topicName string, ev Event, opts ...PublishOption) (Position, error) {
+	if c.tracing.on() {
+		return c.publishTraced(ctx, topicName, ev, opts)
+	}
 	f := &PublishFuture{c: c, topic: topicName}
 	if err := c.publishOne(ctx, f, &ev, opts, false); err != nil {
 		return Position{}, err
@@ -61,6 +64,9 @@ func (c *Client) Publish(ctx context.Context, topicName string, ev Event, opts .
 // event is validated or none is written. When ctx ends first, the call
 // returns ctx.Err() while the batch may still land.
 func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event, opts ...PublishOption) ([]Position, error) {
+	if c.tracing.on() && ctx.Value(batchTraced{}) == nil {
+		return c.publishBatchTraced(ctx, topicName, evs, opts)
+	}
 	if err := c.enterPublish(); err != nil {
 		return nil, err
 	}
@@ -193,6 +199,9 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 // ended ctx settle the future at once with the error. Shutdown and Close
 // send what is queued before they return.
 func (c *Client) PublishAsync(ctx context.Context, topicName string, ev Event, opts ...PublishOption) *PublishFuture {
+	if c.tracing.on() {
+		return c.publishAsyncTraced(ctx, topicName, ev, opts)
+	}
 	f := &PublishFuture{c: c, topic: topicName}
 	f.err = c.publishOne(ctx, f, &ev, opts, true)
 	if f.err != nil {

@@ -78,6 +78,7 @@ type partWriter struct {
 	free    []*pubReq    // keyless requests: any lane
 	queued  atomic.Int64 // events in free, for keyless placement (placement.go)
 	busy    atomic.Bool  // every lane has a batch in flight, for keyless placement
+	quiet   atomic.Bool  // no lane has a batch in flight (false until the first batch), likewise
 	lane    [lanes]laneState
 	idle    int // lanes without a batch in flight
 }
@@ -117,6 +118,7 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 		w.lane[b.lane].inflight = false
 		w.idle++
 		w.busy.Store(false)
+		w.quiet.Store(w.idle == lanes)
 		w.settleLocked(b.lane, b.seq)
 		next := w.takeLocked()
 		w.mu.Unlock()
@@ -142,7 +144,9 @@ func (w *partWriter) flush(bt *batch) {
 		b.Fields = append(b.Fields, r.fields...)
 		replicated = replicated || r.replicated
 	}
+	t0 := time.Now()
 	res, err := w.appendWithRetry(b, bt.lane, replicated)
+	w.c.metrics.appended(w.t.name, t0, &res, err, len(b.Fields)) // metrics.go
 	off := 0
 	for _, r := range bt.reqs {
 		if err != nil {
