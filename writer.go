@@ -78,7 +78,6 @@ type partWriter struct {
 	free    []*pubReq    // keyless requests: any lane
 	queued  atomic.Int64 // events in free, for keyless placement (placement.go)
 	busy    atomic.Bool  // every lane has a batch in flight, for keyless placement
-	quiet   atomic.Bool  // no lane has a batch in flight (false until the first batch), likewise
 	lane    [lanes]laneState
 	idle    int // lanes without a batch in flight
 }
@@ -118,7 +117,6 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 		w.lane[b.lane].inflight = false
 		w.idle++
 		w.busy.Store(false)
-		w.quiet.Store(w.idle == lanes)
 		w.settleLocked(b.lane, b.seq)
 		next := w.takeLocked()
 		w.mu.Unlock()
