@@ -65,6 +65,7 @@ var initialGlobalTP = otel.GetTracerProvider()
 
 // tracing holds a Client's tracer and propagator.
 type tracing struct {
+	tp     trace.TracerProvider
 	tracer trace.Tracer // nil: tracing is off for good
 	global bool         // the tracer is the global provider's: on once the global is set
 	prop   propagation.TextMapPropagator
@@ -79,6 +80,7 @@ func newTracing(cfg *Config) tracing {
 	if tp == nil {
 		tp, tr.global = otel.GetTracerProvider(), true
 	}
+	tr.tp = tp
 	if _, ok := tp.(noop.TracerProvider); ok {
 		return tr
 	}
@@ -260,3 +262,11 @@ func (c *Client) EndDeliverySpan(span trace.Span, err error) {
 // Propagator is the propagator the client writes trace context into event
 // headers with (Config.Propagator, or the global one).
 func (c *Client) Propagator() propagation.TextMapPropagator { return c.tracing.prop }
+
+// TracerProvider is the provider the client makes spans with
+// (Config.TracerProvider, or the global one).
+func (c *Client) TracerProvider() trace.TracerProvider { return c.tracing.tp }
+
+// Tracing reports whether the client makes spans now: false when its
+// provider is a no-op one, or the global one while nothing has set it.
+func (c *Client) Tracing() bool { return c.tracing.on() }

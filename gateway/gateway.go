@@ -334,6 +334,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &respWriter{ResponseWriter: w}
 	routeName := "unmatched"
+	r, span := g.startServerSpan(r) // tracing.go
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -345,6 +346,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		d := time.Since(start)
+		endServerSpan(span, r.Method, routeName, rw.status)
 		g.metrics.observeHTTP(routeName, r.Method, rw.status, d)
 		g.accessLog(r, rw, d)
 	}()

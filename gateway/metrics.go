@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/heraldprom"
 )
 
 func prometheusGoCollectors() []prometheus.Collector {
@@ -40,12 +41,13 @@ type metrics struct {
 	windowFull      prometheus.Counter
 	limited         *prometheus.CounterVec
 	subs            *subStatsCollector
+	c               *herald.Client // delivery spans (tracing.go)
 }
 
 var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
 func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
-	m := &metrics{reg: reg,
+	m := &metrics{reg: reg, c: g.c,
 		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_http_requests_total",
 			Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_http_request_duration_seconds",
@@ -84,12 +86,13 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 		Help: "Requests refused by a bound (429/503), by limit."}, []string{"limit"})
 	m.subs = &subStatsCollector{subs: map[*herald.Subscription]subLabels{}, totals: map[subLabels]*herald.SubscriptionStats{}}
 	c := g.c
-	degraded := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_degraded_publishes_total",
-		Help: "Replicated publishes that fewer replicas acknowledged than asked (durability degraded)."},
-		func() float64 { return float64(c.Stats().DegradedPublishes) })
 	groups := &groupCollector{c: c}
-	for _, col := range []prometheus.Collector{m.httpRequests, m.httpDuration, m.published, m.publishDuration, m.delivered,
-		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, degraded, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.groupFeeds, m.sessions, m.windowFull, m.subs, groups} {
+	// The client's own metrics (publish outcomes, handlers, group lag...) come
+	// from the library's collector, as in any program using Herald; the
+	// gateway's group dead letters are in admin_time.go.
+	client := heraldprom.NewCollector(c, heraldprom.Exclude("herald_group_dead_letters"))
+	for _, col := range []prometheus.Collector{client, m.httpRequests, m.httpDuration, m.publishDuration, m.delivered,
+		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.groupFeeds, m.sessions, m.windowFull, m.subs, groups} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
 		}
@@ -138,6 +141,9 @@ func (m *metrics) observePublish(topic string, n int, ps []herald.Position, err 
 }
 
 func (m *metrics) observeDelivery(msg *herald.Message, via string) {
+	if via != "webhook" { // webhooks: a span around the POST (tracing.go)
+		traceDelivery(m.c, msg, via)
+	}
 	m.delivered.WithLabelValues(msg.Topic, msg.Group, via, "sent").Inc()
 	if !msg.Time.IsZero() {
 		m.deliveryLatency.WithLabelValues(msg.Topic, via).Observe(time.Since(msg.Time).Seconds())

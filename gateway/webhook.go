@@ -268,7 +268,7 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	}
 	h.g.metrics.observeDelivery(m, "webhook")
 	start := time.Now()
-	resp, err := h.client.Do(req)
+	resp, err := h.doTraced(req, m) // tracing.go
 	h.g.metrics.webhookDuration.WithLabelValues(h.cfg.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", "failed").Inc()
