@@ -20,6 +20,22 @@ type hworker struct {
 	blocked map[bkey]*kqueue // keys held back by a failing event (ordered)
 	due     kheap            // queues whose head waits for its retry time
 	dropped map[bkey]bool    // keys let go of while stopping: later events skip too
+
+	// Counted here and added to the subscription's stats once per slice:
+	// a shared atomic per event is a contended cache line on many cores.
+	handled, filtered int64
+}
+
+// flush adds the worker's counts to the subscription's stats.
+func (w *hworker) flush() {
+	if w.handled > 0 {
+		w.e.stats.handled.Add(w.handled)
+		w.handled = 0
+	}
+	if w.filtered > 0 {
+		w.e.stats.filtered.Add(w.filtered)
+		w.filtered = 0
+	}
 }
 
 // bkey names a key within one partition run. Keyless events that fail get a
@@ -74,6 +90,7 @@ func (w *hworker) run() {
 			for _, d := range ch {
 				w.deliver(d)
 			}
+			w.flush()
 			ch[0].b.settled(len(ch)) // a slice holds events of one batch
 		case <-tc:
 			if e.fetchCtx.Err() != nil {
@@ -86,6 +103,7 @@ func (w *hworker) run() {
 				q := heap.Pop(&w.due).(*kqueue)
 				w.resume(q)
 			}
+			w.flush()
 		}
 	}
 }
@@ -139,14 +157,14 @@ func (w *hworker) handle(d *dlv, deferred bool) bool {
 		}
 	}
 	if e.o.filterPrg != nil && !e.matches(&d.msg) {
-		e.stats.filtered.Add(1)
+		w.filtered++
 		settle(stAck)
 		return false
 	}
 	err := e.call(&d.msg)
 	switch {
 	case err == nil:
-		e.stats.handled.Add(1)
+		w.handled++
 		settle(stAck)
 		return false
 	case e.handlerCtx.Err() != nil:
