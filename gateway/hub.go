@@ -50,12 +50,14 @@ type topicFeed struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu     sync.Mutex
-	subs   map[*tailSub]struct{}
-	cursor []string // next stream id to read per partition (inclusive); nil until the topic exists
-	err    error    // set when the feed ended with an error
-	idle   *time.Timer
-	ended  bool
+	mu      sync.Mutex
+	subs    map[*tailSub]struct{}
+	cursor  []string // next stream id to read per partition (inclusive); nil until the topic exists
+	err     error    // set when the feed ended with an error
+	idle    *time.Timer
+	ended   bool
+	ready   chan struct{} // closed once the first look at the topic is done
+	initErr error         // what that look met
 }
 
 // feedBatch is a run of consecutive events of one partition: every event
@@ -106,37 +108,71 @@ type tailSub struct {
 
 // join subscribes to topic's feed, starting it when there is none; cursor
 // is a copy of the feed's cursor at the moment of joining (nil when the
-// topic does not exist yet): every batch after it reaches sub.
-func (h *tailHub) join(topic string) (*topicFeed, *tailSub, []string, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return nil, nil, nil, errorf(503, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
-	}
-	f := h.feeds[topic]
-	if f == nil {
-		ctx, cancel := context.WithCancel(h.g.streamCtx)
-		f = &topicFeed{h: h, topic: topic, ctx: ctx, cancel: cancel, subs: map[*tailSub]struct{}{}}
-		cur, err := f.endCursors()
-		if err != nil {
-			cancel()
-			return nil, nil, nil, err
+// topic does not exist yet): every batch after it reaches sub. A feed's
+// first look at the topic happens outside the hub's lock, so a slow Redis
+// holds up the joins of that topic only.
+func (h *tailHub) join(ctx context.Context, topic string) (*topicFeed, *tailSub, []string, error) {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, nil, nil, errorf(503, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
 		}
-		f.cursor = cur
-		h.feeds[topic] = f
-		h.wg.Add(1)
-		go f.run()
+		f := h.feeds[topic]
+		if f == nil {
+			fctx, cancel := context.WithCancel(h.g.streamCtx)
+			f = &topicFeed{h: h, topic: topic, ctx: fctx, cancel: cancel, subs: map[*tailSub]struct{}{}, ready: make(chan struct{})}
+			h.feeds[topic] = f
+			h.wg.Add(1)
+			h.mu.Unlock()
+			cur, err := f.endCursors()
+			f.mu.Lock()
+			f.cursor, f.initErr = cur, err
+			f.mu.Unlock()
+			if err != nil {
+				h.mu.Lock()
+				if h.feeds[topic] == f {
+					delete(h.feeds, topic)
+				}
+				h.mu.Unlock()
+				cancel()
+				h.wg.Done()
+			} else {
+				go f.run()
+			}
+			close(f.ready)
+		} else {
+			h.mu.Unlock()
+		}
+		select {
+		case <-f.ready:
+		case <-ctx.Done():
+			return nil, nil, nil, ctx.Err()
+		}
+		if f.initErr != nil {
+			return nil, nil, nil, f.initErr
+		}
+		sub := &tailSub{ch: make(chan *feedBatch, feedBuffer), ended: make(chan struct{})}
+		f.mu.Lock()
+		if f.ended { // it stopped just now: forget it and start another
+			f.mu.Unlock()
+			h.mu.Lock()
+			if h.feeds[topic] == f {
+				delete(h.feeds, topic)
+			}
+			h.mu.Unlock()
+			continue
+		}
+		if f.idle != nil {
+			f.idle.Stop()
+			f.idle = nil
+		}
+		f.subs[sub] = struct{}{}
+		cur := append([]string(nil), f.cursor...)
+		f.mu.Unlock()
+		h.g.metrics.hubSubscribers.Inc()
+		return f, sub, cur, nil
 	}
-	sub := &tailSub{ch: make(chan *feedBatch, feedBuffer), ended: make(chan struct{})}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.idle != nil {
-		f.idle.Stop()
-		f.idle = nil
-	}
-	f.subs[sub] = struct{}{}
-	h.g.metrics.hubSubscribers.Inc()
-	return f, sub, append([]string(nil), f.cursor...), nil
 }
 
 // leave unsubscribes sub; the feed stops feedLinger after its last subscriber.
@@ -157,8 +193,11 @@ func (f *topicFeed) stopIfIdle() {
 	f.h.mu.Lock()
 	f.mu.Lock()
 	idle := len(f.subs) == 0
-	if idle && f.h.feeds[f.topic] == f {
-		delete(f.h.feeds, f.topic)
+	if idle {
+		f.ended = true // no one joins it any more
+		if f.h.feeds[f.topic] == f {
+			delete(f.h.feeds, f.topic)
+		}
 	}
 	f.mu.Unlock()
 	f.h.mu.Unlock()

@@ -80,7 +80,7 @@ func (g *Gateway) tail(ctx context.Context, topic string, start tailStart, beat 
 	if flush == nil {
 		flush = func() error { return nil }
 	}
-	f, sub, feedCur, err := g.hub.join(topic)
+	f, sub, feedCur, err := g.hub.join(ctx, topic)
 	if err != nil {
 		return err
 	}
