@@ -351,3 +351,37 @@ func TestFailingKeyHoldsBackOnlyItsKey(t *testing.T) {
 		t.Fatalf("attempts of K0 = %v, want [1 2 3 4]", attempts)
 	}
 }
+
+// A dead-lettered event releases its key: the key's later events are
+// handled after it, in order.
+func TestDeadLetterReleasesItsKey(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 20*time.Second)
+	var mu sync.Mutex
+	var order []string
+	_, err := c.Subscribe(ctx, "t", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
+		if string(m.Data) == "0" {
+			return errors.New("poison")
+		}
+		mu.Lock()
+		order = append(order, string(m.Data))
+		mu.Unlock()
+		return nil
+	}), herald.Backoff(10*time.Millisecond, 20*time.Millisecond), herald.MaxAttempts(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PublishBatch(ctx, "t", []herald.Event{{Key: "K", Data: []byte("0")}, {Key: "K", Data: []byte("1")}, {Key: "K", Data: []byte("2")}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the key's later events", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if order[0] != "1" || order[1] != "2" {
+		t.Fatalf("after the dead letter: %v, want [1 2]", order)
+	}
+	dls, err := c.DeadLetters(ctx, "t", herald.Query{})
+	if err != nil || len(dls) != 1 || string(dls[0].Data) != "0" || dls[0].Attempts != 2 {
+		t.Fatalf("dead letters: %+v %v", dls, err)
+	}
+}
