@@ -385,3 +385,50 @@ func TestDeadLetterReleasesItsKey(t *testing.T) {
 		t.Fatalf("dead letters: %+v %v", dls, err)
 	}
 }
+
+// The attempt count of an event retried in place survives its consumer: the
+// next owner of the partition delivers it as the next attempt.
+func TestAttemptCountSurvivesTakeover(t *testing.T) {
+	c := newClient(t)
+	ctx := ctxT(t, 20*time.Second)
+	third := make(chan struct{}, 1)
+	a, err := c.Subscribe(ctx, "t", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
+		if m.Attempt <= 2 {
+			return errors.New("down")
+		}
+		third <- struct{}{} // the third attempt is cut short by the stop: not counted
+		<-ctx.Done()
+		return ctx.Err()
+	}), herald.Consumer("a"), herald.Backoff(20*time.Millisecond, 40*time.Millisecond), herald.MaxAttempts(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Publish(ctx, "t", herald.Event{Key: "K", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-third:
+	case <-ctx.Done():
+		t.Fatal("no third attempt")
+	}
+	a.Stop()
+	<-a.Done()
+	got := make(chan int, 1)
+	if _, err := c.Subscribe(ctx, "t", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
+		select {
+		case got <- m.Attempt:
+		default:
+		}
+		return nil
+	}), herald.Consumer("b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-got:
+		if at != 3 {
+			t.Fatalf("after 2 failed attempts the next owner delivered attempt %d, want 3", at)
+		}
+	case <-ctx.Done():
+		t.Fatal("the event never reached the next owner")
+	}
+}
