@@ -33,7 +33,9 @@ type groupFeed struct {
 	topic    string
 	group    string
 	consumer string
-	sub      *herald.Subscription
+	sub      *herald.Subscription // set before ready is closed
+	ready    chan struct{}        // closed once the subscription started (or failed: initErr)
+	initErr  error
 
 	mu      sync.Mutex
 	members []groupMember
@@ -83,16 +85,29 @@ func instanceID() string {
 func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start herald.Start, filter string, maxAttempts int) (*groupFeed, error) {
 	key := feedKey(topic, group, filter, maxAttempts)
 	st.feedMu.Lock()
-	defer st.feedMu.Unlock()
 	if st.closed {
+		st.feedMu.Unlock()
 		return nil, errorf(http.StatusServiceUnavailable, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
 	}
 	if f := st.feeds[key]; f != nil && !f.isStopped() {
+		st.feedMu.Unlock()
+		select { // another request is starting it
+		case <-f.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if f.initErr != nil {
+			return nil, f.initErr
+		}
 		return f, nil
 	}
+	// Subscribing (creating the group on every partition) happens outside
+	// the lock: a slow Redis holds up this group's clients only.
 	st.feedSeq++
-	f := &groupFeed{st: st, key: key, topic: topic, group: group, changed: make(chan struct{}),
+	f := &groupFeed{st: st, key: key, topic: topic, group: group, changed: make(chan struct{}), ready: make(chan struct{}),
 		consumer: fmt.Sprintf("gw-%s-%d", st.instance, st.feedSeq)}
+	st.feeds[key] = f
+	st.feedMu.Unlock()
 	opts := []herald.SubscribeOption{herald.Consumer(f.consumer), herald.Concurrency(GroupFeedInFlight),
 		herald.MaxInFlight(GroupFeedInFlight), herald.From(start)}
 	if filter != "" {
@@ -103,12 +118,27 @@ func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start 
 	}
 	// The feed outlives the request that started it: it stops when idle or at shutdown.
 	sub, err := st.g.c.Subscribe(context.WithoutCancel(ctx), topic, group, herald.HandlerFunc(f.handle), opts...)
+	st.feedMu.Lock()
+	if err == nil && st.closed { // shut down meanwhile
+		sub.Stop()
+		err = errorf(http.StatusServiceUnavailable, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
+	}
 	if err != nil {
+		if st.feeds[key] == f {
+			delete(st.feeds, key)
+		}
+		st.feedMu.Unlock()
+		f.mu.Lock()
+		f.stopped = true
+		f.mu.Unlock()
+		f.initErr = err
+		close(f.ready)
 		return nil, err
 	}
 	f.sub = sub
-	st.feeds[key] = f
 	st.wg.Add(1)
+	st.feedMu.Unlock()
+	close(f.ready)
 	st.g.metrics.subs.add(sub, subLabels{topic: topic, group: group, via: "gateway"})
 	st.g.metrics.groupFeeds.Inc()
 	go func() {
@@ -181,7 +211,10 @@ func (f *groupFeed) stop() {
 	f.mu.Lock()
 	f.stopped = true
 	f.mu.Unlock()
-	f.sub.Stop()
+	<-f.ready
+	if f.sub != nil {
+		f.sub.Stop()
+	}
 }
 
 // notify wakes handlers waiting for a member with room.
