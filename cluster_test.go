@@ -30,10 +30,10 @@ func startCluster(t *testing.T) *redisproc.Cluster {
 	t.Cleanup(func() {
 		for _, nd := range cl.Nodes {
 			if cl.Running(nd) {
-				cl.Kill(nd.Port)
+				_, _ = cl.Kill(nd.Port)
 			}
 		}
-		cl.Purge()
+		_ = cl.Purge()
 	})
 	return cl
 }

@@ -11,9 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redistest"
-	"github.com/redis/rueidis"
 )
 
 // A batch whose reply is lost (the first send did land) is sent again with the

@@ -72,7 +72,7 @@ func (b *bench) heraldE2E(ctx context.Context) (Side, error) {
 	if err != nil {
 		return Side{}, err
 	}
-	defer sub.Drain(context.Background())
+	defer func() { _ = sub.Drain(context.Background()) }()
 	// The clock starts once the subscription reads every partition: an
 	// ordered subscription first waits for its partition leases (a join
 	// window), which is start-up, not publish-to-handler latency. One
