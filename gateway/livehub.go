@@ -68,7 +68,9 @@ func (h *chanHub) join(ctx context.Context, name string, pattern bool) (*chanSub
 		} else {
 			lc.Channels = []string{name}
 		}
-		nl, err := h.g.c.Listen(context.WithoutCancel(ctx), lc)
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second) // bounds the first subscription only
+		nl, err := h.g.c.Listen(lctx, lc)
+		cancel()
 		if err != nil {
 			return nil, err
 		}
@@ -76,12 +78,16 @@ func (h *chanHub) join(ctx context.Context, name string, pattern bool) (*chanSub
 		h.l = nl
 		h.mu.Unlock()
 		go h.run(nl)
-	case first && pattern:
-		if err := l.PSubscribe(ctx, name); err != nil {
-			return nil, err
-		}
 	case first:
-		if err := l.Subscribe(ctx, name); err != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var err error
+		if pattern {
+			err = l.PSubscribe(sctx, name)
+		} else {
+			err = l.Subscribe(sctx, name)
+		}
+		cancel()
+		if err != nil {
 			return nil, err
 		}
 	}
