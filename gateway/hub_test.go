@@ -169,3 +169,44 @@ func TestChannelStreamsShareOneConnection(t *testing.T) {
 		pat.next(t, "", 5*time.Second)
 	}
 }
+
+// TestMonitorStreamsShareOneMonitor: two monitor streams with different
+// filters, served from the server's one monitor, each see their own topics
+// only.
+func TestMonitorStreamsShareOneMonitor(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{})
+	e.publish("mon-a1", "x", nil) // the topics exist: the monitor tails them from its start
+	e.publish("mon-b1", "x", nil)
+	ma := e.openSSE("/v1/monitor?topics=mon-a*&skip_channels=true", nil)
+	mb := e.openSSE("/v1/monitor?topics=mon-b*&skip_channels=true", nil)
+	// The shared monitor starts with the first stream; wait until it sees new events.
+	waitFor(t, 5*time.Second, func() bool {
+		e.publish("mon-a1", "probe", nil)
+		select {
+		case ev := <-ma.events:
+			return strings.Contains(string(ev.Data), `"topic":"mon-a1"`)
+		case <-time.After(200 * time.Millisecond):
+			return false
+		}
+	})
+	e.publish("mon-b1", "y", nil)
+	ev := mb.next(t, "", 5*time.Second)
+	if !strings.Contains(string(ev.Data), `"topic":"mon-b1"`) {
+		t.Fatalf("monitor b got %s", ev.Data)
+	}
+	for {
+		select {
+		case ev := <-ma.events:
+			if strings.Contains(string(ev.Data), "mon-b1") {
+				t.Fatalf("monitor a (topics=mon-a*) got %s", ev.Data)
+			}
+			continue
+		case <-time.After(300 * time.Millisecond):
+		}
+		break
+	}
+	if got := metricSum(e, "herald_hub_feeds"); got != 0 {
+		t.Fatalf("herald_hub_feeds %v: monitors are not live tails", got)
+	}
+}
