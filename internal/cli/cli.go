@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/internal/server"
 )
 
 // UsageError is bad input on the command line: exit code 2.
@@ -122,6 +123,12 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 	if stdio.Err != nil {
 		stdio.Err = &redactWriter{r: red, w: stdio.Err}
 	}
+	// OpenTelemetry from OTEL_* when they ask for it (docs/operations.md).
+	stopTracing, err := server.SetupTracing(ctx)
+	if err != nil {
+		return &UsageError{Err: err}
+	}
+	defer stopTracing()
 	root := newRoot(ctx, stdio, red)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
