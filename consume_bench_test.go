@@ -70,8 +70,17 @@ func BenchmarkConsumeEngine(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			var timeline []int64 // handled per 100ms window (HERALD_TIMELINE=1 prints it)
+			last, tick := int64(0), time.Now()
 			for handled.Load() < int64(b.N) {
 				time.Sleep(time.Millisecond)
+				if time.Since(tick) >= 100*time.Millisecond {
+					h := handled.Load()
+					timeline, last, tick = append(timeline, h-last), h, time.Now()
+				}
+			}
+			if os.Getenv("HERALD_TIMELINE") != "" {
+				b.Logf("handled per 100ms: %v", timeline)
 			}
 			if err := sub.Drain(ctx); err != nil {
 				b.Fatal(err)
