@@ -164,6 +164,11 @@ func TestLostReadReplyEntriesReadAgainAfterError(t *testing.T) {
 // Issue 13 item 3: a consumer restarted under its name re-reads its pending
 // entries on every partition, even when they are more than MaxInFlight.
 func TestRestartedConsumerReReadsPendingOnEveryPartition(t *testing.T) {
+	t.Run("ordered", func(t *testing.T) { restartedConsumerReReads(t) })
+	t.Run("unordered", func(t *testing.T) { restartedConsumerReReads(t, Unordered()) })
+}
+
+func restartedConsumerReReads(t *testing.T, opts ...SubscribeOption) {
 	c := testClient(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -197,7 +202,7 @@ func TestRestartedConsumerReReadsPendingOnEveryPartition(t *testing.T) {
 		got[m.Pos().String()] = true
 		mu.Unlock()
 		return nil
-	}), Consumer("c"), MaxInFlight(100)); err != nil {
+	}), append(opts, Consumer("c"), MaxInFlight(100))...); err != nil {
 		t.Fatal(err)
 	}
 	waitCond(t, 5*time.Second, "every pending entry of both partitions (visibility timeout is 30s)", func() bool {
