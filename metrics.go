@@ -101,15 +101,20 @@ func (h *histogram) observe(d time.Duration) {
 	h.sumNS.Add(int64(d))
 }
 
-func (h *histogram) snapshot() Histogram {
-	var out Histogram
+// addTo adds h to out (a sum of shards).
+func (h *histogram) addTo(out *Histogram) {
 	var cum uint64
 	for i := range LatencyBuckets {
 		cum += h.counts[i].Load()
-		out.Buckets[i] = cum
+		out.Buckets[i] += cum
 	}
-	out.Count = cum + h.counts[len(LatencyBuckets)].Load()
-	out.Sum = time.Duration(h.sumNS.Load()).Seconds()
+	out.Count += cum + h.counts[len(LatencyBuckets)].Load()
+	out.Sum += time.Duration(h.sumNS.Load()).Seconds()
+}
+
+func (h *histogram) snapshot() Histogram {
+	var out Histogram
+	h.addTo(&out)
 	return out
 }
 
@@ -120,9 +125,19 @@ type topicCounters struct {
 
 type groupKey struct{ topic, group string }
 
-type groupCounters struct {
+// handlerShard is one of a group's counter shards: handler goroutines add
+// to different shards (picked by the clock's low bits), so that they do not
+// all write one cache line per event.
+type handlerShard struct {
 	ok, err, timeout atomic.Uint64
 	handler, latency histogram
+	_                [64]byte
+}
+
+const handlerShards = 8
+
+type groupCounters struct {
+	shards [handlerShards]handlerShard
 	// Under clientMetrics.mu: the live subscriptions' counters, and the
 	// finished ones' totals (folded).
 	live   map[*subStats]struct{}
@@ -214,8 +229,8 @@ func (m *clientMetrics) fold(s *Subscription) {
 
 // handled counts one handler call of e that started at start.
 func (m *clientMetrics) handled(e *engine, msg *Message, start time.Time, err error) {
-	gc := m.group(e)
 	now := time.Now()
+	gc := &m.group(e).shards[uint(now.Nanosecond()>>8)%handlerShards]
 	gc.handler.observe(now.Sub(start))
 	if !msg.Time.IsZero() && msg.Attempt <= 1 {
 		gc.latency.observe(start.Sub(msg.Time))
@@ -246,11 +261,17 @@ func (m *clientMetrics) snapshot(degraded int64) Metrics {
 		for s := range gc.live {
 			t.add(s)
 		}
-		out.Groups = append(out.Groups, GroupMetrics{Topic: k.topic, Group: k.group,
-			Handled: map[string]uint64{OutcomeOK: gc.ok.Load(), OutcomeError: gc.err.Load(), OutcomeTimeout: gc.timeout.Load(),
-				OutcomeFiltered: uint64(t.filtered)},
-			Retries: uint64(t.retried), DeadLetters: uint64(t.dead), Reclaimed: uint64(t.reclaimed), RedisErrors: uint64(t.errors),
-			HandlerDuration: gc.handler.snapshot(), Latency: gc.latency.snapshot()})
+		g := GroupMetrics{Topic: k.topic, Group: k.group, Handled: map[string]uint64{OutcomeFiltered: uint64(t.filtered)},
+			Retries: uint64(t.retried), DeadLetters: uint64(t.dead), Reclaimed: uint64(t.reclaimed), RedisErrors: uint64(t.errors)}
+		for i := range gc.shards {
+			sh := &gc.shards[i]
+			g.Handled[OutcomeOK] += sh.ok.Load()
+			g.Handled[OutcomeError] += sh.err.Load()
+			g.Handled[OutcomeTimeout] += sh.timeout.Load()
+			sh.handler.addTo(&g.HandlerDuration)
+			sh.latency.addTo(&g.Latency)
+		}
+		out.Groups = append(out.Groups, g)
 	}
 	m.mu.Unlock()
 	sort.Slice(out.Groups, func(i, j int) bool {
