@@ -36,10 +36,12 @@ type laneState struct {
 }
 
 type batch struct {
-	lane int
-	seq  int64
-	reqs []*pubReq
-	n    int
+	lane     int
+	producer string
+	seq      int64
+	reqs     []*pubReq
+	n        int
+	reqs1    [1]*pubReq // room for one request: a single Publish allocates no slice
 }
 
 // takeLocked forms the next batch on an idle lane, or returns nil when
@@ -63,6 +65,11 @@ func (w *partWriter) takeLocked() *batch {
 		return nil
 	}
 	b := &batch{lane: l}
+	b.reqs = b.reqs1[:0]
+	if w.prods[l] == "" {
+		w.prods[l] = w.producer(l)
+	}
+	b.producer = w.prods[l]
 	max := w.c.cfg.MaxBatch
 	take := func(q []*pubReq) []*pubReq {
 		k := 0

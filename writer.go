@@ -79,7 +79,8 @@ type partWriter struct {
 	queued  atomic.Int64 // events in free, for keyless placement (placement.go)
 	busy    atomic.Bool  // every lane has a batch in flight, for keyless placement
 	lane    [lanes]laneState
-	idle    int // lanes without a batch in flight
+	prods   [lanes]string // the lanes' producer ids, made once (under mu)
+	idle    int           // lanes without a batch in flight
 }
 
 // submit queues r and, when a lane is free, sends batches: inline, from
@@ -130,17 +131,21 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 }
 
 func (w *partWriter) flush(bt *batch) {
-	b := &rdb.AppendBatch{Keys: w.keys, Producer: w.producer(bt.lane), Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
-		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg),
-		DedupeIDs: make([]string, 0, bt.n), Fields: make([][]string, 0, bt.n)}
+	b := &rdb.AppendBatch{Keys: w.keys, Producer: bt.producer, Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
+		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg)}
 	if w.t.cfg.MaxAge > 0 {
 		b.MinID = fmt.Sprintf("%d-0", time.Now().Add(-w.t.cfg.MaxAge).UnixMilli())
 	}
 	replicated := false
-	for _, r := range bt.reqs {
-		b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
-		b.Fields = append(b.Fields, r.fields...)
-		replicated = replicated || r.replicated
+	if len(bt.reqs) == 1 { // one caller's events: no copy (the appends only read them)
+		b.DedupeIDs, b.Fields, replicated = bt.reqs[0].dedupe, bt.reqs[0].fields, bt.reqs[0].replicated
+	} else {
+		b.DedupeIDs, b.Fields = make([]string, 0, bt.n), make([][]string, 0, bt.n)
+		for _, r := range bt.reqs {
+			b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
+			b.Fields = append(b.Fields, r.fields...)
+			replicated = replicated || r.replicated
+		}
 	}
 	t0 := time.Now()
 	res, err := w.appendWithRetry(b, bt.lane, replicated)

@@ -97,7 +97,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		}
 		sent = len(positions)
 	}
-	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: make([]bool, len(b.Fields)), Acked: -1}
+	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
 	copy(res.Positions, positions)
 	cmds := make(rueidis.Commands, 0, len(b.Fields)-sent+3)
 	maxLen := ""
@@ -229,6 +229,18 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 		return nil, fmt.Errorf("recovering a lost append: %d of %d events found, not a prefix of the batch", n, len(b.Fields))
 	}
 	return found[:k], nil
+}
+
+// noDup backs the Dup of plain appends (never a duplicate): shared and
+// read-only, so that a plain append allocates no []bool.
+var noDup = make([]bool, 1024)
+
+// noDups is n false values, shared when n is at most 1024.
+func noDups(n int) []bool {
+	if n <= len(noDup) {
+		return noDup[:n:n]
+	}
+	return make([]bool, n)
 }
 
 // pairAdder is a command builder that takes field/value pairs.
