@@ -107,6 +107,11 @@ func TestErrReleaseOrderedOfferedAgainSoon(t *testing.T) {
 // The lost reply is made with an ACL: the subscription's user loses
 // XREADGROUP (its reads fail) while the entries are read under its name.
 func TestLostReadReplyEntriesReadAgainAfterError(t *testing.T) {
+	t.Run("ordered", func(t *testing.T) { lostReadReply(t) })
+	t.Run("unordered", func(t *testing.T) { lostReadReply(t, Unordered()) })
+}
+
+func lostReadReply(t *testing.T, opts ...SubscribeOption) {
 	srv := redistest.Own(t, redisproc.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -127,7 +132,7 @@ func TestLostReadReplyEntriesReadAgainAfterError(t *testing.T) {
 	sub, err := c.Subscribe(ctx, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
 		handled.Add(1)
 		return nil
-	}), Consumer("c"), BlockTime(100*time.Millisecond))
+	}), append(opts, Consumer("c"), BlockTime(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
