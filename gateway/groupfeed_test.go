@@ -169,6 +169,7 @@ func TestConnectDisconnectCycles(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2,000 cycles")
 	}
+	defer gateway.SetFeedLinger(300 * time.Millisecond)() // not parallel: no other test runs meanwhile
 	e := newEnv(t, gateway.Config{SSE: gateway.SSEConfig{ResumeWindow: 200 * time.Millisecond}})
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	hc := &http.Client{Transport: tr}

@@ -24,12 +24,16 @@ import (
 // Goroutines: one per feed (plus the monitor's readers), owned by the hub;
 // a feed stops feedLinger after its last subscriber leaves.
 
+// feedLinger is how long a feed (tail or group) outlives its last
+// subscriber, so that a client that reconnects at once finds it running.
+// A variable for the tests only (export_test.go).
+var feedLinger = 5 * time.Second
+
 // Hub tuning.
 const (
-	feedBuffer = 64              // batches buffered per subscriber before it is marked lagged
-	feedLinger = 5 * time.Second // a feed outlives its last subscriber by this much
-	feedPage   = 500             // events per range read
-	feedSweep  = time.Second     // every partition is read this often (new partitions, missed wake-ups)
+	feedBuffer = 64          // batches buffered per subscriber before it is marked lagged
+	feedPage   = 500         // events per range read
+	feedSweep  = time.Second // every partition is read this often (new partitions, missed wake-ups)
 )
 
 // tailHub owns the feeds of the process.

@@ -1,0 +1,12 @@
+package gateway
+
+import "time"
+
+// SetFeedLinger sets how long feeds outlive their last subscriber, for a
+// test that must not run beside others (it is not safe for concurrent
+// use); it returns the restoring function.
+func SetFeedLinger(d time.Duration) (restore func()) {
+	old := feedLinger
+	feedLinger = d
+	return func() { feedLinger = old }
+}
