@@ -49,6 +49,19 @@ func TestOverviewListsTopicWithLag(t *testing.T) {
 		t.Error("the login field shows although keys are off")
 	}
 	tb.wait(10*time.Second, `document.body.textContent.includes('Standalone Redis')`)
+	// The Redis node with its memory (INFO used_memory) and replication.
+	tb.wait(10*time.Second, `Number(document.querySelector('tr[data-node] .memory')?.dataset.bytes) > 0`)
+	if row := eval[string](tb, `document.querySelector('tr[data-node]').textContent`); !contains(row, "master", "ok", "B", "no replica") {
+		t.Errorf("node row %q lacks role, health, memory or replication", row)
+	}
+	// The topic page: the group's lag in events and in time.
+	tb.open("/#/topic/orders")
+	tb.wait(10*time.Second, `document.querySelector('tr[data-group="billing"] .lag')?.textContent === '3'`)
+	if lt := eval[string](tb, `document.querySelector('tr[data-group="billing"] .lag-time').textContent`); !strings.HasSuffix(lt, " ms") && !strings.HasSuffix(lt, " s") {
+		t.Errorf("lag in time %q, want a duration", lt)
+	}
+	tb.open("/")
+	tb.wait(10*time.Second, `document.querySelector('tr[data-topic="orders"] .lag')?.dataset.lag === "3"`)
 	if update() {
 		// A few seconds of traffic so that the sparklines have a shape.
 		for i := range 16 {

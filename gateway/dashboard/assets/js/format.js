@@ -60,6 +60,11 @@ export function nanos(ns) {
   return ms < 10 ? ms.toFixed(2) + ' ms' : ms.toFixed(0) + ' ms';
 }
 
+/** A short duration in seconds (latency): "0.4 ms". */
+export function seconds(s) {
+  return s === null || s === undefined ? '–' : nanos(s * 1e9);
+}
+
 /** An event's payload as text: JSON pretty-printed, text as is, binary as a hex dump. */
 export function payload(e) {
   if (e.data_base64 !== undefined && e.data_base64 !== '') {

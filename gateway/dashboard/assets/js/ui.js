@@ -95,7 +95,19 @@ export function confirmAction(title, text, okLabel) {
   document.getElementById('confirm-ok').textContent = okLabel || 'Confirm';
   d.returnValue = '';
   return new Promise((resolve) => {
-    d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+    // The answer is taken from the button as it is pressed (the form's
+    // submit event), not from the close event: close is queued, and one of an
+    // earlier opening can arrive after this one opened. Escape is a no.
+    const form = d.querySelector('form');
+    const done = (yes) => {
+      form.removeEventListener('submit', onSubmit);
+      d.removeEventListener('cancel', onCancel);
+      resolve(yes);
+    };
+    const onSubmit = (e) => done(e.submitter?.value === 'ok');
+    const onCancel = () => done(false);
+    form.addEventListener('submit', onSubmit);
+    d.addEventListener('cancel', onCancel);
     d.showModal();
   });
 }

@@ -124,21 +124,22 @@ export function render(root, _route, access) {
     }
     try {
       const hl = await api('/v1/health');
-      const nodes = hl.Nodes || hl.nodes || [];
-      const failing = hl.FailingPartitions || hl.failing_partitions || [];
-      const masters = nodes.filter((n) => (n.Role || n.role) === 'master').length;
+      const nodes = hl.nodes || [];
+      const failing = hl.failing_partitions || [];
+      const masters = nodes.filter((n) => n.role === 'master').length;
       fill(nodesBox,
-        h('p', {}, (hl.Cluster || hl.cluster ? 'Redis Cluster' : 'Standalone Redis') + ': ' + nodes.length + ' node' + (nodes.length === 1 ? '' : 's') +
+        h('p', {}, (hl.cluster ? 'Redis Cluster' : 'Standalone Redis') + ': ' + nodes.length + ' node' + (nodes.length === 1 ? '' : 's') +
           ', ' + masters + ' master' + (masters === 1 ? '' : 's') + ', ' + (nodes.length - masters) + ' replica' + (nodes.length - masters === 1 ? '' : 's') +
           '. ' + (failing.length ? failing.length + ' partitions failing.' : 'No partition failing.')),
-        table('', [{ label: 'Node' }, { label: 'Role' }, { label: 'Health' }, { label: 'Latency', num: true }], nodes.map((n) => {
-          const err = n.Err || n.err;
-          const role = n.Role || n.role;
-          return [h('span', { class: 'mono' }, n.Addr || n.addr), role === 'slave' ? 'replica' : role || '–',
-            err ? h('span', { class: 'bad' }, 'down: ' + err) : h('span', { class: 'ok' }, 'ok'), f.nanos(n.Latency ?? n.latency)];
-        })),
+        table('', [{ label: 'Node' }, { label: 'Role' }, { label: 'Health' }, { label: 'Latency', num: true, narrow: true },
+          { label: 'Memory', num: true }, { label: 'Replication' }], nodes.map((n) => ({
+          attrs: { 'data-node': n.addr },
+          cells: [h('span', { class: 'mono' }, n.addr), n.role === 'slave' ? 'replica' : n.role || '–',
+            n.error ? h('span', { class: 'bad' }, 'down: ' + n.error) : h('span', { class: 'ok' }, 'ok'), f.seconds(n.latency_seconds),
+            memory(n), replication(n.replication)],
+        }))),
         failing.length ? table('Failing partitions', [{ label: 'Topic' }, { label: 'Partition', num: true }, { label: 'Since' }],
-          failing.map((p) => [p.Topic || p.topic, p.Partition ?? p.partition, f.ago(p.Since || p.since)])) : null);
+          failing.map((p) => [p.topic, p.partition, f.ago(p.since)])) : null);
     } catch (e) {
       fill(nodesBox, errorBox(e, 'Redis health'));
     }
@@ -157,6 +158,33 @@ export function render(root, _route, access) {
 
   const stops = [every(POLL_MS, poll), every(POLL_MS * 2, pollServer)];
   return () => stops.forEach((s) => s());
+}
+
+/** A node's memory: used, and of its maxmemory when it has one. */
+function memory(n) {
+  if (n.error || !n.memory_used_bytes) return '–';
+  const used = h('span', { class: 'memory', 'data-bytes': n.memory_used_bytes }, f.bytes(n.memory_used_bytes));
+  if (!n.memory_max_bytes) return used;
+  const pct = n.memory_used_bytes / n.memory_max_bytes * 100;
+  return h('span', { class: pct >= 90 ? 'bad' : pct >= 75 ? 'warn' : '' }, used, ' of ', f.bytes(n.memory_max_bytes), ' (' + pct.toFixed(0) + '%)');
+}
+
+/** A node's replication: a master's replicas, or a replica's link to its master. */
+function replication(r) {
+  if (!r) return '–';
+  if (r.master) {
+    const up = r.master_link_status === 'up';
+    return h('span', { class: 'repl' }, 'of ', h('span', { class: 'mono' }, r.master), ', link ',
+      h('span', { class: up ? 'ok' : 'bad' }, r.master_link_status || 'unknown'),
+      r.sync_in_progress ? ', syncing' : '',
+      !up && r.master_link_down_seconds ? ' for ' + f.duration(r.master_link_down_seconds) : '',
+      r.lag_bytes >= 0 ? ', ' + f.bytes(r.lag_bytes) + ' behind' : '',
+      r.master_last_io_seconds !== undefined ? ', last I/O ' + f.duration(r.master_last_io_seconds) + ' ago' : '');
+  }
+  const rs = r.replicas || [];
+  if (!rs.length) return h('span', { class: 'repl muted' }, 'no replica');
+  return h('ul', { class: 'repl plain' }, rs.map((x) => h('li', {}, h('span', { class: 'mono' }, x.addr), ' ',
+    h('span', { class: x.state === 'online' ? 'ok' : 'warn' }, x.state), ', ' + f.bytes(x.lag_bytes) + ' behind, acked ' + f.duration(x.lag_seconds) + ' ago')));
 }
 
 function card(label, value) {
