@@ -120,7 +120,9 @@ func (db *DB) StreamInfo(ctx context.Context, key string) (StreamInfo, error) {
 		db.c.B().Xlen().Key(key).Build(),
 		db.c.B().Xrange().Key(key).Start("-").End("+").Count(1).Build(),
 		db.c.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build(),
-		db.c.B().MemoryUsage().Key(key).Samples(0).Build())
+		// Sampled: SAMPLES 0 (exact) walks every node of the stream, 0.6 ms
+		// of Redis per 1M-entry stream; 16 samples cost ~5 us (docs/dashboard.md).
+		db.c.B().MemoryUsage().Key(key).Samples(16).Build())
 	var si StreamInfo
 	var err error
 	if si.Length, err = rs[0].AsInt64(); err != nil {
