@@ -117,7 +117,14 @@ func withKeys() gateway.Config {
 func newEnv(t *testing.T, cfg gateway.Config) *env {
 	t.Helper()
 	needBrowser(t)
-	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+	return newEnvOn(t, cfg, redistest.URL(t))
+}
+
+// newEnvOn is newEnv on the Redis at url.
+func newEnvOn(t *testing.T, cfg gateway.Config, url string) *env {
+	t.Helper()
+	needBrowser(t)
+	c, err := herald.New(context.Background(), herald.Config{URL: url, Namespace: redistest.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
