@@ -14,8 +14,8 @@ import (
 func TestPublishReplicatedWithoutReplicaFailsNamingTheFix(t *testing.T) {
 	ns := redistest.Namespace(t)
 	r := run(t, ns, "", "publish", "--durability", "replicated", "orders", "x")
-	if r.code == 0 || !strings.Contains(r.err, "replica") || !strings.Contains(r.err, "replicaof") || !strings.Contains(r.err, "--allow-degraded") {
-		t.Fatalf("exit %d, stderr %q; want a failure naming replicaof and --allow-degraded", r.code, r.err)
+	if r.code != 1 || !strings.Contains(r.err, "replica") || !strings.Contains(r.err, "replicaof") || !strings.Contains(r.err, "--allow-degraded") {
+		t.Fatalf("exit %d, stderr %q; want exit 1 naming replicaof and --allow-degraded", r.code, r.err)
 	}
 	r = run(t, ns, "", "publish", "--durability", "replicated", "--allow-degraded", "orders", "y")
 	if r.code != 0 || !strings.Contains(r.out, "degraded") {
