@@ -54,7 +54,7 @@ export function render(box, topic, count) {
   }
 
   function showEvent(row, e) {
-    const v = eventView({ ...e, position: 'scheduled ' + e.partition + ', due ' + e.deliver_at });
+    const v = eventView({ ...e, position: 'partition ' + e.partition + ', scheduled' }, 'due ' + until(e.deliver_at));
     v.open = true;
     row.after(h('tr', { class: 'inspect' }, h('td', { colspan: 7 }, v)));
   }

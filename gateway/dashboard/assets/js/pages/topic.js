@@ -197,15 +197,18 @@ async function lastEvents(name, access) {
   return es.slice(0, LAST);
 }
 
-/** One event: a summary line that opens to its attributes, headers and payload. */
-export function eventView(e) {
+/**
+ * One event: a summary line that opens to its attributes, headers and
+ * payload. when replaces the age in the summary (a scheduled event's due time).
+ */
+export function eventView(e, when) {
   const p = f.payload(e);
   const attrs = [['position', e.position], ['id', e.id], ['type', e.type], ['key', e.key], ['source', e.source],
     ['subject', e.subject], ['time', e.time], ['content type', e.content_type]].filter(([, v]) => v !== undefined && v !== '');
   const hdrs = Object.entries(e.headers || {});
   return h('details', { class: 'panel event', 'data-position': e.position, 'data-id': e.id || '' },
     h('summary', {}, h('span', { class: 'mono' }, e.position), ' · ', e.type || 'no type', e.key ? ' · key ' + e.key : '',
-      ' · ', f.ago(e.time || f.idTime(e.position)), ' · ', h('span', { class: 'muted' }, p.kind)),
+      ' · ', when || f.ago(e.time || f.idTime(e.position)), ' · ', h('span', { class: 'muted' }, p.kind)),
     h('dl', { class: 'kv' }, attrs.map(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, v)])),
     hdrs.length ? [h('h3', { class: 'muted' }, 'Headers'), h('dl', { class: 'kv' }, hdrs.map(([k, v]) => [h('dt', { class: 'mono' }, k), h('dd', { class: 'mono' }, v)]))] : null,
     h('pre', { 'aria-label': 'payload (' + p.kind + ')' }, p.text));
