@@ -3,6 +3,7 @@ package herald
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"strconv"
 
@@ -60,8 +61,16 @@ var (
 type batchTraced struct{}
 
 // initialGlobalTP is the global tracer provider as it was before anyone set
-// one: while otel.GetTracerProvider still returns it, nothing records.
-var initialGlobalTP = otel.GetTracerProvider()
+// one: while otel.GetTracerProvider still returns it, nothing records. When
+// something set the global provider before this package's initialisation,
+// it is nil (and the global provider is always used).
+var initialGlobalTP = func() trace.TracerProvider {
+	tp := otel.GetTracerProvider()
+	if fmt.Sprintf("%T", tp) != "*global.tracerProvider" {
+		return nil
+	}
+	return tp
+}()
 
 // tracing holds a Client's tracer and propagator.
 type tracing struct {
