@@ -218,6 +218,9 @@ func TestReadOnlyKeySeesNoRedrive(t *testing.T) {
 	if !eval[bool](tb, noButtons) {
 		t.Error("the topic page shows a redrive or delete button to a read-only key")
 	}
+	if eval[bool](tb, `document.querySelector('button.seek, button.cancel, #tab-scheduled-btn, #seek-form') !== null`) {
+		t.Error("the topic page shows a seek or cancel action, or the Scheduled tab, to a read-only key")
+	}
 	tb.open("/#/deadletters/audit")
 	tb.wait(10*time.Second, `document.body.textContent.includes('This key cannot read dead letters')`)
 	if !eval[bool](tb, noButtons) {
@@ -308,6 +311,11 @@ func TestEveryPage(t *testing.T) {
 		t.Errorf("at phone width the page is %d px wide", w)
 	}
 	tb.shot("phone")
+	tb.open("/#/topic/articles%2Feu")
+	tb.wait(10*time.Second, `document.querySelectorAll('details.event').length === 3 && document.querySelector('#tab-scheduled-btn') !== null`)
+	if w := eval[int](tb, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("at phone width the topic page is %d px wide", w)
+	}
 }
 
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
