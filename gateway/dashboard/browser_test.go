@@ -42,6 +42,9 @@ func TestOverviewListsTopicWithLag(t *testing.T) {
 	tb := e.tab()
 	tb.open("/")
 	tb.wait(10*time.Second, `document.querySelector('tr[data-topic="orders"] .lag')?.dataset.lag === "3"`)
+	if lt := eval[string](tb, `document.querySelector('tr[data-topic="orders"] .lag-time')?.textContent ?? ''`); !strings.HasSuffix(lt, " ms") && !strings.HasSuffix(lt, " s") {
+		t.Errorf("oldest unread %q, want a duration", lt)
+	}
 	if who := eval[string](tb, `document.getElementById('who').textContent`); who != "API keys are off" {
 		t.Errorf("session line %q, want %q", who, "API keys are off")
 	}

@@ -75,7 +75,8 @@ export function render(root, _route, access) {
     await Promise.all(topics.slice(0, 200).map(async (t) => {
       try {
         const gs = (await api('/v1/topics/' + seg(t.name) + '/groups')).groups || [];
-        lag.set(t.name, { lag: gs.reduce((a, g) => a + (g.lag || 0), 0), groups: gs.length,
+        lag.set(t.name, { lag: gs.reduce((a, g) => a + Math.max(0, g.lag || 0), 0), groups: gs.length,
+          age: gs.reduce((a, g) => Math.max(a, g.lag_seconds || 0), 0),
           pending: gs.reduce((a, g) => a + (g.pending || 0), 0) });
       } catch { lag.set(t.name, null); }
     }));
@@ -96,6 +97,7 @@ export function render(root, _route, access) {
           h('span', { class: 'rate' }, f.rate(r)),
           sparkline(s.rates, 'events per second of ' + t.name + ' over the last ' + Math.round(s.rates.length * POLL_MS / 60000 * 10) / 10 + ' minutes'),
           l ? h('span', { class: l.lag > 0 ? 'warn lag' : 'lag', 'data-lag': l.lag }, f.num(l.lag)) : '–',
+          l && l.age ? h('span', { class: 'lag-time' }, f.duration(l.age)) : '–',
           l ? f.num(l.groups) : '–',
           t.dead_letters ? h('a', { class: 'bad', href: '#/deadletters/' + seg(t.name) }, f.num(t.dead_letters)) : '0',
           f.bytes(t.memory_bytes),
@@ -110,7 +112,7 @@ export function render(root, _route, access) {
     fill(topicsBox, topics.length ? table('', [
       { label: 'Topic' }, { label: 'Partitions', num: true, narrow: true }, { label: 'Events', num: true },
       { label: 'Events/s', num: true }, { label: 'Last minutes', narrow: true }, { label: 'Lag', num: true },
-      { label: 'Groups', num: true, narrow: true }, { label: 'Dead letters', num: true }, { label: 'Memory', num: true, narrow: true },
+      { label: 'Oldest unread', num: true, narrow: true }, { label: 'Groups', num: true, narrow: true }, { label: 'Dead letters', num: true }, { label: 'Memory', num: true, narrow: true },
     ], rows) : empty('No topics yet.', 'Publish an event to create one: ',
       h('code', {}, 'curl -X POST ' + location.origin + '/v1/topics/orders/events -H "Content-Type: application/json" -d \'{"data":{"order":1}}\''),
       ' or ', h('code', {}, 'herald publish orders \'{"order":1}\''), '.'));
