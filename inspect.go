@@ -98,7 +98,7 @@ func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) 
 // GroupInfo describes a consumer group over all partitions of a topic.
 type GroupInfo struct {
 	Name             string
-	Consumers        int64 // the most seen on one partition
+	Consumers        int64 // the most seen on one partition, or the live members of an ordered group if more
 	Pending          int64 // delivered, not yet acknowledged (partition and retry streams)
 	Lag              int64 // events not yet delivered, counted in the streams; -1 when unknown (LagUnknown says why)
 	LagUnknown       string
@@ -180,6 +180,7 @@ func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, err
 	out := make([]GroupInfo, 0, len(byName))
 	for _, g := range byName {
 		g.sum()
+		g.Consumers = max(g.Consumers, int64(len(g.Members)))
 		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
