@@ -158,6 +158,7 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 		minID = fmt.Sprintf("%d-0", time.Now().Add(-t.cfg.MaxAge).UnixMilli())
 	}
 	batchID := "tx-" + newID()
+	start := time.Now() // metrics.go
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
 	defer cancel()
 	var res rdb.AppendResult
@@ -176,6 +177,7 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 		case <-time.After(backoff):
 		}
 	}
+	c.metrics.appended(t.name, start, &res, err, off)
 	if err != nil {
 		return nil, fmt.Errorf("herald: atomic publish to %s: %w", t.name, err)
 	}
