@@ -10,3 +10,10 @@ func SetFeedLinger(d time.Duration) (restore func()) {
 	feedLinger = d
 	return func() { feedLinger = old }
 }
+
+// SetFeedBuffer sets the batches buffered per live tail, like SetFeedLinger.
+func SetFeedBuffer(n int) (restore func()) {
+	old := feedBuffer
+	feedBuffer = n
+	return func() { feedBuffer = old }
+}

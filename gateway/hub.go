@@ -24,6 +24,10 @@ import (
 // Goroutines: one per feed (plus the monitor's readers), owned by the hub;
 // a feed stops feedLinger after its last subscriber leaves.
 
+// feedBuffer is the read batches buffered per subscriber before it is
+// marked lagged (a variable for the tests only, export_test.go).
+var feedBuffer = 64
+
 // feedLinger is how long a feed (tail or group) outlives its last
 // subscriber, so that a client that reconnects at once finds it running.
 // A variable for the tests only (export_test.go).
@@ -31,9 +35,8 @@ var feedLinger = 5 * time.Second
 
 // Hub tuning.
 const (
-	feedBuffer = 64          // batches buffered per subscriber before it is marked lagged
-	feedPage   = 500         // events per range read
-	feedSweep  = time.Second // every partition is read this often (new partitions, missed wake-ups)
+	feedPage  = 500         // events per range read
+	feedSweep = time.Second // every partition is read this often (new partitions, missed wake-ups)
 )
 
 // tailHub owns the feeds of the process.

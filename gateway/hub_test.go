@@ -1,9 +1,13 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -208,5 +212,68 @@ func TestMonitorStreamsShareOneMonitor(t *testing.T) {
 	}
 	if got := metricSum(e, "herald_hub_feeds"); got != 0 {
 		t.Fatalf("herald_hub_feeds %v: monitors are not live tails", got)
+	}
+}
+
+// TestSlowTailDoesNotHoldUpOthers: a client that stops reading (its socket
+// fills, its buffer overflows: it lags) does not slow the others down, and
+// when it reads again it gets every event, in order, caught up by position.
+func TestSlowTailDoesNotHoldUpOthers(t *testing.T) {
+	defer gateway.SetFeedBuffer(2)() // lag soon; not parallel: no other test runs meanwhile
+	// The write timeout is long: the slow client is slow, not gone (one
+	// that takes nothing for sse.write_timeout is disconnected).
+	e := newEnv(t, gateway.Config{SSE: gateway.SSEConfig{WriteTimeout: time.Minute}})
+	ctx := context.Background()
+	if _, err := e.c.Publish(ctx, "slow", herald.Event{Data: []byte("seed")}); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(e.url, "http://")
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error { // a small receive buffer, set before connecting
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	slow, err := d.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	fmt.Fprintf(slow, "GET /v1/topics/slow/events HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+	br := bufio.NewReader(slow)
+	if l, err := br.ReadString('\n'); err != nil || !strings.Contains(l, "200") {
+		t.Fatalf("slow client: %q %v", l, err)
+	}
+	fast := e.openSSE("/v1/topics/slow/events", nil)
+	const n = 3000
+	payload := strings.Repeat("x", 4000)
+	for i := range n {
+		if _, err := e.c.Publish(ctx, "slow", herald.Event{Data: fmt.Appendf(nil, "%d %s", i, payload)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n { // the fast client gets everything while the slow one reads nothing
+		ev := fast.next(t, "", 10*time.Second)
+		if d := decodeEvent(t, ev.Data).Data; !strings.HasPrefix(string(d), fmt.Sprintf(`"%d `, i)) {
+			t.Fatalf("fast client: event %d is %.20s", i, d)
+		}
+	}
+	if metricSum(e, "herald_hub_lagged_total") < 1 {
+		t.Fatal("the slow client never lagged: the test did not test anything")
+	}
+	got := 0
+	_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for got < n {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("slow client after %d events: %v", got, err)
+		}
+		if d, ok := strings.CutPrefix(l, "data: "); ok {
+			var ev gateway.EventJSON
+			if err := json.Unmarshal([]byte(d), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(ev.Data), fmt.Sprintf(`"%d `, got)) {
+				t.Fatalf("slow client: event %d is %.20s (a gap or a repeat)", got, ev.Data)
+			}
+			got++
+		}
 	}
 }

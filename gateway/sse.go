@@ -33,6 +33,9 @@ type sseStream struct {
 	// when less than the write timeout minus a second is left, not on
 	// every write (each move costs a timer update).
 	deadline time.Time
+	// failed is the first write error: after it the stream may end in the
+	// middle of a frame, so nothing more is written.
+	failed error
 }
 
 // startSSE sends the stream's headers. The server's read and write
@@ -123,6 +126,9 @@ func (s *sseStream) queue(id, name string, data []byte) {
 func (s *sseStream) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
 	if len(s.buf) == 0 {
 		return nil
 	}
@@ -145,6 +151,12 @@ func (s *sseStream) flush() error {
 		s.buf = nil // a burst's buffer is not kept
 	} else {
 		s.buf = s.buf[:0]
+	}
+	if err != nil {
+		s.failed = err
+		if s.conn != nil {
+			s.conn.Close() // the client sees the stream end and reconnects with Last-Event-ID
+		}
 	}
 	return err
 }
