@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"syscall"
@@ -275,5 +276,45 @@ func TestSlowTailDoesNotHoldUpOthers(t *testing.T) {
 			}
 			got++
 		}
+	}
+}
+
+// TestStuckTailIsDisconnected: a client that takes nothing for
+// sse.write_timeout is disconnected (its connection closed, its place in
+// the hub freed); it would resume with Last-Event-ID.
+func TestStuckTailIsDisconnected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{SSE: gateway.SSEConfig{WriteTimeout: 300 * time.Millisecond}})
+	ctx := context.Background()
+	if _, err := e.c.Publish(ctx, "stuck", herald.Event{Data: []byte("seed")}); err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(e.url, "http://")
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	stuck, err := d.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	fmt.Fprintf(stuck, "GET /v1/topics/stuck/events HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+	waitFor(t, 5*time.Second, func() bool { return metricSum(e, "herald_hub_subscribers") == 1 })
+	payload := strings.Repeat("x", 16000)
+	deadline := time.Now().Add(20 * time.Second)
+	for metricSum(e, "herald_hub_subscribers") != 0 { // publish until its buffers are full and the write times out
+		if time.Now().After(deadline) {
+			t.Fatal("a client that reads nothing was not disconnected")
+		}
+		for range 50 {
+			if _, err := e.c.Publish(ctx, "stuck", herald.Event{Data: []byte(payload)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = stuck.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck); err != nil { // what was sent, then the end
+		t.Fatalf("the stuck client's connection did not end: %v", err)
 	}
 }
