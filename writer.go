@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -176,7 +177,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 	// others through the script; one batch keeps its way over its retries
 	// (each answers a repeated sequence from its own records).
 	way := w.c.cfg.appendWay
-	if way == wayPlain && !b.PlainEligible() {
+	if way == wayPlain && (!b.PlainEligible() || !w.c.db.PlainSupported()) {
 		way = wayScript
 	}
 	if way == wayMulti && (replicated || len(b.Fields) < multiMin || !b.MultiEligible()) {
@@ -212,6 +213,11 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 				n = int64(w.c.cfg.Replicas)
 			}
 			res, err = w.c.db.AppendPlain(ctx, fence, b, n, w.c.cfg.ReplicationTimeout.Milliseconds())
+			if errors.Is(err, rdb.ErrPlainUnsupported) {
+				way = wayScript // nothing was written: send the batch through the script
+				attempt--
+				continue
+			}
 		case way == wayMulti:
 			res, err = w.c.db.AppendMulti(ctx, fence, b)
 		case replicated:

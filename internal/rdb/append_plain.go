@@ -76,6 +76,12 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		// partition's slot before the keyless CLIENT commands.)
 		rs := f.dc.DoMulti(ctx, f.dc.B().ClientInfo().Build(), f.dc.B().Xlen().Key(b.Keys.Stream).Build())
 		info, err := rs[0].ToString()
+		if err != nil && rs[0].NonRedisError() == nil && !Transient(err) {
+			// An error reply: this server cannot name a connection.
+			f.Close()
+			db.noPlain.Store(true)
+			return res, fmt.Errorf("%w: %v", ErrPlainUnsupported, err)
+		}
 		if err == nil {
 			err = rs[1].Error()
 		}

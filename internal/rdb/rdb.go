@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -21,7 +22,20 @@ type DB struct {
 	Keys Keys
 	own  bool
 	opt  rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
+
+	// noPlain is set once a server refused CLIENT INFO (the in-process
+	// engine, Redis before 6.2): AppendPlain cannot fence a lost
+	// connection there, so appends take the script.
+	noPlain atomic.Bool
 }
+
+// ErrPlainUnsupported is returned by AppendPlain when the server cannot
+// name a connection (no CLIENT INFO); PlainSupported is false from then on.
+var ErrPlainUnsupported = errors.New("rdb: the server has no CLIENT INFO; plain appends are off")
+
+// PlainSupported reports whether AppendPlain may be used: false once the
+// server refused CLIENT INFO.
+func (db *DB) PlainSupported() bool { return !db.noPlain.Load() }
 
 // ConnWriteTimeout is how long a connection may fail to write or answer
 // before the client drops it (rueidis ClientOption.ConnWriteTimeout).
