@@ -26,7 +26,8 @@ type sseStream struct {
 	g    *Gateway
 	w    http.ResponseWriter
 	rc   *http.ResponseController
-	conn net.Conn // hijacked: written directly
+	conn net.Conn    // hijacked: written directly
+	rw   *respWriter // counts a hijacked stream's bytes for the access log
 	mu   sync.Mutex
 	buf  []byte // queued frames
 	// deadline is the write deadline set on conn; it is moved forward
@@ -58,6 +59,7 @@ func (g *Gateway) startSSE(w http.ResponseWriter, r *http.Request, extra http.He
 			_ = conn.SetDeadline(time.Time{})
 			if rw, ok := w.(*respWriter); ok {
 				rw.status, rw.wrote = http.StatusOK, true
+				s.rw = rw
 			}
 			s.conn = conn
 			hb := []byte("HTTP/1.1 200 OK\r\nConnection: close\r\n")
@@ -140,7 +142,11 @@ func (s *sseStream) flush() error {
 			_ = s.conn.SetWriteDeadline(deadline)
 			s.deadline = deadline
 		}
-		_, err = s.conn.Write(s.buf)
+		var n int
+		n, err = s.conn.Write(s.buf)
+		if s.rw != nil {
+			s.rw.bytes += int64(n)
+		}
 	} else {
 		_ = s.rc.SetWriteDeadline(deadline)
 		if _, err = s.w.Write(s.buf); err == nil {
