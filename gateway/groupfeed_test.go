@@ -237,15 +237,8 @@ func TestConnectDisconnectCycles(t *testing.T) {
 
 func waitMetric(t *testing.T, e *env, line string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, 5*time.Second, func() bool {
 		_, b := e.do("GET", "/metrics", nil, nil)
-		if strings.Contains(string(b), line+"\n") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics lack %q", line)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(string(b), line+"\n")
+	})
 }

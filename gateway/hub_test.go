@@ -45,7 +45,7 @@ func TestTailsShareOneReader(t *testing.T) {
 		return strings.Count(out, "id=")
 	}
 	first := e.openSSE("/v1/topics/shared/events", nil)
-	waitFeeds(t, e, 1)
+	waitMetric(t, e, "herald_hub_feeds 1")
 	base := clients()
 	const n = 100
 	tails := []*sseClient{first}
@@ -104,21 +104,6 @@ func TestTailResumesAfterLastEventID(t *testing.T) {
 	}
 	if ev := s.next(t, "", 5*time.Second); ev.ID != p.String() {
 		t.Fatalf("live event id %s, want %s", ev.ID, p)
-	}
-}
-
-func waitFeeds(t *testing.T, e *env, want int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, b := e.do("GET", "/metrics", nil, nil)
-		if strings.Contains(string(b), fmt.Sprintf("herald_hub_feeds %d\n", want)) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("herald_hub_feeds is not %d", want)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -66,21 +66,17 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 
 func waitPending(t *testing.T, e *env, topic, group string, want int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitFor(t, 5*time.Second, func() bool {
 		_, b := e.do("GET", "/v1/topics/"+topic+"/groups", nil, nil)
 		var r struct{ Groups []gateway.GroupJSON }
 		_ = json.Unmarshal(b, &r)
 		for _, g := range r.Groups {
 			if g.Name == group && g.Pending == want {
-				return
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s: want %d pending; groups: %s", group, want, b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // TestSSEReconnectWithoutClientID: an EventSource reconnects to the same
