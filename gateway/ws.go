@@ -27,10 +27,12 @@ import (
 //	{"op":"publish","id":"p1","topic":"orders","events":[{"data":{"n":1}}]}
 //	{"op":"publish","id":"p2","channel":"chat","data":"hello"}
 type WSRequest struct {
-	Op      string            `json:"op"`
-	ID      string            `json:"id"`
-	Topic   string            `json:"topic,omitempty"`
-	Group   string            `json:"group,omitempty"`
+	Op    string `json:"op"`
+	ID    string `json:"id"`
+	Topic string `json:"topic,omitempty"`
+	Group string `json:"group,omitempty"`
+	// Client is accepted and ignored: a group subscription is a member of
+	// the group's shared consumer in the server (docs/http-api.md).
 	Client  string            `json:"client,omitempty"`
 	From    string            `json:"from,omitempty"`
 	Filter  string            `json:"filter,omitempty"`
