@@ -8,10 +8,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldbus/herald"
 )
@@ -27,12 +27,27 @@ import (
 //	partitionkey    <-> Event.Key (the CloudEvents partitioning extension)
 //	data / data_base64 <-> Event.Data
 //	any other attribute (extensions, dataschema, traceparent...) <-> Event.Headers
+//
+// Header values are strings; the extensions that were integers or booleans
+// are listed in the header ceTypesHeader ("count=integer,flag=boolean"),
+// so that CloudEvents output gives them their type back. On output
+// (cloudevents_out.go) an event stored without an id gets one derived from
+// its position, and deliveries carry the extensions heraldposition (and,
+// from a consumer group, heraldgroup and heraldattempt) so they can be
+// acknowledged.
 const (
 	ceSpecVersion   = "1.0"
 	mediaCE         = "application/cloudevents+json"
 	mediaCEBatch    = "application/cloudevents-batch+json"
 	mediaJSON       = "application/json"
 	maxCEAttrLength = 20
+
+	// ceTypesHeader lists the extensions stored from a JSON integer or
+	// boolean, "<name>=<type>" comma-separated; it is not a valid
+	// CloudEvents attribute name, so it never becomes an extension itself.
+	ceTypesHeader = "herald-cetypes"
+	ceTypeInteger = "integer"
+	ceTypeBoolean = "boolean"
 )
 
 // ceReserved are the attributes with a field of their own in Event.
@@ -170,6 +185,7 @@ func ceFromMap(m map[string]json.RawMessage) (herald.Event, error) {
 			return ev, fmt.Errorf("attribute \"time\" %q is not an RFC 3339 timestamp, e.g. 2024-05-01T12:00:00Z", ts)
 		}
 	}
+	var typed []string // "<name>=<type>" of the extensions that are not strings
 	for name, raw := range m {
 		if ceReserved[name] {
 			continue
@@ -177,7 +193,7 @@ func ceFromMap(m map[string]json.RawMessage) (herald.Event, error) {
 		if !validCEAttr(name) {
 			return ev, fmt.Errorf("attribute name %q is invalid; CloudEvents attribute names are 1-20 lowercase letters or digits", name)
 		}
-		v, err := ceExtensionValue(raw)
+		v, typ, err := ceExtensionValue(raw)
 		if err != nil {
 			return ev, fmt.Errorf("attribute %q: %v", name, err)
 		}
@@ -185,6 +201,13 @@ func ceFromMap(m map[string]json.RawMessage) (herald.Event, error) {
 			ev.Headers = map[string]string{}
 		}
 		ev.Headers[name] = v
+		if typ != "" {
+			typed = append(typed, name+"="+typ)
+		}
+	}
+	if len(typed) > 0 {
+		slices.Sort(typed)
+		ev.Headers[ceTypesHeader] = strings.Join(typed, ",")
 	}
 	data, hasData := m["data"]
 	b64, hasB64 := m["data_base64"]
@@ -233,22 +256,28 @@ func decodeData(raw json.RawMessage, ct string) ([]byte, error) {
 	return []byte(s), nil
 }
 
-func ceExtensionValue(raw json.RawMessage) (string, error) {
+// ceExtensionValue is an extension's value as stored in a header, and its
+// CloudEvents type when it is not a string (ceTypeInteger, ceTypeBoolean;
+// other numbers are kept as their text, CloudEvents having no float type).
+func ceExtensionValue(raw json.RawMessage) (string, string, error) {
 	var v any
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	if err := d.Decode(&v); err != nil {
-		return "", err
+		return "", "", err
 	}
 	switch x := v.(type) {
 	case string:
-		return x, nil
+		return x, "", nil
 	case bool:
-		return strconv.FormatBool(x), nil
+		return strconv.FormatBool(x), ceTypeBoolean, nil
 	case json.Number:
-		return x.String(), nil
+		if _, err := strconv.ParseInt(x.String(), 10, 32); err == nil {
+			return x.String(), ceTypeInteger, nil
+		}
+		return x.String(), "", nil
 	}
-	return "", fmt.Errorf("extension attributes must be strings, numbers or booleans")
+	return "", "", fmt.Errorf("extension attributes must be strings, numbers or booleans")
 }
 
 // DecodeBinary decodes an HTTP request in CloudEvents binary mode: the
@@ -301,56 +330,4 @@ func DecodeBinary(h http.Header, body []byte) (herald.Event, error) {
 		ev.Headers[k] = v
 	}
 	return ev, nil
-}
-
-// EncodeCloudEvent encodes an event in structured JSON mode. Headers whose
-// names are valid CloudEvents attribute names become extension attributes;
-// others are left out (the Herald envelope keeps them all).
-func EncodeCloudEvent(ev *herald.Event) []byte {
-	m := map[string]any{"specversion": ceSpecVersion, "id": ev.ID}
-	src := ev.Source
-	if src == "" {
-		src = "herald"
-	}
-	m["source"] = src
-	typ := ev.Type
-	if typ == "" {
-		typ = "herald.event"
-	}
-	m["type"] = typ
-	if ev.Subject != "" {
-		m["subject"] = ev.Subject
-	}
-	if ev.Key != "" {
-		m["partitionkey"] = ev.Key
-	}
-	if !ev.Time.IsZero() {
-		m["time"] = ev.Time.UTC().Format(time.RFC3339Nano)
-	}
-	if ev.ContentType != "" {
-		m["datacontenttype"] = ev.ContentType
-	}
-	for k, v := range ev.Headers {
-		if validCEAttr(k) && !ceReserved[k] {
-			m[k] = v
-		}
-	}
-	if len(ev.Data) > 0 {
-		switch {
-		case (ev.ContentType == "" || isJSONMedia(ev.ContentType)) && json.Valid(ev.Data):
-			m["data"] = json.RawMessage(ev.Data)
-			if ev.ContentType == "" {
-				m["datacontenttype"] = mediaJSON
-			}
-		case ev.ContentType != "" && !isJSONMedia(ev.ContentType) && utf8.Valid(ev.Data):
-			m["data"] = string(ev.Data)
-		default:
-			m["data_base64"] = base64.StdEncoding.EncodeToString(ev.Data)
-			if ev.ContentType == "" {
-				m["datacontenttype"] = "application/octet-stream"
-			}
-		}
-	}
-	b, _ := json.Marshal(m)
-	return b
 }

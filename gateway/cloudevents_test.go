@@ -21,7 +21,8 @@ func TestDecodeCloudEvent(t *testing.T) {
 	}
 	want := herald.Event{ID: "e1", Source: "/shop", Type: "order.created", Subject: "o-1", Key: "cust-7",
 		Time: time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), ContentType: "application/json", Data: []byte(`{"total":42}`),
-		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "priority": "3"}}
+		Headers: map[string]string{"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "priority": "3",
+			"herald-cetypes": "priority=integer"}} // the extension was a JSON integer
 	if !reflect.DeepEqual(ev, want) {
 		t.Fatalf("got %+v\nwant %+v", ev, want)
 	}

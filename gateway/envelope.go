@@ -158,8 +158,10 @@ func envelope(ev *herald.Event) EventJSON {
 	return e
 }
 
+// messageEnvelope builds the output envelope of a stored or delivered event.
 func messageEnvelope(m *herald.Message) EventJSON {
 	e := envelope(&m.Event)
+	e.ID = eventID(m) // cloudevents_out.go: derived from the position when the event has none
 	p := m.Partition
 	e.Topic, e.Partition, e.Position, e.Group, e.Attempt = m.Topic, &p, m.Pos().String(), m.Group, m.Attempt
 	return e

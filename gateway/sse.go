@@ -226,17 +226,22 @@ func (g *Gateway) handleTopicEvents(w http.ResponseWriter, r *http.Request, p *p
 	return g.tailStream(w, r, topic)
 }
 
-// eventFormat encodes a delivered message for SSE and WebSocket.
+// eventPayload encodes a delivered message for SSE and WebSocket in format
+// (herald or cloudevents).
 func eventPayload(m *herald.Message, format string) []byte {
 	if format == "cloudevents" {
-		return EncodeCloudEvent(&m.Event)
+		return encodeCloudEventMessage(m)
 	}
 	b, _ := json.Marshal(messageEnvelope(m))
 	return b
 }
 
 func parseFormat(r *http.Request) (string, error) {
-	f := r.URL.Query().Get("format")
+	return checkFormat(r.URL.Query().Get("format"))
+}
+
+// checkFormat validates an output format: herald (the default, "") or cloudevents.
+func checkFormat(f string) (string, error) {
 	switch f {
 	case "", "herald":
 		return "herald", nil
@@ -280,6 +285,7 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 	}
 	err = g.tail(ctx, topic, start, beat.C, func() error { return s.heartbeat() }, func(fe *feedEvent) error {
 		sent.Inc()
+		traceDelivery(g.c, &fe.msg, "sse") // tracing.go: nothing when tracing is off
 		if !fe.msg.Time.IsZero() {
 			latency.Observe(time.Since(fe.msg.Time).Seconds())
 		}

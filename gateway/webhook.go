@@ -27,8 +27,10 @@ const (
 )
 
 // Webhook is a push subscription: each event of Topic is POSTed to URL as a
-// structured CloudEvent (application/cloudevents+json) by the consumer
-// group Group. A 2xx answer acknowledges the event; 408, 429, 5xx and
+// CloudEvent by the consumer group Group: structured
+// (application/cloudevents+json) by default, or in binary mode (Format
+// cloudevents-binary: attributes in ce-* headers, the payload as the body
+// with its own content type). A 2xx answer acknowledges the event; 408, 429, 5xx and
 // network errors are retried with exponential backoff (the group's retry
 // schedule, which survives restarts); any other answer is permanent and
 // dead-letters the event at once. After MaxAttempts the event is
@@ -63,7 +65,16 @@ type Webhook struct {
 	MaxInFlight int `yaml:"max_in_flight"`
 	// Headers are added to every request.
 	Headers map[string]string `yaml:"headers"`
+	// Format is how events are POSTed: cloudevents (the default, structured
+	// mode) or cloudevents-binary (HTTP binary mode).
+	Format string `yaml:"format"`
 }
+
+// Webhook formats.
+const (
+	WebhookFormatStructured = "cloudevents"
+	WebhookFormatBinary     = "cloudevents-binary"
+)
 
 func (w *Webhook) fill() error {
 	if w.Name == "" {
@@ -85,6 +96,13 @@ func (w *Webhook) fill() error {
 	}
 	if w.From != "" && w.From != "now" && w.From != "beginning" {
 		return fmt.Errorf("%s: from %q: use now or beginning", where, w.From)
+	}
+	switch w.Format {
+	case "":
+		w.Format = WebhookFormatStructured
+	case WebhookFormatStructured, WebhookFormatBinary:
+	default:
+		return fmt.Errorf("%s: format %q: use %s (structured, the default) or %s", where, w.Format, WebhookFormatStructured, WebhookFormatBinary)
 	}
 	if w.Timeout <= 0 {
 		w.Timeout = DefaultWebhookTimeout
@@ -240,7 +258,13 @@ func (h *webhookRunner) retryWindow(attempt int) (lo, hi time.Duration) {
 }
 
 func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
-	body := EncodeCloudEvent(&m.Event)
+	binary := h.cfg.Format == WebhookFormatBinary
+	var body []byte
+	if binary {
+		body = m.Data
+	} else {
+		body = encodeCloudEventMessage(m)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return herald.Permanent(fmt.Errorf("webhook %s: %v", h.cfg.Name, err))
@@ -249,14 +273,18 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	for k, v := range h.cfg.Headers {
 		hd.Set(k, v)
 	}
-	hd.Set("Content-Type", mediaCE)
+	if binary {
+		setBinaryHeaders(hd, m) // cloudevents_out.go
+	} else {
+		hd.Set("Content-Type", mediaCE)
+	}
 	hd.Set("User-Agent", "herald-webhook")
 	hd.Set("Herald-Webhook", h.cfg.Name)
 	hd.Set("Herald-Topic", m.Topic)
 	hd.Set("Herald-Group", m.Group)
 	hd.Set("Herald-Position", m.Pos().String())
 	hd.Set("Herald-Attempt", strconv.Itoa(m.Attempt))
-	hd.Set("Herald-Event-Id", m.ID)
+	hd.Set("Herald-Event-Id", eventID(m))
 	if tp := m.Headers["traceparent"]; tp != "" {
 		hd.Set("traceparent", tp)
 		if ts := m.Headers["tracestate"]; ts != "" {

@@ -341,6 +341,13 @@ func (c *wsConn) subscribe(req *WSRequest) error {
 		return errorf(http.StatusTooManyRequests, CodeTooManySubscriptions,
 			"this connection has %d subscriptions, its limit (limits.max_ws_subscriptions); unsubscribe first", n)
 	}
+	if req.Topic != "" {
+		f, err := checkFormat(req.Format)
+		if err != nil {
+			return err
+		}
+		req.Format = f
+	}
 	sctx, cancel := context.WithCancel(c.ctx)
 	s := &wsSub{cancel: cancel, done: make(chan struct{})}
 	var err error
