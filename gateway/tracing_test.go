@@ -18,7 +18,7 @@ import (
 )
 
 // An HTTP publish carrying a caller's traceparent, then a library consumer,
-// an SSE group client and a webhook: every consumer span is in the caller's
+// an SSE group client, an SSE live tail and a webhook: every consumer span is in the caller's
 // trace, the child of the library's producer span (and linked to it); the
 // producer span is the child of the gateway's server span, itself the child
 // of the caller's span; the webhook's POST is a client span whose context
@@ -64,6 +64,7 @@ func TestTracingPublishToConsumers(t *testing.T) {
 	}
 	defer sub.Stop()
 	sse := e.openSSE("/v1/topics/orders/events?group=browser&ack=auto", nil)
+	tail := e.openSSE("/v1/topics/orders/events", nil) // a live tail: headers once it follows the topic
 
 	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	e.publish("orders", `{"type":"order.created","data":{"n":1}}`, map[string]string{
@@ -76,6 +77,7 @@ func TestTracingPublishToConsumers(t *testing.T) {
 		t.Fatal("library consumer got nothing")
 	}
 	sse.next(t, "", 10*time.Second)
+	tail.next(t, "", 10*time.Second)
 	var hookTP string
 	select {
 	case hookTP = <-got:
@@ -126,7 +128,10 @@ func TestTracingPublishToConsumers(t *testing.T) {
 		return s.SpanKind == trace.SpanKindConsumer && attr(s, "messaging.consumer.group.name") == "lib"
 	})
 	sseSpan := waitSpan("SSE delivery", func(s tracetest.SpanStub) bool {
-		return s.SpanKind == trace.SpanKindConsumer && attr(s, "messaging.herald.via") == "sse"
+		return s.SpanKind == trace.SpanKindConsumer && attr(s, "messaging.herald.via") == "sse" && attr(s, "messaging.consumer.group.name") == "browser"
+	})
+	tailSpan := waitSpan("SSE live tail delivery", func(s tracetest.SpanStub) bool {
+		return s.SpanKind == trace.SpanKindConsumer && attr(s, "messaging.herald.via") == "sse" && attr(s, "messaging.consumer.group.name") == ""
 	})
 	whSpan := waitSpan("webhook delivery", func(s tracetest.SpanStub) bool {
 		return s.SpanKind == trace.SpanKindConsumer && attr(s, "messaging.herald.via") == "webhook"
@@ -143,7 +148,7 @@ func TestTracingPublishToConsumers(t *testing.T) {
 		attr(producer, "messaging.operation.type") != "send" {
 		t.Errorf("producer span %q attributes %v", producer.Name, producer.Attributes)
 	}
-	for name, s := range map[string]tracetest.SpanStub{"library": process, "sse": sseSpan, "webhook": whSpan} {
+	for name, s := range map[string]tracetest.SpanStub{"library": process, "sse": sseSpan, "sse tail": tailSpan, "webhook": whSpan} {
 		if s.SpanContext.TraceID().String() != callerTrace {
 			t.Errorf("%s consumer span in trace %s, want %s", name, s.SpanContext.TraceID(), callerTrace)
 		}
