@@ -335,6 +335,6 @@ func BenchmarkConsume(b *testing.B) {
 			b.Fatal("not all consumed")
 		}
 		b.StopTimer()
-		sub.Drain(ctx)
+		_ = sub.Drain(ctx)
 	})
 }

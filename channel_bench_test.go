@@ -111,6 +111,6 @@ func BenchmarkChannelLatency(b *testing.B) {
 				}
 			}
 		}()
-		measure(b, func(m []byte) { go c.Broadcast(ctx, "lat-herald", m) }, recv)
+		measure(b, func(m []byte) { go func() { _, _ = c.Broadcast(ctx, "lat-herald", m) }() }, recv)
 	})
 }

@@ -52,8 +52,12 @@ func TestListenerRuntimeSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	next(t, l, "unsubscribe")
-	c.Broadcast(ctx, ns+":a", []byte("ignored"))
-	c.Broadcast(ctx, ns+":b.x", []byte("2"))
+	if _, err := c.Broadcast(ctx, ns+":a", []byte("ignored")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Broadcast(ctx, ns+":b.x", []byte("2")); err != nil {
+		t.Fatal(err)
+	}
 	if m := next(t, l, "pmessage"); string(m.Data) != "2" || m.Pattern != ns+":b.*" {
 		t.Fatalf("got %+v", m)
 	}
@@ -119,7 +123,9 @@ func TestMonitorSeesNewTopics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Publish(ctx, "other", herald.Event{Data: []byte("not shown")})
+	if _, err := c.Publish(ctx, "other", herald.Event{Data: []byte("not shown")}); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case ev := <-evs:
 		if ev.Topic != "late.topic" || ev.Position != pos.ID || ev.Size != 3 || ev.Type != "x" {

@@ -65,7 +65,9 @@ func TestSeekToTimeReplaysEventsAtOrAfterIt(t *testing.T) {
 	}
 	// The time of event 6's stream position: events 6..9 are at or after it.
 	var ms int64
-	fmt.Sscanf(pos[6].ID, "%d-", &ms)
+	if _, err := fmt.Sscanf(pos[6].ID, "%d-", &ms); err != nil {
+		t.Fatal(err)
+	}
 	at := time.UnixMilli(ms)
 	res, err := c.SeekGroup(ctx, "t", "g", herald.ToTime(at))
 	if err != nil || len(res.Partitions) != 2 || res.Dropped != 0 {

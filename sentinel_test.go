@@ -26,7 +26,7 @@ func TestSentinelURLAndFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sen.Stop()
+	defer func() { _ = sen.Stop() }()
 	waitFor(t, 10*time.Second, "Sentinel to see the replica", func() bool {
 		out, err := redisproc.Command(sen.Addr(), time.Second, "SENTINEL", "REPLICAS", "mymaster")
 		return err == nil || strings.Contains(out, strconv.Itoa(replica.Port))

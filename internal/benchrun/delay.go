@@ -65,7 +65,7 @@ func RunDelay(ctx context.Context, cfg Config) (DelayResult, error) {
 	if err != nil {
 		return out, err
 	}
-	defer sub.Drain(context.Background())
+	defer func() { _ = sub.Drain(context.Background()) }()
 	start := time.Now()
 	var next atomic.Int64
 	m := b.meter(ctx)

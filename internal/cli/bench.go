@@ -75,7 +75,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 				if err != nil {
 					return fmt.Errorf("start a redis-server for the benchmark: %w; or point --redis at a server", err)
 				}
-				defer srv.Stop() // by the pid it started
+				defer func() { _ = srv.Stop() }() // by the pid it started
 				cfg.URL = srv.URL()
 				where = fmt.Sprintf("%s (managed, pid %d)", srv.Addr(), srv.Pid())
 				fmt.Fprintf(e.io.Err, "herald bench: started redis-server on %s (pid %d) for this run; it is stopped at the end. Use --redis URL to measure another server.\n",

@@ -55,7 +55,7 @@ handed back, the managed redis-server stopped last.`,
 			if err != nil {
 				return err
 			}
-			cfg.Redis = withPassword(cfg.Redis, getenv("HERALD_REDIS_PASSWORD")) // a password in the URL wins
+			cfg.Redis = withPassword(cfg.Redis, getenv("HERALD_REDIS_PASSWORD"))         // a password in the URL wins
 			log := server.WithTraceIDs(newLogger(e.io.Err, cfg.LogLevel, cfg.LogFormat)) // trace_id, span_id (server/otel.go)
 			if cfg.Redis == "" && (cfg.Engine == server.EngineMemory || cfg.Engine == server.EngineAuto && !redisInstalled()) {
 				fmt.Fprintln(e.io.Err, "herald: WARNING:", server.MemoryWarning)

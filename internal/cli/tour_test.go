@@ -60,7 +60,6 @@ var (
 	reStreamID = regexp.MustCompile(`\d{13}-\d+`)
 	reRFC3339  = regexp.MustCompile(`\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})`)
 	reClock    = regexp.MustCompile(`\b\d{2}:\d{2}:\d{2}\.\d{3}\b`)
-	reSpaces   = regexp.MustCompile(`\s+`)
 )
 
 // parseTour returns the sh blocks of the README's tour section.
@@ -373,8 +372,8 @@ func TestReadmeTour(t *testing.T) {
 				}
 				j := &tourJob{st: st, out: &lineReader{}, exited: make(chan struct{})}
 				go j.out.consume(pr)
-				go func() { cmd.Wait(); pw.Close(); close(j.exited) }()
-				t.Cleanup(func() { cmd.Process.Kill(); <-j.exited })
+				go func() { _ = cmd.Wait(); _ = pw.Close(); close(j.exited) }()
+				t.Cleanup(func() { _ = cmd.Process.Kill(); <-j.exited })
 				jobs = append(jobs, j)
 				// Ready: it printed what the README shows, or (monitor) it subscribed.
 				waitFor(t, 10*time.Second, "README.md:"+fmt.Sprint(st.line)+" to start", func() bool {

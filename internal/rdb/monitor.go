@@ -93,9 +93,7 @@ func (db *DB) monitorNode(ctx context.Context, addr string, out chan<- MonitorLi
 			return fmt.Errorf("monitor %s: %w", addr, err)
 		}
 		line = strings.TrimRight(line, "\r\n")
-		if strings.HasPrefix(line, "+") {
-			line = line[1:]
-		}
+		line = strings.TrimPrefix(line, "+")
 		select {
 		case out <- MonitorLine{Node: addr, Line: line}:
 		case <-ctx.Done():

@@ -70,7 +70,7 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 	case "redis+sentinel", "rediss+sentinel":
 		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
 		if parts[0] == "" {
-			return opt, fmt.Errorf("Redis URL %q names no master; use redis+sentinel://host:26379/MASTER_NAME", raw)
+			return opt, fmt.Errorf("invalid Redis URL %q: it names no master; use redis+sentinel://host:26379/MASTER_NAME", raw)
 		}
 		sentinelMaster = parts[0]
 		u.Path = "/" + strings.Join(parts[1:], "/")
@@ -82,7 +82,7 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 		return opt, fmt.Errorf("unsupported Redis URL scheme %q in %q; use redis://host:port, rediss:// for TLS or redis+sentinel://host:26379/MASTER", u.Scheme, raw)
 	}
 	if u.Host == "" {
-		return opt, fmt.Errorf("Redis URL %q has no host; use redis://host:port", raw)
+		return opt, fmt.Errorf("invalid Redis URL %q: it has no host; use redis://host:port", raw)
 	}
 	hosts := strings.Split(u.Host, ",")
 	first := *u
@@ -102,7 +102,7 @@ func ParseURL(raw string) (rueidis.ClientOption, error) {
 	}
 	for _, a := range opt.InitAddress {
 		if _, port, ok := strings.Cut(a, ":"); !ok || port == "" {
-			return opt, fmt.Errorf("Redis URL %q: address %q has no port", raw, a)
+			return opt, fmt.Errorf("invalid Redis URL %q: address %q has no port", raw, a)
 		}
 	}
 	if sentinelMaster != "" {

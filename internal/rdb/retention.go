@@ -8,7 +8,7 @@ import (
 	"github.com/redis/rueidis"
 )
 
-var scriptRetention = mustScript("retention_trim")
+var _ = mustScript("retention_trim") // registered for evalMulti by name
 
 // RetentionResult is what retention_trim.lua did on one partition.
 type RetentionResult struct {

@@ -10,7 +10,7 @@ import (
 
 var (
 	scriptScheduleAdd    = mustScript("schedule_add")
-	scriptScheduleMove   = mustScript("schedule_move")
+	_                    = mustScript("schedule_move") // registered for evalMulti by name
 	scriptScheduleList   = mustScript("schedule_list")
 	scriptScheduleCancel = mustScript("schedule_cancel")
 )

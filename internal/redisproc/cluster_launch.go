@@ -125,7 +125,7 @@ func (c *Cluster) launch(ctx context.Context, nd *ClusterNode) error {
 		return fmt.Errorf("redisproc: node %d: start redis-server: %w", nd.Port, err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }() // reap it if it ends while we run
+	go func() { _ = cmd.Wait(); close(exited) }() // reap it if it ends while we run
 	pid := cmd.Process.Pid
 	c.mu.Lock()
 	if c.children == nil {

@@ -157,7 +157,7 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
 	foreign, _ := LoadCluster(dir)
 	foreign.Nodes[0].Pid = sleeper.Process.Pid
 	if _, err := foreign.Kill(foreign.Nodes[0].Port); err == nil || !strings.Contains(err.Error(), "not running") {

@@ -157,7 +157,7 @@ func (s *Server) launch(ctx context.Context) error {
 		return fmt.Errorf("redisproc: start redis-server: %w", err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() { _ = cmd.Wait(); close(exited) }() // its exit status is not needed: exited says it ended
 	s.mu.Lock()
 	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()

@@ -40,7 +40,7 @@ func Main(m *testing.M) int {
 			return 1
 		}
 		shared = s
-		defer s.Stop()
+		defer func() { _ = s.Stop() }()
 		if OnStart != nil {
 			OnStart(s.URL())
 		}
@@ -97,6 +97,6 @@ func Own(t testing.TB, opts redisproc.Options) *redisproc.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Stop() })
+	t.Cleanup(func() { _ = s.Stop() })
 	return s
 }
