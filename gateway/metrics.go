@@ -25,9 +25,9 @@ type metrics struct {
 	reg             *prometheus.Registry
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
-	published       *prometheus.CounterVec
 	publishDuration *prometheus.HistogramVec
-	delivered       *prometheus.CounterVec
+	delivered       *prometheus.CounterVec // settled, by outcome (herald.Outcome*)
+	sent            *prometheus.CounterVec // handed over
 	deliveryLatency *prometheus.HistogramVec
 	webhookDuration *prometheus.HistogramVec
 	channelMessages *prometheus.CounterVec
@@ -52,13 +52,14 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 			Help: "HTTP requests by route, method and status code."}, []string{"route", "method", "code"}),
 		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_http_request_duration_seconds",
 			Help: "Time to answer HTTP requests (streams: their whole life), by route.", Buckets: latencyBuckets}, []string{"route"}),
-		published: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_publish_events_total",
-			Help: "Events published through the gateway, by topic and outcome (stored, duplicate, degraded, error)."}, []string{"topic", "outcome"}),
 		publishDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_publish_duration_seconds",
 			Help: "Time for a publish request's events to be confirmed by Redis, by topic.", Buckets: latencyBuckets}, []string{"topic"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_deliveries_total",
-			Help: "Deliveries by topic, group, transport (sse, ws, webhook) and outcome (sent, acked, nacked, retried, dead, released)."},
+			Help: "Settled deliveries by topic, group, transport (sse, ws, webhook) and outcome (herald.Outcome*: ok = acknowledged or 2xx, error = nacked or failed POST, timeout = released unacknowledged or POST timed out)."},
 			[]string{"topic", "group", "via", "outcome"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "herald_deliveries_sent_total",
+			Help: "Events handed to clients (SSE, WebSocket; group empty for live tails) or POSTed to webhooks, by topic, group and transport."},
+			[]string{"topic", "group", "via"}),
 		deliveryLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_delivery_latency_seconds",
 			Help: "Time from an event's time to its delivery to a client, by topic and transport.", Buckets: latencyBuckets}, []string{"topic", "via"}),
 		webhookDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "herald_webhook_request_duration_seconds",
@@ -91,7 +92,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 	// from the library's collector, as in any program using Herald; the
 	// gateway's group dead letters are in admin_time.go.
 	client := heraldprom.NewCollector(c, heraldprom.Exclude("herald_group_dead_letters"))
-	for _, col := range []prometheus.Collector{client, m.httpRequests, m.httpDuration, m.publishDuration, m.delivered,
+	for _, col := range []prometheus.Collector{client, m.httpRequests, m.httpDuration, m.publishDuration, m.delivered, m.sent,
 		m.deliveryLatency, m.webhookDuration, m.channelMessages, m.streams, m.redisErrors, m.hubFeeds, m.hubSubscribers, m.hubLagged, m.limited, m.groupFeeds, m.sessions, m.windowFull, m.subs, groups} {
 		if err := reg.Register(col); err != nil {
 			return nil, err
@@ -108,43 +109,24 @@ func (m *metrics) observeHTTP(route, method string, status int, d time.Duration)
 	m.httpDuration.WithLabelValues(route).Observe(d.Seconds())
 }
 
-func (m *metrics) observePublish(topic string, n int, ps []herald.Position, err error, d time.Duration) {
+// observePublish records a publish request's duration and Redis errors;
+// its events' outcomes are counted by the client (heraldprom's
+// herald_publish_events_total).
+func (m *metrics) observePublish(topic string, _ int, ps []herald.Position, err error, d time.Duration) {
 	if err != nil && ps == nil {
 		if !errors.Is(err, herald.ErrInvalid) && !errors.Is(err, context.Canceled) {
 			m.redisErrors.Inc()
 		}
-		m.published.WithLabelValues(topic, "error").Add(float64(n))
 		return
 	}
 	m.publishDuration.WithLabelValues(topic).Observe(d.Seconds())
-	var stored, dup, deg int
-	for _, p := range ps {
-		switch {
-		case p.Duplicate:
-			dup++
-		default:
-			stored++
-		}
-		if p.Degraded {
-			deg++
-		}
-	}
-	if stored > 0 {
-		m.published.WithLabelValues(topic, "stored").Add(float64(stored))
-	}
-	if dup > 0 {
-		m.published.WithLabelValues(topic, "duplicate").Add(float64(dup))
-	}
-	if deg > 0 {
-		m.published.WithLabelValues(topic, "degraded").Add(float64(deg))
-	}
 }
 
 func (m *metrics) observeDelivery(msg *herald.Message, via string) {
 	if via != "webhook" { // webhooks: a span around the POST (tracing.go)
 		traceDelivery(m.c, msg, via)
 	}
-	m.delivered.WithLabelValues(msg.Topic, msg.Group, via, "sent").Inc()
+	m.sent.WithLabelValues(msg.Topic, msg.Group, via).Inc()
 	if !msg.Time.IsZero() {
 		m.deliveryLatency.WithLabelValues(msg.Topic, via).Observe(time.Since(msg.Time).Seconds())
 	}

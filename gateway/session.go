@@ -282,7 +282,7 @@ func (s *session) attach(lastID string) (uint64, chan struct{}, bool) {
 func (s *session) confirmLocked(n int) {
 	for _, d := range s.sent[:n] {
 		d.result <- nil
-		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "acked").Inc()
+		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", herald.OutcomeOK).Inc()
 	}
 	s.sent = append(s.sent[:0:0], s.sent[n:]...)
 }
@@ -324,7 +324,7 @@ func (s *session) stop() {
 		}
 	}
 	if len(held) > 0 {
-		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", "released").Add(float64(len(held)))
+		s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", herald.OutcomeTimeout).Add(float64(len(held)))
 	}
 	s.feed.leave(s)
 	s.st.mu.Lock()
@@ -415,9 +415,9 @@ func (s *session) settle(positions []string, verdict error) int {
 	}
 	n := 0
 	kept := s.sent[:0:0]
-	outcome := "acked"
+	outcome := herald.OutcomeOK
 	if verdict != nil {
-		outcome = "nacked"
+		outcome = herald.OutcomeError
 	}
 	for _, d := range s.sent {
 		if want[d.pos] {

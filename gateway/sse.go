@@ -269,7 +269,7 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 	defer done()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
-	sent := g.metrics.delivered.WithLabelValues(topic, "", "sse", "sent")
+	sent := g.metrics.sent.WithLabelValues(topic, "", "sse")
 	latency := g.metrics.deliveryLatency.WithLabelValues(topic, "sse")
 	var s *sseStream
 	// The stream starts (headers sent) once the tail has joined the

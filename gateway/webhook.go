@@ -166,6 +166,12 @@ func VerifySignature(secret, header string, body []byte, tolerance time.Duration
 	return nil
 }
 
+// isTimeout reports whether a POST failed by timing out.
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
 type webhookRunner struct {
 	g      *Gateway
 	cfg    Webhook
@@ -299,7 +305,11 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	resp, err := h.doTraced(req, m) // tracing.go
 	h.g.metrics.webhookDuration.WithLabelValues(h.cfg.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
-		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", "failed").Inc()
+		outcome := herald.OutcomeError
+		if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			outcome = herald.OutcomeTimeout
+		}
+		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", outcome).Inc()
 		// The URL may hold secrets: report the redacted one.
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -311,13 +321,13 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	resp.Body.Close()
 	switch c := resp.StatusCode; {
 	case c >= 200 && c < 300:
-		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", "acked").Inc()
+		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", herald.OutcomeOK).Inc()
 		return nil
 	case c == http.StatusRequestTimeout || c == http.StatusTooManyRequests || c >= 500:
-		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", "failed").Inc()
+		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", herald.OutcomeError).Inc()
 		return fmt.Errorf("webhook %s: POST %s answered %d; retrying", h.cfg.Name, h.target, c)
 	default:
-		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", "rejected").Inc()
+		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", herald.OutcomeError).Inc()
 		return herald.Permanent(fmt.Errorf("webhook %s: POST %s answered %d (permanent: not retried)", h.cfg.Name, h.target, c))
 	}
 }

@@ -34,7 +34,7 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 	}
 	// Every event fails at least once while the target is down.
 	waitFor(t, 10*time.Second, func() bool {
-		return metricSum(e, "herald_deliveries_total", `outcome="failed"`, `via="webhook"`) >= n
+		return metricSum(e, "herald_deliveries_total", `outcome="error"`, `via="webhook"`) >= n
 	})
 
 	var mu sync.Mutex

@@ -233,9 +233,9 @@ func (c *wsConn) dispatch(req *WSRequest) {
 			if d := c.pending[k]; d != nil {
 				delete(c.pending, k)
 				d.result <- verdict
-				outcome := "acked"
+				outcome := herald.OutcomeOK
 				if verdict != nil {
-					outcome = "nacked"
+					outcome = herald.OutcomeError
 				}
 				c.g.metrics.delivered.WithLabelValues(d.msg.Topic, d.msg.Group, "ws", outcome).Inc()
 			} else {
@@ -555,7 +555,7 @@ func (m *wsMember) stop() {
 		d.result <- herald.ErrRelease
 	}
 	if len(held) > 0 {
-		c.g.metrics.delivered.WithLabelValues(m.feed.topic, m.feed.group, "ws", "released").Add(float64(len(held)))
+		c.g.metrics.delivered.WithLabelValues(m.feed.topic, m.feed.group, "ws", herald.OutcomeTimeout).Add(float64(len(held)))
 	}
 }
 
