@@ -38,6 +38,7 @@ type NodeHealthJSON struct {
 	Addr        string               `json:"addr"`
 	Role        string               `json:"role"`
 	Latency     float64              `json:"latency_seconds"`
+	LatencyMS   float64              `json:"latency_ms"` // the same round trip in milliseconds
 	Error       string               `json:"error,omitempty"`
 	MemoryUsed  int64                `json:"memory_used_bytes"`
 	MemoryMax   int64                `json:"memory_max_bytes"`
@@ -78,7 +79,7 @@ func healthJSON(h herald.Health) HealthJSON {
 	out := HealthJSON{Cluster: h.Cluster, Nodes: make([]NodeHealthJSON, len(h.Nodes)),
 		FailingPartitions: make([]FailingPartitionJSON, len(h.FailingPartitions)), DegradedPublishes: h.DegradedPublishes}
 	for i, n := range h.Nodes {
-		nj := NodeHealthJSON{Addr: n.Addr, Role: n.Role, Latency: n.Latency.Seconds(), Error: n.Err, MemoryUsed: n.MemoryUsed, MemoryMax: n.MemoryMax}
+		nj := NodeHealthJSON{Addr: n.Addr, Role: n.Role, Latency: n.Latency.Seconds(), LatencyMS: float64(n.Latency.Microseconds()) / 1000, Error: n.Err, MemoryUsed: n.MemoryUsed, MemoryMax: n.MemoryMax}
 		if r := n.Replication; r != nil {
 			rj := &NodeReplicationJSON{Offset: r.Offset, ConnectedReplicas: r.ConnectedReplicas, Master: r.Master, LinkStatus: r.LinkStatus,
 				LinkDownFor: r.LinkDownFor.Seconds(), SyncInProgress: r.SyncInProgress, LagBytes: r.LagBytes}
