@@ -32,6 +32,8 @@ const (
 	DefaultPublishers = 16
 	DefaultDuration   = 5 * time.Second
 	DefaultRate       = 20000
+	DefaultKeys       = 1000    // distinct keys of the consume backlog
+	MaxKeys           = 1000000 // most distinct keys
 	// MinSize is the smallest payload: latency runs carry a timestamp in
 	// the first 8 bytes.
 	MinSize = 8
@@ -65,6 +67,10 @@ type Config struct {
 	Duration time.Duration
 	// Rate in events per second of the paced latency runs (e2e, channel).
 	Rate int
+	// Keys is the number of distinct event keys of the consume backlog
+	// (default DefaultKeys); Unordered subscribes with herald.Unordered.
+	Keys      int
+	Unordered bool
 }
 
 // Fill sets defaults and checks the ranges; errors name the `herald bench`
@@ -82,6 +88,7 @@ func (c *Config) Fill() error {
 	def(&c.Size, DefaultSize)
 	def(&c.Publishers, DefaultPublishers)
 	def(&c.Rate, DefaultRate)
+	def(&c.Keys, DefaultKeys)
 	if c.Duration == 0 {
 		c.Duration = DefaultDuration
 	}
@@ -96,6 +103,8 @@ func (c *Config) Fill() error {
 		return fmt.Errorf("--duration %s is out of range; use a positive duration up to %s", c.Duration, MaxDuration)
 	case c.Rate < 1 || c.Rate > MaxRate:
 		return fmt.Errorf("--rate %d events/s is out of range; use 1..%d", c.Rate, MaxRate)
+	case c.Keys < 1 || c.Keys > MaxKeys:
+		return fmt.Errorf("--keys %d is out of range; use 1..%d", c.Keys, MaxKeys)
 	}
 	return nil
 }

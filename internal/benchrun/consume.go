@@ -3,6 +3,7 @@ package benchrun
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,9 +38,53 @@ func RunConsume(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, fmt.Errorf("raw XREADGROUP+XACK: %w", err)
 	}
 	res.Phases = []Phase{{Name: "consume", Herald: h, Raw: raw,
-		HeraldDoes: fmt.Sprintf("Subscribe, defaults (%d handlers), %d partitions, %d events", herald.DefaultConcurrency, cfg.Partitions, n),
+		HeraldDoes: fmt.Sprintf("Subscribe, %s, defaults (%d handlers), %d partitions, %d events, %d keys", orderWord(cfg.Unordered), herald.DefaultConcurrency, cfg.Partitions, n, cfg.Keys),
 		RawDoes:    fmt.Sprintf("XREADGROUP COUNT %d + XACK, a goroutine per stream, %d streams", rawBatch, cfg.Partitions)}}
 	return res, nil
+}
+
+// stripedCounter counts handled events on 64 cache lines chosen by the
+// event's key, so that the benchmark's trivial handler does not make every
+// handler goroutine contend on one atomic (the raw side counts once per
+// batch).
+type stripedCounter struct {
+	c [64]struct {
+		n atomic.Int64
+		_ [56]byte
+	}
+}
+
+func (s *stripedCounter) add(key string) {
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	s.c[h%64].n.Add(1)
+}
+
+func (s *stripedCounter) load() int64 {
+	var t int64
+	for i := range s.c {
+		t += s.c[i].n.Load()
+	}
+	return t
+}
+
+// subOpts are the consume bench's subscription options.
+func (b *bench) subOpts() []herald.SubscribeOption {
+	opts := []herald.SubscribeOption{herald.From(herald.StartBeginning)}
+	if b.cfg.Unordered {
+		opts = append(opts, herald.Unordered())
+	}
+	return opts
+}
+
+func orderWord(unordered bool) string {
+	if unordered {
+		return "Unordered()"
+	}
+	return "ordered by key"
 }
 
 // drainTimeout bounds how long a backlog filled for d may take to drain.
@@ -50,14 +95,23 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	if err != nil {
 		return Side{}, 0, err
 	}
-	evs := make([]herald.Event, rawBatch)
-	for i := range evs {
-		evs[i] = herald.Event{Data: b.payload}
+	// Events carry one of cfg.Keys keys in turn: the ordered engine keeps
+	// each key's events in order (the keys spread the events over the
+	// partitions and the handler goroutines).
+	keys := make([]string, b.cfg.Keys)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
 	}
+	var next atomic.Int64
 	var stored atomic.Int64
 	deadline := time.Now().Add(b.cfg.Duration)
 	err = forEach(ctx, b.cfg.Publishers, func(ctx context.Context, _ int) error {
+		evs := make([]herald.Event, rawBatch)
 		for ctx.Err() == nil && time.Now().Before(deadline) {
+			k := next.Add(rawBatch) - rawBatch
+			for i := range evs {
+				evs[i] = herald.Event{Key: keys[(k+int64(i))%int64(len(keys))], Data: b.payload}
+			}
 			if _, err := b.c.PublishBatch(ctx, topic, evs); err != nil {
 				return fmt.Errorf("fill the backlog: %w", err)
 			}
@@ -70,19 +124,19 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	}
 	n := stored.Load()
 
-	var handled atomic.Int64
+	var handled stripedCounter
 	m := b.meter(ctx)
 	sub, err := b.c.Subscribe(ctx, topic, "bench", herald.HandlerFunc(func(ctx context.Context, msg *herald.Message) error {
-		handled.Add(1)
+		handled.add(msg.Key)
 		return nil
-	}), herald.From(herald.StartBeginning))
+	}), b.subOpts()...)
 	if err != nil {
 		return Side{}, 0, err
 	}
 	defer sub.Stop()
 	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
 	defer cancel()
-	for handled.Load() < n && wctx.Err() == nil {
+	for handled.load() < n && wctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
 	// Handled is counted before the acknowledgement is sent: the run ends
@@ -101,9 +155,9 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	}
 	if end.IsZero() {
 		return Side{}, 0, fmt.Errorf("handled %d of %d events, or acknowledgements missing, after %s; is the server overloaded? try a shorter --duration",
-			handled.Load(), n, drainTimeout(b.cfg.Duration))
+			handled.load(), n, drainTimeout(b.cfg.Duration))
 	}
-	side := m.stop(ctx, end, handled.Load())
+	side := m.stop(ctx, end, handled.load())
 	if st := sub.Stats(); st.Failed > 0 || st.RedisErrors > 0 {
 		return Side{}, 0, fmt.Errorf("subscription met %d handler failures and %d Redis errors; the figures would not be comparable", st.Failed, st.RedisErrors)
 	}

@@ -111,6 +111,8 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Publishers, "publishers", benchrun.DefaultPublishers, "publishing goroutines")
 	f.DurationVar(&cfg.Duration, "duration", benchrun.DefaultDuration, "measured time of each side of each phase")
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
+	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
+	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
 	cmd.AddCommand(benchGatewayCmd(e)) // internal/cli/bench_gateway.go
 	return cmd
 }
@@ -218,7 +220,7 @@ func benchJSON(res benchrun.Result, where string) map[string]any {
 		"redis":  map[string]any{"version": res.RedisVersion, "mode": res.RedisMode, "nodes": res.RedisNodes, "at": where},
 		"client": map[string]any{"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH, "cpus": runtime.NumCPU()},
 		"config": map[string]any{"partitions": c.Partitions, "size": c.Size, "publishers": c.Publishers,
-			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate},
+			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered},
 		"phases": phases,
 	}
 }
