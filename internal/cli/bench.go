@@ -30,7 +30,8 @@ redis-server's (from INFO cpu).
   publish   Publish (1 event per call) and PublishBatch (100 per call) from --publishers
             goroutines; raw: XADD pipelined 100 per round trip from as many goroutines
             (and, in the publish-xadd line, XADD 1 per call, the like-for-like baseline).
-  consume   a backlog filled for --duration, consumed by one Subscribe with default options
+  consume   a backlog filled for --duration (events over --keys keys), consumed by one
+            Subscribe with default options (ordered by key; --unordered for Unordered())
             until everything is acknowledged; raw: XREADGROUP COUNT 100 + XACK per stream.
   e2e       publish-to-handler latency at --rate events/s; raw: XADD and a XREADGROUP BLOCK
             reader per stream. Prints p50/p90/p99/p999.
