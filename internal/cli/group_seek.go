@@ -93,7 +93,7 @@ continue from the new point.`,
 			})
 			return nil
 		})}
-	cmd.AddCommand(seek, create, del)
+	cmd.AddCommand(seek, create, del, groupInfoCmd(e)) // group_info.go
 	return cmd
 }
 

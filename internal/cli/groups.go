@@ -25,9 +25,8 @@ func groupsCmd(e *env) *cobra.Command {
 			if e.json() {
 				out := make([]map[string]any, len(gs))
 				for i, g := range gs {
-					out[i] = map[string]any{"name": g.Name, "consumers": g.Consumers, "pending": g.Pending, "lag": g.Lag,
-						"scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds(),
-						"trimmed_unread": lost[g.Name].TrimmedUnread, "trimmed_pending": lost[g.Name].TrimmedPending, "dead_letters": lost[g.Name].DeadLetters}
+					out[i] = groupJSON(g) // group_info.go: members, lag_unknown, partitions (owner, lease, pending, lag)
+					out[i]["trimmed_unread"], out[i]["trimmed_pending"], out[i]["dead_letters"] = lost[g.Name].TrimmedUnread, lost[g.Name].TrimmedPending, lost[g.Name].DeadLetters
 				}
 				e.emit(out, nil)
 				return nil
@@ -48,6 +47,8 @@ func groupsCmd(e *env) *cobra.Command {
 						l.TrimmedUnread+l.TrimmedPending, l.DeadLetters)
 				}
 			})
+			fmt.Fprintln(e.io.Out)
+			printPartitions(e.io.Out, gs, true) // group_info.go: owner, lease age, pending and lag per partition
 			return nil
 		})}
 }
