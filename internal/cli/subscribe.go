@@ -21,7 +21,8 @@ func subscribeCmd(e *env) *cobra.Command {
 	var (
 		group, from, execCmd, consumer, filter string
 		count, concurrency, maxAttempts        int
-		visibility, backoff                    time.Duration
+		visibility, backoff, lease             time.Duration
+		unordered                              bool
 	)
 	cmd := &cobra.Command{
 		Use:   "subscribe TOPIC --group GROUP",
@@ -64,6 +65,12 @@ by --filter, or dead-lettered.`,
 			}
 			if filter != "" {
 				opts = append(opts, herald.Filter(filter))
+			}
+			if unordered {
+				opts = append(opts, herald.Unordered())
+			}
+			if lease > 0 {
+				opts = append(opts, herald.LeaseTime(lease))
 			}
 			c, err := e.client()
 			if err != nil {
@@ -160,7 +167,9 @@ by --filter, or dead-lettered.`,
 	fl.IntVar(&concurrency, "concurrency", 1, "events handled at once")
 	fl.IntVar(&maxAttempts, "max-attempts", herald.DefaultMaxAttempts, "deliveries before an event is dead-lettered")
 	fl.DurationVar(&backoff, "backoff", herald.DefaultRetryBackoff, "first retry delay (doubles per attempt, with jitter)")
-	fl.DurationVar(&visibility, "visibility", herald.DefaultVisibilityTimeout, "time before a silent consumer's events are taken over")
+	fl.DurationVar(&visibility, "visibility", herald.DefaultVisibilityTimeout, "time before a silent consumer's events are taken over (--unordered)")
+	fl.BoolVar(&unordered, "unordered", false, "no per-key order: every consumer reads every partition (default: ordered by key, partitions leased)")
+	fl.DurationVar(&lease, "lease", herald.DefaultLeaseTime, "how long a partition stays with a consumer that stopped renewing its lease (ordered)")
 	return cmd
 }
 
