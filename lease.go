@@ -33,7 +33,7 @@ func (o *subOptions) leaseMargin() time.Duration {
 
 // joinWindow is how long a new consumer waits between announcing itself and
 // taking partitions.
-const joinWindow = 100 * time.Millisecond
+const joinWindow = 50 * time.Millisecond
 
 func (e *engine) ownerLoop() {
 	defer e.side.Done()
