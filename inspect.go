@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/heraldbus/herald/internal/codec"
@@ -137,44 +138,44 @@ func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, err
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]*GroupInfo{}
 	now := time.Now()
+	// The partitions are asked concurrently (a few commands each; 16 at a
+	// time), then merged in partition order.
+	res := make([][]partGroup, len(t.parts))
+	errs := make([]error, len(t.parts))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
 	for p, pk := range t.parts {
-		gs, err := c.db.Groups(ctx, pk.Stream)
-		if err != nil {
-			return nil, err
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			res[p], errs[p] = c.groupsOn(ctx, p, pk, now)
+		}()
+	}
+	wg.Wait()
+	byName := map[string]*GroupInfo{}
+	for p := range t.parts {
+		if errs[p] != nil {
+			return nil, errs[p]
 		}
-		for _, g := range gs {
-			gi := byName[g.Name]
+		for _, pg := range res[p] {
+			gi := byName[pg.name]
 			if gi == nil {
-				gi = &GroupInfo{Name: g.Name}
-				byName[g.Name] = gi
-				if ms, err := c.db.Members(ctx, t.parts[0], g.Name); err == nil {
+				gi = &GroupInfo{Name: pg.name}
+				byName[pg.name] = gi
+				if ms, err := c.db.Members(ctx, t.parts[0], pg.name); err == nil {
 					gi.Members = ms
 				}
 			}
-			pi := GroupPartitionInfo{Partition: p, Pending: g.Pending, LastDeliveredID: g.LastDeliveredID}
-			gi.Consumers = max(gi.Consumers, g.Consumers)
-			gi.agePending(now, g.OldestPendingID)
-			rs, _ := c.db.Groups(ctx, pk.Retry(g.Name))
-			for _, r := range rs {
-				if r.Name == g.Name {
-					pi.Pending += r.Pending
-					gi.agePending(now, r.OldestPendingID)
-				}
+			gi.Consumers = max(gi.Consumers, pg.consumers)
+			for _, id := range pg.oldest {
+				gi.agePending(now, id)
 			}
-			gi.Pending += pi.Pending
-			n, _ := c.db.ScheduledRetries(ctx, pk, g.Name)
-			gi.ScheduledRetries += n
-			pi.Lag, pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID)
-			pi.LagAge = c.lagAge(ctx, pk, g.LastDeliveredID, pi.Lag, now)
-			gi.LagAge = max(gi.LagAge, pi.LagAge)
-			if l, ok, err := c.db.LeaseOf(ctx, pk, g.Name); err == nil && ok {
-				pi.Owner, pi.OwnerToken = l.Consumer, l.Token
-				pi.LeaseAge = max(0, now.Sub(time.UnixMilli(l.AcquiredMS)))
-				pi.LeaseLeft = time.Duration(max(0, l.TTLMS)) * time.Millisecond
-			}
-			gi.Partitions = append(gi.Partitions, pi)
+			gi.Pending += pg.pi.Pending
+			gi.ScheduledRetries += pg.scheduled
+			gi.LagAge = max(gi.LagAge, pg.pi.LagAge)
+			gi.Partitions = append(gi.Partitions, pg.pi)
 		}
 	}
 	out := make([]GroupInfo, 0, len(byName))
@@ -184,6 +185,45 @@ func (c *Client) Groups(ctx context.Context, topicName string) ([]GroupInfo, err
 		out = append(out, *g)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// partGroup is one group's state on one partition.
+type partGroup struct {
+	name      string
+	consumers int64
+	scheduled int64
+	oldest    []string // oldest pending ids (partition and retry stream)
+	pi        GroupPartitionInfo
+}
+
+// groupsOn reads the groups of one partition.
+func (c *Client) groupsOn(ctx context.Context, p int, pk rdb.PartKeys, now time.Time) ([]partGroup, error) {
+	gs, err := c.db.Groups(ctx, pk.Stream)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]partGroup, 0, len(gs))
+	for _, g := range gs {
+		pg := partGroup{name: g.Name, consumers: g.Consumers, oldest: []string{g.OldestPendingID},
+			pi: GroupPartitionInfo{Partition: p, Pending: g.Pending, LastDeliveredID: g.LastDeliveredID}}
+		rs, _ := c.db.Groups(ctx, pk.Retry(g.Name))
+		for _, r := range rs {
+			if r.Name == g.Name {
+				pg.pi.Pending += r.Pending
+				pg.oldest = append(pg.oldest, r.OldestPendingID)
+			}
+		}
+		pg.scheduled, _ = c.db.ScheduledRetries(ctx, pk, g.Name)
+		pg.pi.Lag, pg.pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID)
+		pg.pi.LagAge = c.lagAge(ctx, pk, g.LastDeliveredID, pg.pi.Lag, now)
+		if l, ok, err := c.db.LeaseOf(ctx, pk, g.Name); err == nil && ok {
+			pg.pi.Owner, pg.pi.OwnerToken = l.Consumer, l.Token
+			pg.pi.LeaseAge = max(0, now.Sub(time.UnixMilli(l.AcquiredMS)))
+			pg.pi.LeaseLeft = time.Duration(max(0, l.TTLMS)) * time.Millisecond
+		}
+		out = append(out, pg)
+	}
 	return out, nil
 }
 
