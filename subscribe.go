@@ -78,7 +78,9 @@ func Consumer(name string) SubscribeOption { return func(o *subOptions) { o.cons
 
 // Concurrency is the number of handler goroutines (default 8). Events are
 // spread over them by key (ordered) or evenly (Unordered); each handles its
-// share one event at a time. Use 1 to handle every event of the consumer one
+// share one event at a time, so a slow handler call holds back the keys that
+// share its goroutine (a failing one does not: it waits for its retry aside).
+// Raise it for slow handlers; use 1 to handle every event of the consumer one
 // at a time.
 func Concurrency(n int) SubscribeOption { return func(o *subOptions) { o.concurrency = n } }
 
