@@ -73,6 +73,20 @@ func groupJSON(g herald.GroupInfo) map[string]any {
 		"partitions": parts}
 }
 
+// anyOwner reports whether some partition of some group is owned (an
+// ordered group with live consumers): then `herald groups` adds the
+// partition table; `herald group info` always shows it.
+func anyOwner(gs []herald.GroupInfo) bool {
+	for _, g := range gs {
+		for _, p := range g.Partitions {
+			if p.Owner != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // printPartitions prints one line per group and partition.
 func printPartitions(w io.Writer, gs []herald.GroupInfo, withGroup bool) {
 	table(w, func(tw *tabwriter.Writer) {

@@ -47,8 +47,10 @@ func groupsCmd(e *env) *cobra.Command {
 						l.TrimmedUnread+l.TrimmedPending, l.DeadLetters)
 				}
 			})
-			fmt.Fprintln(e.io.Out)
-			printPartitions(e.io.Out, gs, true) // group_info.go: owner, lease age, pending and lag per partition
+			if anyOwner(gs) { // group_info.go: owner, lease age, pending and lag per partition
+				fmt.Fprintln(e.io.Out)
+				printPartitions(e.io.Out, gs, true)
+			}
 			return nil
 		})}
 }
