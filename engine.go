@@ -10,9 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/heraldbus/herald/internal/celexpr"
 	"github.com/heraldbus/herald/internal/rdb"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // engine is the delivery engine behind a Subscription.

@@ -225,7 +225,7 @@ func TestSubscriptionSurvivesRedisRestart(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no event handled after the restart; stats %+v", sub.Stats())
 		}
-		c.Publish(ctx, "t", herald.Event{Data: []byte("after")})
+		_, _ = c.Publish(ctx, "t", herald.Event{Data: []byte("after")}) // fails until Redis is back
 		select {
 		case v := <-got:
 			if v != "after" {
@@ -255,7 +255,9 @@ func TestDrainFinishesInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 4; i++ {
-		c.Publish(ctx, "t", herald.Event{Data: []byte("x")})
+		if _, err := c.Publish(ctx, "t", herald.Event{Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for i := 0; i < 4; i++ {
 		<-started
