@@ -98,11 +98,16 @@ func (c *Client) TopicInfo(ctx context.Context, name string) (TopicInfo, error) 
 
 // GroupInfo describes a consumer group over all partitions of a topic.
 type GroupInfo struct {
-	Name             string
-	Consumers        int64 // the most seen on one partition, or the live members of an ordered group if more
-	Pending          int64 // delivered, not yet acknowledged (partition and retry streams)
-	Lag              int64 // events not yet delivered, counted in the streams; -1 when unknown (LagUnknown says why)
-	LagUnknown       string
+	Name       string
+	Consumers  int64 // the most seen on one partition, or the live members of an ordered group if more
+	Pending    int64 // delivered, not yet acknowledged (partition and retry streams)
+	Lag        int64 // events not yet delivered, counted in the streams; -1 when unknown (LagUnknown says why)
+	LagUnknown string
+	// LagEstimated is set when some partition's lag is Redis's own counter:
+	// counting was skipped (more than rdb.LagCap/2 entries on both sides of
+	// the group's position); a retention trim of unread entries makes that
+	// counter too high.
+	LagEstimated     bool
 	ScheduledRetries int64
 	OldestPending    time.Duration // age of the oldest pending entry
 	LagAge           time.Duration // age of the oldest event not yet delivered, the most over the partitions (inspect_lag.go)
@@ -116,6 +121,7 @@ type GroupPartitionInfo struct {
 	Pending         int64 // partition and retry stream
 	Lag             int64 // -1 when unknown
 	LagUnknown      string
+	LagEstimated    bool // Redis's own counter, not counted (see GroupInfo.LagEstimated)
 	LastDeliveredID string
 	LagAge          time.Duration // age of the first event after LastDeliveredID; 0 when none
 	// Owner is the consumer holding the partition's lease (ordered
@@ -215,7 +221,7 @@ func (c *Client) groupsOn(ctx context.Context, p int, pk rdb.PartKeys, now time.
 			}
 		}
 		pg.scheduled, _ = c.db.ScheduledRetries(ctx, pk, g.Name)
-		pg.pi.Lag, pg.pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID)
+		pg.pi.Lag, pg.pi.LagEstimated, pg.pi.LagUnknown = c.partLag(ctx, pk, g.LastDeliveredID, g.Lag)
 		pg.pi.LagAge = c.lagAge(ctx, pk, g.LastDeliveredID, pg.pi.Lag, now)
 		if l, ok, err := c.db.LeaseOf(ctx, pk, g.Name); err == nil && ok {
 			pg.pi.Owner, pg.pi.OwnerToken = l.Consumer, l.Token
@@ -227,19 +233,24 @@ func (c *Client) groupsOn(ctx context.Context, p int, pk rdb.PartKeys, now time.
 	return out, nil
 }
 
-// partLag counts a group's true lag on a partition.
-func (c *Client) partLag(ctx context.Context, pk rdb.PartKeys, lastDelivered string) (int64, string) {
+// partLag counts a group's true lag on a partition. When the group's
+// position is far from both ends of the stream, counting would hold Redis
+// too long: then Redis's own counter (redisLag, -1 when Redis has none) is
+// returned as an estimate.
+func (c *Client) partLag(ctx context.Context, pk rdb.PartKeys, lastDelivered string, redisLag int64) (lag int64, estimated bool, unknown string) {
 	if lastDelivered == "" {
 		lastDelivered = "0-0"
 	}
 	lag, ok, err := c.db.GroupLag(ctx, pk.Stream, lastDelivered)
 	switch {
 	case err != nil:
-		return -1, "counting failed: " + err.Error()
+		return -1, false, "counting failed: " + err.Error()
+	case !ok && redisLag >= 0:
+		return redisLag, true, ""
 	case !ok:
-		return -1, fmt.Sprintf("more than %d entries on both sides of the group's position: not counted", rdb.LagCap/2)
+		return -1, false, fmt.Sprintf("more than %d entries on both sides of the group's position (not counted) and no figure from Redis", rdb.LagCap/2)
 	}
-	return lag, ""
+	return lag, false, ""
 }
 
 // sum totals the partitions' lag.
@@ -254,6 +265,7 @@ func (g *GroupInfo) sum() {
 		default:
 			g.Lag += p.Lag
 		}
+		g.LagEstimated = g.LagEstimated || p.LagEstimated
 	}
 }
 

@@ -3,11 +3,13 @@ package herald
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redisproc"
 	"github.com/heraldbus/herald/internal/redistest"
 )
@@ -355,5 +357,35 @@ func TestTrimmedPendingCountedOnce(t *testing.T) {
 	}
 	if total != 10 {
 		t.Fatalf("Trimmed summed over both subscriptions = %d, want 10", total)
+	}
+}
+
+// Far from both ends of a long stream, Groups does not count (it would hold
+// Redis too long): it reports Redis's own figure, marked as an estimate.
+func TestGroupLagEstimatedFarFromBothEnds(t *testing.T) {
+	c := testClient(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tp, err := c.topic(ctx, "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db.EnsureGroup(ctx, tp.parts[0], "g", "$"); err != nil {
+		t.Fatal(err)
+	}
+	n := rdb.LagCap + 2000
+	if _, err := c.db.Do(ctx, "EVAL", "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'd', 'x') end return 1",
+		"1", tp.parts[0].Stream, strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+	if es, err := c.db.ReadGroup(ctx, tp.parts[0], "g", "c", int64(n/2), 0); err != nil || len(es) != n/2 {
+		t.Fatalf("read half: %d %v", len(es), err)
+	}
+	gs, err := c.Groups(ctx, "t")
+	if err != nil || len(gs) != 1 {
+		t.Fatalf("groups: %+v %v", gs, err)
+	}
+	if g := gs[0]; g.Lag != int64(n/2) || !g.LagEstimated || !g.Partitions[0].LagEstimated {
+		t.Fatalf("lag %d estimated %v, want Redis's %d marked as an estimate", g.Lag, g.LagEstimated, n/2)
 	}
 }

@@ -148,9 +148,10 @@ type GroupJSON struct {
 	LagSeconds       float64 `json:"lag_seconds"` // age of the oldest event not yet delivered
 	// LagUnknown says why Lag is -1; Members are the live consumers of an
 	// ordered group; Partitions show each partition's owner and lease.
-	LagUnknown string               `json:"lag_unknown,omitempty"`
-	Members    []string             `json:"members"`
-	Partitions []GroupPartitionJSON `json:"partitions"`
+	LagUnknown   string               `json:"lag_unknown,omitempty"`
+	LagEstimated bool                 `json:"lag_estimated,omitempty"`
+	Members      []string             `json:"members"`
+	Partitions   []GroupPartitionJSON `json:"partitions"`
 }
 
 // GroupPartitionJSON is a group's state on one partition: the consumer
@@ -196,7 +197,7 @@ func (g *Gateway) handleGroups(w http.ResponseWriter, r *http.Request, _ *princi
 	for i, gi := range gs {
 		out[i] = GroupJSON{Name: gi.Name, Consumers: gi.Consumers, Pending: gi.Pending, Lag: gi.Lag,
 			ScheduledRetries: gi.ScheduledRetries, OldestPending: gi.OldestPending.Seconds(), LagSeconds: gi.LagAge.Seconds(),
-			LagUnknown: gi.LagUnknown, Members: append([]string{}, gi.Members...), Partitions: make([]GroupPartitionJSON, len(gi.Partitions))}
+			LagUnknown: gi.LagUnknown, LagEstimated: gi.LagEstimated, Members: append([]string{}, gi.Members...), Partitions: make([]GroupPartitionJSON, len(gi.Partitions))}
 		for j, p := range gi.Partitions {
 			out[i].Partitions[j] = GroupPartitionJSON{Partition: p.Partition, Owner: p.Owner, LeaseAge: p.LeaseAge.Seconds(),
 				LeaseLeft: p.LeaseLeft.Seconds(), Pending: p.Pending, Lag: p.Lag, LagUnknown: p.LagUnknown, LagSeconds: p.LagAge.Seconds()}

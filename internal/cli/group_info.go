@@ -39,7 +39,7 @@ how long the lease has left, the entries pending (delivered, not acknowledged) a
 					continue
 				}
 				e.emit(groupJSON(g), func(w io.Writer) {
-					lag := strconv.FormatInt(g.Lag, 10)
+					lag := lagText(g.Lag, g.LagEstimated)
 					if g.Lag < 0 {
 						lag = "? (" + g.LagUnknown + ")"
 					}
@@ -62,15 +62,27 @@ func groupJSON(g herald.GroupInfo) map[string]any {
 	for i, p := range g.Partitions {
 		parts[i] = map[string]any{"partition": p.Partition, "owner": p.Owner, "lease_token": p.OwnerToken,
 			"lease_age_seconds": p.LeaseAge.Seconds(), "lease_left_seconds": p.LeaseLeft.Seconds(),
-			"pending": p.Pending, "lag": p.Lag, "lag_unknown": p.LagUnknown, "last_delivered_id": p.LastDeliveredID}
+			"pending": p.Pending, "lag": p.Lag, "lag_unknown": p.LagUnknown, "lag_estimated": p.LagEstimated, "last_delivered_id": p.LastDeliveredID}
 	}
 	members := g.Members
 	if members == nil {
 		members = []string{}
 	}
 	return map[string]any{"name": g.Name, "consumers": g.Consumers, "members": members, "pending": g.Pending, "lag": g.Lag,
-		"lag_unknown": g.LagUnknown, "scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds(),
+		"lag_unknown": g.LagUnknown, "lag_estimated": g.LagEstimated, "scheduled_retries": g.ScheduledRetries, "oldest_pending_seconds": g.OldestPending.Seconds(),
 		"partitions": parts}
+}
+
+// lagText is a lag for a table: "?" when unknown, "~N" when it is Redis's
+// estimate rather than a count.
+func lagText(lag int64, estimated bool) string {
+	switch {
+	case lag < 0:
+		return "?"
+	case estimated:
+		return "~" + strconv.FormatInt(lag, 10)
+	}
+	return strconv.FormatInt(lag, 10)
 }
 
 // anyOwner reports whether some partition of some group is owned (an
@@ -102,10 +114,7 @@ func printPartitions(w io.Writer, gs []herald.GroupInfo, withGroup bool) {
 					age = p.LeaseAge.Round(time.Millisecond).String()
 					left = p.LeaseLeft.Round(time.Millisecond).String()
 				}
-				lag := strconv.FormatInt(p.Lag, 10)
-				if p.Lag < 0 {
-					lag = "?"
-				}
+				lag := lagText(p.Lag, p.LagEstimated)
 				if withGroup {
 					fmt.Fprintf(tw, "%s\t", g.Name)
 				}

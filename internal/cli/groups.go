@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -38,10 +37,7 @@ func groupsCmd(e *env) *cobra.Command {
 			table(e.io.Out, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "GROUP\tCONSUMERS\tPENDING\tLAG\tRETRIES\tOLDEST PENDING\tTRIMMED\tDEAD")
 				for _, g := range gs {
-					lag := strconv.FormatInt(g.Lag, 10)
-					if g.Lag < 0 {
-						lag = "?"
-					}
+					lag := lagText(g.Lag, g.LagEstimated) // group_info.go: "?" unknown, "~N" Redis's estimate
 					l := lost[g.Name]
 					fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%s\t%d\t%d\n", g.Name, g.Consumers, g.Pending, lag, g.ScheduledRetries, g.OldestPending.Round(time.Millisecond),
 						l.TrimmedUnread+l.TrimmedPending, l.DeadLetters)

@@ -108,3 +108,25 @@ func TestGroupLagCountsFromBothEnds(t *testing.T) {
 		t.Fatalf("lag of a missing stream = %d %v %v", lag, ok, err)
 	}
 }
+
+// Far from both ends (more than LagCap/2 entries each side) GroupLag gives
+// up instead of holding Redis for long.
+func TestGroupLagGivesUpFarFromBothEnds(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	n := rdb.LagCap + 2000
+	if _, err := db.Do(ctx, "EVAL", "for i = 1, tonumber(ARGV[1]) do redis.call('XADD', KEYS[1], '*', 'd', 'x') end return 1",
+		"1", pk.Stream, strconv.Itoa(n)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := db.Do(ctx, "XRANGE", pk.Stream, "-", "+", "COUNT", strconv.Itoa(n/2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := v.([]any)
+	mid := es[len(es)-1].([]any)[0].(string)
+	start := time.Now()
+	if lag, ok, err := db.GroupLag(ctx, pk.Stream, mid); err != nil || ok || lag != -1 {
+		t.Fatalf("lag from the middle of %d entries = %d %v %v, want given up", n, lag, ok, err)
+	}
+	t.Logf("gave up after %v", time.Since(start))
+}
