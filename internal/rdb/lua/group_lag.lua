@@ -3,7 +3,8 @@
 -- counts from both ends at once, a page at a time, so the cost follows the smaller side.
 -- KEYS[1]  the stream
 -- ARGV[1]  the group's last delivered position    ARGV[2] most entries to look at
--- Returns {lag, 1} when counted, {-1, 0} when both sides hold more than ARGV[2] entries.
+-- Returns {lag, 1} when counted, {-1, 0} when ARGV[2] entries were looked at (about half from each
+-- end) without reaching an end of the count: the caller falls back to an estimate.
 local len = redis.call('XLEN', KEYS[1])
 if len == 0 then return {0, 1} end
 local last = ARGV[1]
