@@ -1,7 +1,6 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redisproc"
 	"github.com/heraldbus/herald/internal/redistest"
 )
 
@@ -109,18 +107,7 @@ func TestCloudEventsRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(b, &info); err != nil || len(info.PartitionInfo) == 0 {
 		t.Fatalf("topic info %s: %v", b, err)
 	}
-	opt, err := rueidis.ParseURL(redistest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	sid, err := rc.Do(ctx, rc.B().Xadd().Key(info.PartitionInfo[0].Stream).Id("*").FieldValue().FieldValue("d", `{"raw":1}`).Build()).ToString()
+	sid, err := redisproc.Command(redistest.Shared(t).Addr(), 5*time.Second, "XADD", info.PartitionInfo[0].Stream, "*", "d", `{"raw":1}`)
 	if err != nil {
 		t.Fatal(err)
 	}
