@@ -66,10 +66,24 @@ type subOptions struct {
 	filterPrg   *celexpr.Program
 	unordered   bool
 	lease       time.Duration
+	startAt     *SeekTarget // FromTime / FromTarget: overrides start for a new group
 }
 
 // From sets where a new group starts; an existing group keeps its position.
-func From(s Start) SubscribeOption { return func(o *subOptions) { o.start = s } }
+func From(s Start) SubscribeOption { return func(o *subOptions) { o.start, o.startAt = s, nil } }
+
+// FromTime makes a new group start at the first event stored at or after t
+// (by stream position time), on every partition; an existing group keeps its
+// position (move it with Client.SeekGroup).
+func FromTime(t time.Time) SubscribeOption { return FromTarget(ToTime(t)) }
+
+// FromTarget makes a new group start at target (ToBeginning, ToEnd, ToTime,
+// or ToPosition: that partition at the position, the others at the
+// beginning), as Client.CreateGroup does; an existing group keeps its
+// position.
+func FromTarget(target SeekTarget) SubscribeOption {
+	return func(o *subOptions) { o.startAt = &target }
+}
 
 // Consumer names this consumer within the group (default host-pid-random).
 // A consumer restarted under the same name first re-delivers what it had

@@ -78,7 +78,20 @@ func (c *Client) Subscribe(ctx context.Context, topicName, group string, h Handl
 	if o.start == StartBeginning {
 		start = "0"
 	}
-	for _, pk := range t.parts {
+	if o.startAt != nil {
+		if err := o.startAt.check(t); err != nil {
+			return nil, err
+		}
+	}
+	for p, pk := range t.parts {
+		start := start
+		if o.startAt != nil {
+			if id, ok := o.startAt.lastID(p); ok {
+				start = id
+			} else {
+				start = "0-0" // ToPosition names another partition: this one from the beginning
+			}
+		}
 		if err := c.db.EnsureGroup(ctx, pk, group, start); err != nil {
 			return nil, fmt.Errorf("herald: create group %q on %s: %w", group, pk.Stream, err)
 		}

@@ -231,7 +231,7 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 		{"bad scheme", "", "scheme", []string{"--redis", "mysql://h:1", "topics"}},
 		{"unknown flag", "", "unknown flag", []string{"publish", "t", "x", "--bogus"}},
 		{"missing group", "", "--group is required", []string{"subscribe", "t"}},
-		{"bad from", "", "beginning or now", []string{"subscribe", "t", "-g", "g", "--from", "yesterday"}},
+		{"bad from", "", "an RFC 3339 time", []string{"subscribe", "t", "-g", "g", "--from", "yesterday"}},
 		{"bad header", "", "NAME=VALUE", []string{"publish", "t", "x", "-H", "novalue"}},
 		{"bad output", "", "text or json", []string{"-o", "xml", "topics"}},
 		{"too many args", "", "accepts 2 arg", []string{"publish", "t", "x", "y"}},

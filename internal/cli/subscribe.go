@@ -46,19 +46,22 @@ by --filter, or dead-lettered.`,
 			if err := herald.ValidateName("group", group); err != nil {
 				return err
 			}
-			var start herald.Start
+			fromOpt := herald.From(herald.StartNow)
 			switch from {
 			case "now":
-				start = herald.StartNow
 			case "beginning":
-				start = herald.StartBeginning
+				fromOpt = herald.From(herald.StartBeginning)
 			default:
-				return usage("--from %q is not supported; use beginning or now", from)
+				target, err := herald.ParseSeekTarget(from)
+				if err != nil {
+					return usage("--from %q is not supported; use beginning, now, an RFC 3339 time (2026-01-02T15:04:05Z) or a position PARTITION/MS-SEQ", from)
+				}
+				fromOpt = herald.FromTarget(target)
 			}
 			if count < 0 {
 				return usage("--count %d is negative", count)
 			}
-			opts := []herald.SubscribeOption{herald.From(start), herald.Concurrency(concurrency),
+			opts := []herald.SubscribeOption{fromOpt, herald.Concurrency(concurrency),
 				herald.MaxAttempts(maxAttempts), herald.Backoff(backoff, 5*time.Minute), herald.VisibilityTimeout(visibility)}
 			if consumer != "" {
 				opts = append(opts, herald.Consumer(consumer))
@@ -159,7 +162,7 @@ by --filter, or dead-lettered.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVarP(&group, "group", "g", "", "consumer group (required)")
-	fl.StringVar(&from, "from", "now", "where a new group starts: beginning or now")
+	fl.StringVar(&from, "from", "now", "where a new group starts: beginning, now, an RFC 3339 time or a position PARTITION/MS-SEQ")
 	fl.StringVar(&filter, "filter", "", "CEL condition; other events are acknowledged unhandled (docs/routing.md)")
 	fl.StringVar(&consumer, "consumer", "", "consumer name within the group (default host-pid-random)")
 	fl.IntVarP(&count, "count", "c", 0, "exit after N events handled, filtered out or dead-lettered (0: run until interrupted)")
