@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
+
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/redistest"
-	"github.com/redis/rueidis"
 )
 
 // Benchmarks compare Herald with raw Redis commands sent through the same

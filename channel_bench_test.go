@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/heraldbus/herald"
 	"github.com/redis/rueidis"
+
+	"github.com/heraldbus/herald"
 )
 
 // BenchmarkBroadcast: concurrent publishers on one channel with one

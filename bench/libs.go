@@ -10,9 +10,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/heraldbus/herald"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/heraldbus/herald"
 )
 
 // library is one event library under test. Every method gets a Redis that
@@ -255,7 +256,7 @@ func (h *heraldLib) consume(ctx context.Context, n int) (func(context.Context) e
 			return len(gs) == 1 && gs[0].Pending == 0 && gs[0].Lag == 0, nil
 		})
 	}
-	return wait, func() { sub.Drain(context.Background()); c.Close() }, nil
+	return wait, func() { _ = sub.Drain(context.Background()); _ = c.Close() }, nil
 }
 
 // --- Watermill (Redis Streams Pub/Sub) ---

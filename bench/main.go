@@ -175,7 +175,7 @@ func measurePublish(ctx context.Context, srv *redisServer, l library, g int, d t
 	if err != nil {
 		return sample{}, err
 	}
-	defer closeFn(ctx)
+	defer func() { _ = closeFn(ctx) }()
 	var n atomic.Int64
 	m := startMeter(srv)
 	deadline := m.start.Add(d)

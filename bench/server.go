@@ -33,7 +33,7 @@ func startRedis(ctx context.Context, bin string) (*redisServer, error) {
 	s := &redisServer{proc: p, addr: p.Addr()}
 	info, err := s.info("server")
 	if err != nil {
-		p.Stop()
+		_ = p.Stop()
 		return nil, fmt.Errorf("redis-server on %s: INFO server: %w", s.addr, err)
 	}
 	s.version = info["redis_version"]

@@ -115,7 +115,7 @@ func TestTracingPublishToConsumers(t *testing.T) {
 	attr := func(s tracetest.SpanStub, k string) string {
 		for _, a := range s.Attributes {
 			if string(a.Key) == k {
-				return a.Value.Emit()
+				return a.Value.String()
 			}
 		}
 		return ""

@@ -12,9 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/heraldbus/herald/internal/benchrun"
 	"github.com/heraldbus/herald/internal/redisproc"
-	"github.com/spf13/cobra"
 )
 
 func benchCmd(e *env) *cobra.Command {

@@ -11,9 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redisproc"
-	"github.com/spf13/cobra"
 )
 
 // DefaultClusterDir is where `herald cluster up` keeps its state file and data.

@@ -10,9 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redisproc"
-	"github.com/spf13/cobra"
 )
 
 // parseNode reads NODE as PORT or HOST:PORT.

@@ -9,8 +9,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // Finding levels of `herald doctor`.

@@ -8,8 +8,9 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/heraldbus/herald/internal/codec"
 	"github.com/redis/rueidis"
+
+	"github.com/heraldbus/herald/internal/codec"
 )
 
 //go:embed lua/*.lua
