@@ -94,6 +94,7 @@ func TestListenerSurvivesRedisRestart(t *testing.T) {
 	}()
 	waitFor(t, 30*time.Second, "a message published after the restart", func() bool {
 		_, _ = c.Broadcast(ctx, "news", []byte("after")) // fails while the server restarts: keep trying
+		// Not a condition: gives the broadcast time to arrive before the next try.
 		time.Sleep(20 * time.Millisecond)
 		return received.Load()
 	})

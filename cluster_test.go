@@ -239,7 +239,7 @@ func failoverDrill(t *testing.T, kills int, lagging bool) drillReport {
 		}
 	}()
 
-	time.Sleep(time.Second) // steady state before the first kill
+	time.Sleep(time.Second) // not a condition: a second of steady publishing before the first kill
 	for kill := 1; kill <= kills; kill++ {
 		topo, err := cl.Topology()
 		if err != nil {
@@ -280,7 +280,7 @@ func failoverDrill(t *testing.T, kills int, lagging bool) drillReport {
 			if _, err := redisproc.Command(victimAddr, time.Second, "CLIENT", "KILL", "TYPE", "replica"); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond)
+			time.Sleep(500 * time.Millisecond) // not a condition: half a second of writes the lagging replica misses
 		}
 		before := acked.Load()
 		start := time.Now()
@@ -331,7 +331,7 @@ func failoverDrill(t *testing.T, kills int, lagging bool) drillReport {
 			t.Fatal(err)
 		}
 		rcancel()
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond) // not a condition: publishing goes on a while between kills
 	}
 	close(stop)
 	pubWG.Wait()

@@ -98,15 +98,10 @@ func publishSeq(t *testing.T, c *Client, topic string, keys, per int) {
 	}
 }
 
+// waitCond is redistest.WaitFor, the one bounded wait of the tests.
 func waitCond(t *testing.T, d time.Duration, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	redistest.WaitFor(t, d, what, f)
 }
 
 func TestEngineOrderedPerKey(t *testing.T) {

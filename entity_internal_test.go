@@ -208,13 +208,7 @@ func TestSubscriptionFilter(t *testing.T) {
 			t.Fatal("filtered events not delivered")
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sub.Stats().Filtered != 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v, want 2 filtered", sub.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	redistest.WaitFor(t, 10*time.Second, "2 filtered in the stats", func() bool { return sub.Stats().Filtered == 2 })
 	if _, err := c.Subscribe(ctx, "articles", "bad", HandlerFunc(nil), Filter(`data.category ==`)); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad filter: %v", err)
 	}
@@ -321,7 +315,7 @@ func TestIdleConsumersForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp, _ := c.topic(ctx, "t", false)
-	waitForCond(t, 15*time.Second, func() bool {
+	redistest.WaitFor(t, 15*time.Second, "the idle consumer forgotten, holder and watcher kept", func() bool {
 		watcher.forgetIdleConsumers()
 		names := consumerNames(t, c, tp.parts[0].Stream)
 		return !names["gone"] && names["holder"] && names["watcher"]
@@ -341,15 +335,4 @@ func consumerNames(t *testing.T, c *Client, stream string) map[string]bool {
 		out[n] = true
 	}
 	return out
-}
-
-func waitForCond(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -21,7 +21,7 @@ func publishN(t *testing.T, ctx context.Context, c *herald.Client, topic, prefix
 			t.Fatal(err)
 		}
 		out[i] = pos
-		time.Sleep(3 * time.Millisecond)
+		time.Sleep(3 * time.Millisecond) // not a condition: events a few ms apart give seeks distinct times
 	}
 	return out
 }

@@ -187,7 +187,8 @@ func TestLongHandlerIsNotRedelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
-	// Give a reclaim round the chance to (wrongly) redeliver before checking.
+	// Give a reclaim round the chance to (wrongly) redeliver before checking:
+	// not a condition, the absence of a redelivery over time is what is tested.
 	time.Sleep(400 * time.Millisecond)
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("handler called %d times, want 1 (entry kept alive while running)", n)
@@ -247,7 +248,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	started := make(chan struct{}, 100)
 	sub, err := c.Subscribe(ctx, "t", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {
 		started <- struct{}{}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // handler work: drain must wait for it
 		handled.Add(1)
 		return nil
 	}), herald.Concurrency(4))
