@@ -192,7 +192,7 @@ func TestBenchManagedServerStopped(t *testing.T) {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	pid, _ := strconv.Atoi(m[1])
-	waitFor(t, 5*time.Second, "the managed redis-server to be gone", func() bool {
+	redistest.WaitFor(t, 5*time.Second, "the managed redis-server to be gone", func() bool {
 		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 	})
 }

@@ -76,7 +76,7 @@ func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
 	ch := ns + ":news"
 	rc := startProc(t, "redis-cli", "-p", port(t), "SUBSCRIBE", ch)
 	c := client(t, ns)
-	waitFor(t, 10*time.Second, "redis-cli to subscribe", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "redis-cli to subscribe", func() bool {
 		m, err := c.NumSub(context.Background(), ch)
 		return err == nil && m[ch] == 1
 	})
@@ -89,7 +89,7 @@ func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
 	if r.code != 0 || r.out != "(integer) 1\n" {
 		t.Fatalf("channel publish --no-raw: %+v", r)
 	}
-	waitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("Hello World!") })
+	redistest.WaitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("Hello World!") })
 }
 
 func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
@@ -98,7 +98,7 @@ func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1", "--no-raw") }()
 	c := client(t, ns)
-	waitFor(t, 10*time.Second, "herald to subscribe", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "herald to subscribe", func() bool {
 		m, err := c.NumSub(context.Background(), ch)
 		return err == nil && m[ch] == 1
 	})
@@ -123,7 +123,7 @@ func TestChannelPsubscribeMatchesPattern(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- run(t, ns, "", "-o", "json", "channel", "psubscribe", ns+":article.*", "--count", "2") }()
 	c := client(t, ns)
-	waitFor(t, 10*time.Second, "herald to psubscribe", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "herald to psubscribe", func() bool {
 		n, err := c.NumPat(context.Background())
 		return err == nil && n >= 1
 	})
@@ -165,7 +165,7 @@ func TestMonitorShowsEventFromAnotherProcess(t *testing.T) {
 		if r := runBin(t, ns, "", "publish", "watched", "payload", "--type", "probe.event", "--key", "k1"); r.code != 0 {
 			t.Fatal(r.err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // pace the probe publishes of this bounded loop
 	}
 	var ev map[string]any
 	for _, l := range strings.Split(mon.text(), "\n") {
@@ -208,7 +208,7 @@ func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- run(t, ns, "", "channel", "subscribe", ch, "--count", "1") }()
 	c := client(t, ns)
-	waitFor(t, 10*time.Second, "both to subscribe", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "both to subscribe", func() bool {
 		m, err := c.NumSub(context.Background(), ch)
 		return err == nil && m[ch] == 2
 	})
@@ -228,7 +228,7 @@ func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("herald channel subscribe did not exit after 1 message")
 	}
-	waitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("two words") })
+	redistest.WaitFor(t, 10*time.Second, "redis-cli to print the message", func() bool { return rc.has("two words") })
 	if want := rc.text() + "\n"; r.code != 0 || r.out != want {
 		t.Fatalf("herald channel subscribe printed %q, redis-cli %q", r.out, want)
 	}

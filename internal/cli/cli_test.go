@@ -88,17 +88,6 @@ func client(t testing.TB, ns string) *herald.Client {
 	return c
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // 100,000 events of 100 bytes through the stdin path, over 8 partitions,
 // consumed by 3 consumers in one group: every event handled, none missing.
 func TestStdinBulkPublishConsumedByThreeConsumers(t *testing.T) {
@@ -140,7 +129,7 @@ func TestStdinBulkPublishConsumedByThreeConsumers(t *testing.T) {
 		t.Fatalf("publish: code %d out %q err %q", r.code, r.out, r.err)
 	}
 	t.Logf("published %d events in %v", n, time.Since(start))
-	waitFor(t, 90*time.Second, "all events handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	redistest.WaitFor(t, 90*time.Second, "all events handled", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
 	t.Logf("consumed in %v; per consumer %v", time.Since(start), perConsumer)
 	info, err := c.TopicInfo(ctx, "bulk")
 	if err != nil || info.Length != n {
@@ -186,7 +175,7 @@ func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 20*time.Second, "the consumer process to hold 5 pending entries", func() bool {
+	redistest.WaitFor(t, 20*time.Second, "the consumer process to hold 5 pending entries", func() bool {
 		gs, err := c.Groups(ctx, "jobs")
 		return err == nil && len(gs) == 1 && gs[0].Pending == 5
 	})
@@ -205,11 +194,11 @@ func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, "all 5 entries of the killed consumer", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 5 })
+	redistest.WaitFor(t, 20*time.Second, "all 5 entries of the killed consumer", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 5 })
 	if st := sub.Stats(); st.Reclaimed != 5 {
 		t.Fatalf("reclaimed %d, want 5", st.Reclaimed)
 	}
-	waitFor(t, 5*time.Second, "nothing pending", func() bool {
+	redistest.WaitFor(t, 5*time.Second, "nothing pending", func() bool {
 		gs, _ := c.Groups(ctx, "jobs")
 		return len(gs) == 1 && gs[0].Pending == 0
 	})
@@ -274,7 +263,7 @@ func TestCLIDeadLetterAndRedrive(t *testing.T) {
 			"--max-attempts", "2", "--backoff", "10ms", "--count", "1")
 	}()
 	c := client(t, ns)
-	waitFor(t, 20*time.Second, "a dead letter", func() bool {
+	redistest.WaitFor(t, 20*time.Second, "a dead letter", func() bool {
 		dls, _ := c.DeadLetters(context.Background(), "mail", herald.Query{})
 		return len(dls) == 1
 	})

@@ -50,14 +50,7 @@ func clusterGone(pid int) bool {
 // clusterGoneSoon waits up to 5 s for pid to exit: a process that was just
 // killed may still be tearing down.
 func clusterGoneSoon(pid int) bool {
-	deadline := time.Now().Add(5 * time.Second)
-	for !clusterGone(pid) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
+	return redistest.Poll(5*time.Second, func() bool { return clusterGone(pid) })
 }
 
 // clusterKillAll SIGKILLs whatever `herald cluster up` left running in dir,
@@ -162,7 +155,7 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 		// The subscriber sits on exactly one node (a single-seed URL of a
 		// cluster node still gives a cluster client).
 		subNode := 0
-		waitFor(t, 15*time.Second, "the subscriber on one node", func() bool {
+		redistest.WaitFor(t, 15*time.Second, "the subscriber on one node", func() bool {
 			on := 0
 			for _, n := range up.Nodes {
 				if numsubOn(t, n.Port, "mychannel") == 1 {
@@ -189,7 +182,7 @@ func TestClusterUpWalkthroughDown(t *testing.T) {
 		if r := runBin(t, ns, "", "--redis", urlB, "channel", "publish", "mychannel", "Hello World!"); r.code != 0 {
 			t.Fatalf("publish: %+v", r)
 		}
-		waitFor(t, 10*time.Second, "the subscriber to print the message", func() bool { return sub.has(`3) "Hello World!"`) })
+		redistest.WaitFor(t, 10*time.Second, "the subscriber to print the message", func() bool { return sub.has(`3) "Hello World!"`) })
 		if !sub.has(`1) "message"`) || !sub.has(`2) "mychannel"`) {
 			t.Fatalf("subscriber printed:\n%s", sub.text())
 		}
@@ -337,7 +330,7 @@ func TestDoctorStandalone(t *testing.T) {
 
 	// A replica named as the deployment is an error; its master sees a replica.
 	rep2 := redistest.Own(t, redisproc.Options{Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(lru.Port)}})
-	waitFor(t, 10*time.Second, "the replica to link", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "the replica to link", func() bool {
 		out, _ := exec.Command("redis-cli", "-p", strconv.Itoa(rep2.Port), "INFO", "replication").Output()
 		return strings.Contains(string(out), "master_link_status:up")
 	})

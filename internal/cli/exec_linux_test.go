@@ -5,6 +5,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // Stopping a subscription cancels the handler's context: the handler's whole
@@ -42,17 +45,9 @@ func TestExecHandlerCancelKillsItsProcessTree(t *testing.T) {
 	if err := c.Wait(); err == nil {
 		t.Fatal("a cancelled handler reported success")
 	}
-	deadline = time.Now().Add(5 * time.Second)
-	for {
-		err := syscall.Kill(pid, 0)
-		if errors.Is(err, syscall.ESRCH) || zombie(pid) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background process %d of a cancelled handler still runs", pid)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	redistest.WaitFor(t, 5*time.Second, fmt.Sprintf("background process %d of a cancelled handler to end", pid), func() bool {
+		return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) || zombie(pid)
+	})
 }
 
 // zombie reports whether pid has exited and waits to be reaped.

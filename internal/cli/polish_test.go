@@ -184,15 +184,15 @@ func TestSubscribeReportsDisconnectAndReconnect(t *testing.T) {
 	}
 	pub("one")
 	sub := startProc(t, binary, "--redis", url, "--namespace", ns, "subscribe", "jobs", "--group", "g", "--from", "beginning")
-	waitFor(t, 10*time.Second, "the first event", func() bool { return sub.has(`"one"`) })
+	redistest.WaitFor(t, 10*time.Second, "the first event", func() bool { return sub.has(`"one"`) })
 	s.Kill()
-	waitFor(t, 15*time.Second, "the disconnect report", func() bool { return sub.has("herald: lost the connection to Redis") })
+	redistest.WaitFor(t, 15*time.Second, "the disconnect report", func() bool { return sub.has("herald: lost the connection to Redis") })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := s.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, "the reconnect report", func() bool { return sub.has("herald: reconnected to Redis after") })
+	redistest.WaitFor(t, 15*time.Second, "the reconnect report", func() bool { return sub.has("herald: reconnected to Redis after") })
 	pub("two")
-	waitFor(t, 15*time.Second, "an event after the reconnect", func() bool { return sub.has(`"two"`) })
+	redistest.WaitFor(t, 15*time.Second, "an event after the reconnect", func() bool { return sub.has(`"two"`) })
 }

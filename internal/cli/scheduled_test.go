@@ -39,7 +39,7 @@ func TestCLIDelayedPublishListCancelAndSeek(t *testing.T) {
 		}
 	}
 	run(t, ns, "", "publish", "t", "now")
-	time.Sleep(5 * time.Millisecond)
+	time.Sleep(5 * time.Millisecond) // not a condition: the seek's time lies after the event's
 	if r := run(t, ns, "", "group", "seek", "t", "g", "--to", "end"); r.code != 0 || !strings.Contains(r.out, "moved to end") {
 		t.Fatalf("seek: %+v", r)
 	}

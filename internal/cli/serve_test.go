@@ -227,7 +227,7 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 		var ce struct{ ID string }
 		_ = json.NewDecoder(r.Body).Decode(&ce)
 		if slow.Load() {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a slow webhook target: handler work, not a condition
 		}
 		mu.Lock()
 		seen[ce.ID]++
@@ -282,15 +282,13 @@ shutdown_timeout: 20s
 						break
 					}
 				}
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(50 * time.Millisecond) // retry pacing while the server restarts
 			}
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // publishing pace, not a condition
 		}
 	}()
 	// SIGTERM once most events are published and many are not delivered yet.
-	for published.Load() < 950 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	redistest.WaitFor(t, 60*time.Second, "950 events published", func() bool { return published.Load() >= 950 })
 	mu.Lock()
 	before := len(seen)
 	mu.Unlock()

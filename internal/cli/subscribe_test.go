@@ -57,7 +57,7 @@ func TestSubscribeExecHandlersDieWhenHeraldIsKilled(t *testing.T) {
 		_ = cmd.Wait()
 	})
 	var pids []int
-	waitFor(t, 30*time.Second, "the handler to write its pids", func() bool {
+	redistest.WaitFor(t, 30*time.Second, "the handler to write its pids", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return false
@@ -88,7 +88,7 @@ func TestSubscribeExecHandlersDieWhenHeraldIsKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait() // killed: Wait reports the signal
-	waitFor(t, 5*time.Second, fmt.Sprintf("handler processes %v to die with herald", pids), func() bool {
+	redistest.WaitFor(t, 5*time.Second, fmt.Sprintf("handler processes %v to die with herald", pids), func() bool {
 		for _, pid := range pids {
 			if !processGone(pid) {
 				return false

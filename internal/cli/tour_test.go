@@ -376,7 +376,7 @@ func TestReadmeTour(t *testing.T) {
 				t.Cleanup(func() { _ = cmd.Process.Kill(); <-j.exited })
 				jobs = append(jobs, j)
 				// Ready: it printed what the README shows, or (monitor) it subscribed.
-				waitFor(t, 10*time.Second, "README.md:"+fmt.Sprint(st.line)+" to start", func() bool {
+				redistest.WaitFor(t, 10*time.Second, "README.md:"+fmt.Sprint(st.line)+" to start", func() bool {
 					if numpat > 0 || strings.Contains(st.cmd, " monitor") {
 						n, err := c.NumPat(context.Background())
 						return err == nil && n > numpat
