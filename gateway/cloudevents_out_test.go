@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -61,7 +62,7 @@ func (h *hookRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *hookRecorder) wait(t *testing.T, n int) []recordedPost {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() bool {
+	redistest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d webhook posts", n), func() bool {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		return len(h.reqs) >= n

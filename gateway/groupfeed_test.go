@@ -197,7 +197,7 @@ func TestConnectDisconnectCycles(t *testing.T) {
 			}
 			_, b := e.do("GET", "/metrics", nil, nil)
 			if strings.Contains(string(b), "herald_group_feeds 0") && strings.Contains(string(b), "herald_group_sessions 0") {
-				time.Sleep(100 * time.Millisecond) // the feeds' goroutines end
+				time.Sleep(100 * time.Millisecond) // the feeds' goroutines end: no signal for that, the goroutine count below is what is measured
 				runtime.GC()
 				runtime.ReadMemStats(&ms)
 				return runtime.NumGoroutine(), ms.HeapAlloc
@@ -237,7 +237,7 @@ func TestConnectDisconnectCycles(t *testing.T) {
 
 func waitMetric(t *testing.T, e *env, line string) {
 	t.Helper()
-	waitFor(t, 5*time.Second, func() bool {
+	redistest.WaitFor(t, 5*time.Second, "the metric line "+line, func() bool {
 		_, b := e.do("GET", "/metrics", nil, nil)
 		return strings.Contains(string(b), line+"\n")
 	})

@@ -140,7 +140,7 @@ func TestChannelStreamsShareOneConnection(t *testing.T) {
 	if got := clients(); got > base+1 {
 		t.Fatalf("%d Redis clients with 21 channel streams, %d with one", got, base)
 	}
-	waitFor(t, 5*time.Second, func() bool {
+	redistest.WaitFor(t, 5*time.Second, "one Redis subscriber of room-9", func() bool {
 		n, err := c.NumSub(ctx, "room-9")
 		return err == nil && n["room-9"] == 1
 	})
@@ -171,7 +171,7 @@ func TestMonitorStreamsShareOneMonitor(t *testing.T) {
 	ma := e.openSSE("/v1/monitor?topics=mon-a*&skip_channels=true", nil)
 	mb := e.openSSE("/v1/monitor?topics=mon-b*&skip_channels=true", nil)
 	// The shared monitor starts with the first stream; wait until it sees new events.
-	waitFor(t, 5*time.Second, func() bool {
+	redistest.WaitFor(t, 5*time.Second, "the monitor to show a new mon-a1 event", func() bool {
 		e.publish("mon-a1", "probe", nil)
 		select {
 		case ev := <-ma.events:
@@ -284,7 +284,7 @@ func TestStuckTailIsDisconnected(t *testing.T) {
 	}
 	defer stuck.Close()
 	fmt.Fprintf(stuck, "GET /v1/topics/stuck/events HTTP/1.1\r\nHost: %s\r\n\r\n", host)
-	waitFor(t, 5*time.Second, func() bool { return metricSum(e, "herald_hub_subscribers") == 1 })
+	redistest.WaitFor(t, 5*time.Second, "one hub subscriber", func() bool { return metricSum(e, "herald_hub_subscribers") == 1 })
 	payload := strings.Repeat("x", 16000)
 	deadline := time.Now().Add(20 * time.Second)
 	for metricSum(e, "herald_hub_subscribers") != 0 { // publish until its buffers are full and the write times out
@@ -296,7 +296,7 @@ func TestStuckTailIsDisconnected(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // publishing pace of this bounded loop
 	}
 	_ = stuck.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.Copy(io.Discard, stuck); err != nil { // what was sent, then the end

@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestStreamLimits: streams beyond a key's share get 429, beyond the
@@ -43,13 +44,9 @@ func TestStreamLimits(t *testing.T) {
 		t.Fatalf("refusal body: %d %s", code, b)
 	}
 	a1.close()
-	deadline := time.Now().Add(5 * time.Second)
-	for e.call(t, "GET", "/v1/topics/lim/events", "", "key-b", true) != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("a closed stream did not free its place")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	redistest.WaitFor(t, 5*time.Second, "a closed stream to free its place", func() bool {
+		return e.call(t, "GET", "/v1/topics/lim/events", "", "key-b", true) == 200
+	})
 	_, m := e.do("GET", "/metrics", nil, bearer("key-a"))
 	if !strings.Contains(string(m), `herald_limited_total{limit="streams"}`) || !strings.Contains(string(m), `herald_limited_total{limit="streams_per_key"}`) {
 		t.Fatalf("refusals are not counted in herald_limited_total")

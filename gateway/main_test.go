@@ -196,18 +196,6 @@ func decodeEvent(t *testing.T, b []byte) gateway.EventJSON {
 	return e
 }
 
-// waitFor fails the test when cond does not hold within timeout (checked every 10 ms).
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // metricSum adds the values of a metric's series whose labels contain every one of labels.
 func metricSum(e *env, name string, labels ...string) float64 {
 	_, b := e.do("GET", "/metrics", nil, nil)

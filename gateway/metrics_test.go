@@ -10,6 +10,7 @@ import (
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestMetricsLint: after publishes, an SSE group stream with acks and
@@ -28,7 +29,7 @@ func TestMetricsLint(t *testing.T) {
 	}
 	tail.next(t, "", 5*time.Second)
 	group.next(t, "", 5*time.Second)
-	waitFor(t, 10*time.Second, func() bool {
+	redistest.WaitFor(t, 10*time.Second, "2 webhook deliveries and 1 SSE delivery in the metrics", func() bool {
 		return metricSum(e, "herald_deliveries_total", `via="webhook"`) >= 2 && metricSum(e, "herald_deliveries_sent_total", `via="sse"`, `group=""`) >= 1
 	})
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 	"github.com/heraldbus/herald/route"
 )
 
@@ -102,14 +103,10 @@ func TestRoutedPublish(t *testing.T) {
 	if code != 200 || !strings.Contains(string(b), `"destination":"orders.big"`) {
 		t.Fatalf("routed: %d %s", code, b)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
-		if ti, err := e.c.TopicInfo(t.Context(), "orders.big"); err == nil && ti.Length == 1 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("routed event not stored in orders.big")
+	redistest.WaitFor(t, 2*time.Second, "the routed event stored in orders.big", func() bool {
+		ti, err := e.c.TopicInfo(t.Context(), "orders.big")
+		return err == nil && ti.Length == 1
+	})
 }
 
 func TestAdminAndHealth(t *testing.T) {

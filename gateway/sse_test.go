@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestSSEResumeWithLastEventID: a client reads N events, disconnects, and
@@ -66,7 +67,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 
 func waitPending(t *testing.T, e *env, topic, group string, want int64) {
 	t.Helper()
-	waitFor(t, 5*time.Second, func() bool {
+	redistest.WaitFor(t, 5*time.Second, fmt.Sprintf("%d pending in group %s of %s", want, group, topic), func() bool {
 		_, b := e.do("GET", "/v1/topics/"+topic+"/groups", nil, nil)
 		var r struct{ Groups []gateway.GroupJSON }
 		_ = json.Unmarshal(b, &r)
@@ -118,17 +119,10 @@ func TestSSEAutoAckAndNack(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("nack: %d %s", code, b)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	redistest.WaitFor(t, 5*time.Second, "the dead letter of group manual", func() bool {
 		_, b := e.do("GET", "/v1/topics/aa/deadletters?group=manual", nil, nil)
-		if strings.Contains(string(b), "bad payload") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no dead letter: %s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return strings.Contains(string(b), "bad payload")
+	})
 	code, b = e.do("POST", "/v1/topics/aa/deadletters/redrive", []byte(`{"group":"manual"}`), nil)
 	if code != 200 || !strings.Contains(string(b), `"redriven":1`) {
 		t.Fatalf("redrive: %d %s", code, b)
@@ -182,7 +176,7 @@ func TestChannelsSSE(t *testing.T) {
 		if strings.Contains(string(b), `"receivers":2`) || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // retry pacing of this bounded loop
 	}
 	for _, s := range []*sseClient{exact, pat} {
 		var m gateway.ChannelMessageJSON

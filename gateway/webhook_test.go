@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestWebhookTargetDownThenUp: the target refuses connections for a while,
@@ -33,7 +34,7 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 			"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
 	}
 	// Every event fails at least once while the target is down.
-	waitFor(t, 10*time.Second, func() bool {
+	redistest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d failed webhook deliveries", n), func() bool {
 		return metricSum(e, "herald_deliveries_total", `outcome="error"`, `via="webhook"`) >= n
 	})
 
@@ -63,23 +64,15 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 		if try > 50 {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the port is freed by the kernel: retry pacing, bounded by try
 	}
 	go func() { _ = srv.Serve(l2) }()
 	defer srv.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	redistest.WaitFor(t, 15*time.Second, fmt.Sprintf("all %d delivered", n), func() bool {
 		mu.Lock()
-		k := len(got)
-		mu.Unlock()
-		if k == n {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivered %d of %d", k, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(got) == n
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if len(problems) > 0 {
