@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestOverviewListsTopicWithLag: a topic whose group is 3 events behind is
@@ -71,7 +72,7 @@ func TestOverviewListsTopicWithLag(t *testing.T) {
 			for j := range 15 * (i%5 + 1) {
 				e.publish("payments", herald.Event{Type: "payment.received", Data: []byte(fmt.Sprint(`{"n":`, j, `}`))})
 			}
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // not a condition: traffic spread over seconds gives the sparklines a shape
 		}
 		tb.wait(10*time.Second, `document.querySelectorAll('svg.spark polyline').length >= 2`)
 		tb.shot("overview")
@@ -108,7 +109,7 @@ func TestRedriveFromDashboard(t *testing.T) {
 	defer sub.Stop()
 	e.publish("payments", herald.Event{ID: "pay-1", Type: "payment.received", Key: "customer-7",
 		Headers: map[string]string{"tenant": "eu"}, ContentType: "application/json", Data: []byte(`{"amount":42,"currency":"EUR"}`)})
-	waitFor(t, 10*time.Second, "the event to be dead-lettered", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "the event to be dead-lettered", func() bool {
 		dls, err := e.c.DeadLetters(ctx, "payments", herald.Query{})
 		return err == nil && len(dls) == 1
 	})
@@ -205,7 +206,7 @@ func TestReadOnlyKeySeesNoRedrive(t *testing.T) {
 	}
 	defer sub.Stop()
 	e.publish("audit", herald.Event{ID: "audit-1", Type: "user.login", Data: []byte(`{"user":"ada"}`)})
-	waitFor(t, 10*time.Second, "a dead letter", func() bool {
+	redistest.WaitFor(t, 10*time.Second, "a dead letter", func() bool {
 		dls, err := e.c.DeadLetters(ctx, "audit", herald.Query{})
 		return err == nil && len(dls) == 1
 	})
@@ -318,17 +319,6 @@ func TestEveryPage(t *testing.T) {
 	tb.wait(10*time.Second, `document.querySelectorAll('details.event').length === 3 && document.querySelector('#tab-scheduled-btn') !== null`)
 	if w := eval[int](tb, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("at phone width the topic page is %d px wide", w)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

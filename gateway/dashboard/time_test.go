@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/gateway"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // TestScheduledCancelFromDashboard: a delayed event is listed on the
@@ -83,7 +84,7 @@ func TestSeekToBeginningReplays(t *testing.T) {
 	for i := range 3 {
 		e.publish("invoices", herald.Event{Type: "invoice.sent", Key: "k" + string(rune('a'+i)), Data: []byte(`{"n":1}`)})
 	}
-	waitFor(t, 10*time.Second, "3 events handled", func() bool { return handled.Load() == 3 })
+	redistest.WaitFor(t, 10*time.Second, "3 events handled", func() bool { return handled.Load() == 3 })
 
 	tb := e.tab()
 	tb.open("/#/topic/invoices")
@@ -98,7 +99,7 @@ func TestSeekToBeginningReplays(t *testing.T) {
 		t.Fatalf("%d handled before the seek was confirmed, want 3", n)
 	}
 	tb.click(`#confirm-ok`)
-	waitFor(t, 10*time.Second, "the 3 events replayed after the seek", func() bool { return handled.Load() >= 6 })
+	redistest.WaitFor(t, 10*time.Second, "the 3 events replayed after the seek", func() bool { return handled.Load() >= 6 })
 	tb.wait(5*time.Second, `document.getElementById('toast').textContent.includes('Group mailer moved to beginning')`)
 	if n := handled.Load(); n != 6 {
 		t.Errorf("%d handled after the seek, want 6", n)

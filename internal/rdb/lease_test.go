@@ -77,7 +77,7 @@ func TestHeartbeatMembers(t *testing.T) {
 	if _, err := db.Heartbeat(ctx, pk, "g", "leaves", 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond) // the member's lease runs out: the thing tested
 	if ms, err := db.Members(ctx, pk, "g"); err != nil || len(ms) != 1 || ms[0] != "stays" {
 		t.Fatalf("members after expiry and leave = %v %v", ms, err)
 	}

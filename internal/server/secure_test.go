@@ -13,6 +13,7 @@ import (
 
 	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/redisproc"
+	"github.com/heraldbus/herald/internal/redistest"
 	"github.com/heraldbus/herald/internal/server"
 )
 
@@ -165,7 +166,7 @@ func TestManagedRedisSupervised(t *testing.T) {
 	if np := s.EnginePid(); np == 0 || np == pid {
 		t.Fatalf("after the restart the pid is %d (was %d)", np, pid)
 	}
-	waitFor(t, 20*time.Second, func() bool {
+	redistest.WaitFor(t, 20*time.Second, "a publish accepted after the restart", func() bool {
 		code, _ := post(t, s.URL()+"/v1/topics/sup/events", "after")
 		return code == 200
 	})
@@ -201,7 +202,7 @@ func redisprocOrSkip(t *testing.T) {
 func waitStatus(t *testing.T, url string, want int, timeout time.Duration) {
 	t.Helper()
 	var last int
-	ok := pollUntil(timeout, func() bool {
+	ok := redistest.Poll(timeout, func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -212,27 +213,5 @@ func waitStatus(t *testing.T, url string, want int, timeout time.Duration) {
 	})
 	if !ok {
 		t.Fatalf("%s: %d after %s, want %d", url, last, timeout, want)
-	}
-}
-
-// waitFor fails the test when cond is not true within timeout.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	if !pollUntil(timeout, cond) {
-		t.Fatalf("condition not met within %s", timeout)
-	}
-}
-
-// pollUntil checks cond every 20 ms until it holds or timeout passes.
-func pollUntil(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
