@@ -130,7 +130,8 @@ func TestBenchJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &out); err != nil {
 		t.Fatalf("%v: %q", err, r.out)
 	}
-	if out.Mode != "consume" || out.Redis.Version == "" || out.Config.Partitions != 8 || len(out.Phases) != 1 {
+	if out.Mode != "consume" || out.Redis.Version == "" || out.Config.Partitions != 8 || len(out.Phases) != 2 ||
+		out.Phases[0].Name != "consume" || out.Phases[1].Name != "consume-herald-entries" || out.Phases[1].Raw.Events != out.Phases[1].Herald.Events {
 		t.Fatalf("unexpected JSON: %s", r.out)
 	}
 	p := out.Phases[0]
