@@ -42,7 +42,7 @@ func TestBenchModes(t *testing.T) {
 		latency bool
 	}{
 		{"publish", []string{"publish-async", "publish-ids", "publish", "publish-batch", "publish-xadd"}, false},
-		{"consume", []string{"consume"}, false},
+		{"consume", []string{"consume", "consume-herald-entries"}, false},
 		{"e2e", []string{"e2e"}, true},
 		{"channel", []string{"channel", "channel-latency"}, true},
 	} {
