@@ -30,6 +30,7 @@ func next(t *testing.T, l *herald.Listener, kind string) herald.ChannelMessage {
 }
 
 func TestListenerRuntimeSubscriptions(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	ns := c.Namespace()
@@ -68,6 +69,7 @@ func TestListenerRuntimeSubscriptions(t *testing.T) {
 }
 
 func TestListenerSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Own(t, redisproc.Options{})
 	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
 	if err != nil {
@@ -112,6 +114,7 @@ func TestListenerSurvivesRedisRestart(t *testing.T) {
 }
 
 func TestMonitorSeesNewTopics(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -54,6 +54,7 @@ func masterOfPartitions(t *testing.T, c *herald.Client, topic string) map[string
 }
 
 func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
+	t.Parallel()
 	cl := startCluster(t)
 	c, err := herald.New(context.Background(), herald.Config{URL: cl.URL()})
 	if err != nil {
@@ -137,6 +138,7 @@ func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 // lagging (SIGSTOP before the kill, SIGCONT after). No event acknowledged
 // without the degraded flag is missing from the streams at the end.
 func TestClusterFailoverNothingAcknowledgedLost(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("failover drill: about a minute")
 	}

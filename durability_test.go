@@ -18,6 +18,7 @@ import (
 // ErrNotReplicated, with an error that names the fix, unless the caller
 // accepted degrading (per call or per client); then it says Degraded.
 func TestReplicatedFailsWithoutReplicaUnlessDegradeAllowed(t *testing.T) {
+	t.Parallel()
 	master := redistest.Own(t, redisproc.Options{AppendOnly: true})
 	ctx := ctxT(t, 30*time.Second)
 
@@ -86,6 +87,7 @@ func TestReplicatedFailsWithoutReplicaUnlessDegradeAllowed(t *testing.T) {
 // call: a publish sent while Redis is down for 3 s returns once it is back,
 // stored once.
 func TestPublishRetriesThroughOutage(t *testing.T) {
+	t.Parallel()
 	if herald.DefaultPublishTimeout < 30*time.Second {
 		t.Fatalf("DefaultPublishTimeout %s is shorter than two failovers (cluster-node-timeout 15 s)", herald.DefaultPublishTimeout)
 	}

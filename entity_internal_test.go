@@ -24,6 +24,7 @@ func testClient(t testing.TB, parts int) *Client {
 
 // 100 concurrent appenders on one entity: each version is won by exactly one.
 func TestConcurrentAppendersOneWinnerPerVersion(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -86,6 +87,7 @@ func TestConcurrentAppendersOneWinnerPerVersion(t *testing.T) {
 }
 
 func TestAppendWatchVariantAgrees(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx := context.Background()
 	if v, err := c.appendEntityWatch(ctx, "e", 0, Event{Data: []byte("a")}, Event{Data: []byte("b")}); err != nil || v != 2 {
@@ -104,6 +106,7 @@ func TestAppendWatchVariantAgrees(t *testing.T) {
 }
 
 func TestAtomicBatchAllOrNothing(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 4)
 	ctx := context.Background()
 	evs := make([]Event, 8)
@@ -156,6 +159,7 @@ func TestAtomicBatchAllOrNothing(t *testing.T) {
 }
 
 func TestAtomicBatchRetriedOnce(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 3)
 	ctx := context.Background()
 	var sends atomic.Int32
@@ -182,6 +186,7 @@ func TestAtomicBatchRetriedOnce(t *testing.T) {
 }
 
 func TestSubscriptionFilter(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -267,6 +272,7 @@ var payload100 = []byte(fmt.Sprintf("%0100d", 1))
 // Consumers that hold nothing and stay idle are removed from the group by a
 // running subscription's janitor; one that still holds an entry is kept.
 func TestIdleConsumersForgotten(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

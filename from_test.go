@@ -12,6 +12,7 @@ import (
 // Subscribe with FromTime gets exactly the events stored at or after the
 // time, on every partition; an existing group keeps its position.
 func TestSubscribeFromTimeStartsAtEventsAtOrAfterIt(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 3}); err != nil {

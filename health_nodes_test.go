@@ -9,6 +9,7 @@ import (
 // TestHealthNodeMemoryAndReplication: Health reports each node's memory
 // and replication state (a standalone server is a master without replicas).
 func TestHealthNodeMemoryAndReplication(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h, err := newClient(t).Health(ctx)

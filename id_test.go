@@ -8,6 +8,7 @@ import (
 )
 
 func TestIDsAreSortedUUIDv7(t *testing.T) {
+	t.Parallel()
 	var g idGen
 	prev := ""
 	seen := map[string]bool{}
@@ -43,6 +44,7 @@ func BenchmarkNewID(b *testing.B) {
 // TestIDsConcurrentUnique: ids made on many goroutines at once are unique
 // and, per goroutine, in order.
 func TestIDsConcurrentUnique(t *testing.T) {
+	t.Parallel()
 	var g idGen
 	const goroutines, each = 16, 5000
 	out := make([][]string, goroutines)

@@ -12,6 +12,7 @@ import (
 // time as the age of that event (the first one after its position), per
 // partition and for the group; a group that read everything reports 0.
 func TestGroupLagAge(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c := newClient(t)

@@ -12,6 +12,7 @@ import (
 // The programs beside the library keep working with it: the seed scenario
 // under _examples/blog runs end to end.
 func TestBlogExample(t *testing.T) {
+	t.Parallel()
 	url := redistest.URL(t)
 	cmd := exec.Command("go", "run", ".")
 	cmd.Dir = "_examples/blog"
@@ -28,6 +29,7 @@ func TestBlogExample(t *testing.T) {
 // The peer harness in bench/ (its own module) keeps compiling against the
 // library as it changes.
 func TestPeerHarnessBuilds(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds a module with peer libraries")
 	}

@@ -14,6 +14,7 @@ import (
 // Two clients with the same ProducerID must not share idempotency state: the
 // second client's first batch is a new batch, not a replay of the first's.
 func TestFixedProducerIDDoesNotReplayAnotherClient(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	ctx := ctxT(t, 10*time.Second)
 	positions := map[string]bool{}
@@ -42,6 +43,7 @@ func TestFixedProducerIDDoesNotReplayAnotherClient(t *testing.T) {
 // A caller-set id without a key always goes to the same partition, so it is
 // deduplicated on a topic with many partitions too.
 func TestCallerIDDeduplicatedAcrossPartitions(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, func(cfg *herald.Config) { cfg.DefaultTopic.Partitions = 4 })
 	ctx := ctxT(t, 10*time.Second)
 	var first herald.Position
@@ -62,6 +64,7 @@ func TestCallerIDDeduplicatedAcrossPartitions(t *testing.T) {
 }
 
 func TestGroupsOfAFreshTopic(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, func(cfg *herald.Config) { cfg.DefaultTopic.Partitions = 3 })
 	ctx := ctxT(t, 10*time.Second)
 	if err := c.CreateTopic(ctx, "fresh", herald.TopicConfig{Partitions: 3}); err != nil {
@@ -76,6 +79,7 @@ func TestGroupsOfAFreshTopic(t *testing.T) {
 // A retried event keeps its time (an event without an explicit time takes it
 // from its original position, not from the retry stream).
 func TestRetryKeepsEventTime(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	times := make(chan time.Time, 3)
@@ -101,6 +105,7 @@ func TestRetryKeepsEventTime(t *testing.T) {
 // A handler that returns ErrRelease hands the event back: another consumer
 // of the group takes it at once, and it is not counted as an attempt.
 func TestErrReleaseHandsBack(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	var releasedBy atomic.Int32

@@ -21,6 +21,7 @@ import (
 // Issue 13 item 1: ErrRelease hands the event to another consumer of the
 // group at once, not after the visibility timeout.
 func TestErrReleaseReachesAnotherConsumerAtOnce(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -65,6 +66,7 @@ func TestErrReleaseReachesAnotherConsumerAtOnce(t *testing.T) {
 // Issue 13 item 1, ordered: a released event is offered again soon (after
 // the first backoff) as the same attempt, and its key waits for it.
 func TestErrReleaseOrderedOfferedAgainSoon(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -109,6 +111,7 @@ func TestErrReleaseOrderedOfferedAgainSoon(t *testing.T) {
 // The lost reply is made with an ACL: the subscription's user loses
 // XREADGROUP (its reads fail) while the entries are read under its name.
 func TestLostReadReplyEntriesReadAgainAfterError(t *testing.T) {
+	t.Parallel()
 	t.Run("ordered", func(t *testing.T) { lostReadReply(t) })
 	t.Run("unordered", func(t *testing.T) { lostReadReply(t, Unordered()) })
 }
@@ -171,6 +174,7 @@ func lostReadReply(t *testing.T, opts ...SubscribeOption) {
 // Issue 13 item 3: a consumer restarted under its name re-reads its pending
 // entries on every partition, even when they are more than MaxInFlight.
 func TestRestartedConsumerReReadsPendingOnEveryPartition(t *testing.T) {
+	t.Parallel()
 	t.Run("ordered", func(t *testing.T) { restartedConsumerReReads(t) })
 	t.Run("unordered", func(t *testing.T) { restartedConsumerReReads(t, Unordered()) })
 }
@@ -223,6 +227,7 @@ func restartedConsumerReReads(t *testing.T, opts ...SubscribeOption) {
 // events, retention trims 3 it had not read, and a consumer reads the rest:
 // Redis 7.0's own lag figure then says 3 forever; the true lag is 0.
 func TestGroupLagTrueAfterRetentionTrim(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -272,6 +277,7 @@ func TestGroupLagTrueAfterRetentionTrim(t *testing.T) {
 // entry another consumer handled (and that retention then trimmed) is not a
 // loss when this consumer's late handler fails on it.
 func TestTrimmedNotCountedForEntriesHandledElsewhere(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -315,6 +321,7 @@ func TestTrimmedNotCountedForEntriesHandledElsewhere(t *testing.T) {
 // many consumers meet them (two subscriptions under one name both re-read
 // their pending entries).
 func TestTrimmedPendingCountedOnce(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -363,6 +370,7 @@ func TestTrimmedPendingCountedOnce(t *testing.T) {
 // Far from both ends of a long stream, Groups does not count (it would hold
 // Redis too long): it reports Redis's own figure, marked as an estimate.
 func TestGroupLagEstimatedFarFromBothEnds(t *testing.T) {
+	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

@@ -33,6 +33,7 @@ func lossOf(t *testing.T, ctx context.Context, c *herald.Client, topic, group st
 }
 
 func TestTrimAckedKeepsWhatASlowGroupHasNotRead(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 2, TrimAcked: true}); err != nil {
@@ -77,6 +78,7 @@ func TestTrimAckedKeepsWhatASlowGroupHasNotRead(t *testing.T) {
 }
 
 func TestHardCapLossesCountedForSlowGroup(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 60*time.Second)
 	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 1, MaxLen: 100, TrimAcked: true}); err != nil {

@@ -32,6 +32,7 @@ func collect(t *testing.T, ctx context.Context, c *herald.Client, topic, group s
 }
 
 func TestDelayedEventReachesTwoGroupsWhenDue(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	got := make(chan arrival, 10)
@@ -88,6 +89,7 @@ func TestDelayedEventReachesTwoGroupsWhenDue(t *testing.T) {
 }
 
 func TestCancelledDelayedEventNeverArrives(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	if err := c.CreateTopic(ctx, "jobs", herald.TopicConfig{Partitions: 3}); err != nil {
@@ -138,6 +140,7 @@ func TestCancelledDelayedEventNeverArrives(t *testing.T) {
 }
 
 func TestTwoMoversDoNotDuplicate(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	mk := func() *herald.Client {
 		c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: ns})
@@ -200,6 +203,7 @@ func TestTwoMoversDoNotDuplicate(t *testing.T) {
 }
 
 func TestDelayedEventSurvivesRedisRestartWithAOF(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Own(t, redisproc.Options{AppendOnly: true})
 	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL(), Namespace: "delay"})
 	if err != nil {
@@ -227,6 +231,7 @@ func TestDelayedEventSurvivesRedisRestartWithAOF(t *testing.T) {
 }
 
 func TestClusterDelayedEventsOfAllPartitionsArrive(t *testing.T) {
+	t.Parallel()
 	cl := startCluster(t)
 	c, err := herald.New(context.Background(), herald.Config{URL: cl.URL(), Namespace: "delay"})
 	if err != nil {

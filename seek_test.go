@@ -48,6 +48,7 @@ func drainTo(t *testing.T, ctx context.Context, got <-chan arrival, want int, qu
 }
 
 func TestSeekToTimeReplaysEventsAtOrAfterIt(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	if err := c.CreateTopic(ctx, "t", herald.TopicConfig{Partitions: 2}); err != nil {
@@ -87,6 +88,7 @@ func TestSeekToTimeReplaysEventsAtOrAfterIt(t *testing.T) {
 }
 
 func TestSeekToEndSkipsBacklogAndDropsPending(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	if err := c.CreateGroup(ctx, "t", "g", herald.ToEnd()); err != nil {
@@ -133,6 +135,7 @@ func TestSeekToEndSkipsBacklogAndDropsPending(t *testing.T) {
 }
 
 func TestRunningSubscriptionFollowsSeek(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	got := make(chan arrival, 100)

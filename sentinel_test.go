@@ -15,6 +15,7 @@ import (
 // A client given a redis+sentinel:// URL finds the master through Sentinel,
 // and follows it when Sentinel promotes the replica.
 func TestSentinelURLAndFailover(t *testing.T) {
+	t.Parallel()
 	master := redistest.Own(t, redisproc.Options{AppendOnly: true})
 	replica := redistest.Own(t, redisproc.Options{AppendOnly: true, Args: []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.Port)}})
 	waitFor(t, 10*time.Second, "the replica to link", func() bool {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestRetryWithGrowingDelaysThenSuccess(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	var mu sync.Mutex
@@ -58,6 +59,7 @@ func TestRetryWithGrowingDelaysThenSuccess(t *testing.T) {
 }
 
 func TestAlwaysFailingGoesToDeadLettersAndRedrives(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	var fixed atomic.Bool
@@ -107,6 +109,7 @@ func TestAlwaysFailingGoesToDeadLettersAndRedrives(t *testing.T) {
 }
 
 func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	var calls atomic.Int32
@@ -130,6 +133,7 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 }
 
 func TestReclaimAfterVisibilityTimeout(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	// The first consumer takes events and never finishes them, as if hung or dead.
@@ -167,6 +171,7 @@ func TestReclaimAfterVisibilityTimeout(t *testing.T) {
 }
 
 func TestLongHandlerIsNotRedelivered(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	var calls atomic.Int32
@@ -196,6 +201,7 @@ func TestLongHandlerIsNotRedelivered(t *testing.T) {
 }
 
 func TestSubscriptionSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Own(t, redisproc.Options{}) // no persistence: the restart loses everything
 	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL(), Namespace: "restart"})
 	if err != nil {
@@ -242,6 +248,7 @@ func TestSubscriptionSurvivesRedisRestart(t *testing.T) {
 }
 
 func TestDrainFinishesInFlight(t *testing.T) {
+	t.Parallel()
 	c := newClient(t)
 	ctx := ctxT(t, 20*time.Second)
 	var handled atomic.Int32

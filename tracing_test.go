@@ -18,6 +18,7 @@ import (
 // context the events carry (the caller's header maps untouched); each
 // handler call is a consumer span, the child of its event's producer span.
 func TestTracingProducerAndConsumerSpans(t *testing.T) {
+	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
@@ -99,6 +100,7 @@ func TestTracingProducerAndConsumerSpans(t *testing.T) {
 
 // A no-op provider turns tracing off: no traceparent is added.
 func TestTracingNoopProvider(t *testing.T) {
+	t.Parallel()
 	c := newClient(t, func(cfg *herald.Config) { cfg.TracerProvider = noop.NewTracerProvider() })
 	ctx := ctxT(t, 10*time.Second)
 	if c.Tracing() {
