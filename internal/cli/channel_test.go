@@ -72,6 +72,7 @@ func port(t *testing.T) string {
 }
 
 func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	ch := ns + ":news"
 	rc := startProc(t, "redis-cli", "-p", port(t), "SUBSCRIBE", ch)
@@ -93,6 +94,7 @@ func TestRedisCliReceivesHeraldChannelPublish(t *testing.T) {
 }
 
 func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	ch := ns + ":news"
 	done := make(chan result, 1)
@@ -119,6 +121,7 @@ func TestHeraldChannelSubscribeReceivesRedisCliPublish(t *testing.T) {
 }
 
 func TestChannelPsubscribeMatchesPattern(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	done := make(chan result, 1)
 	go func() { done <- run(t, ns, "", "-o", "json", "channel", "psubscribe", ns+":article.*", "--count", "2") }()
@@ -151,6 +154,7 @@ func TestChannelPsubscribeMatchesPattern(t *testing.T) {
 }
 
 func TestMonitorShowsEventFromAnotherProcess(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	if r := run(t, ns, "", "topic", "create", "watched"); r.code != 0 {
 		t.Fatal(r.err)
@@ -195,6 +199,7 @@ func tail(s string, n int) string {
 // Without a terminal, herald's channel commands print byte for byte what
 // redis-cli prints without one (its raw form); --raw forces it.
 func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	ch := ns + ":raw news"
 	redisCli := func(args ...string) string {
@@ -243,6 +248,7 @@ func TestChannelRawOutputMatchesRedisCli(t *testing.T) {
 // On a terminal (script(1) gives the command one), channel commands print
 // redis-cli's formatted replies; --raw forces the raw form there.
 func TestChannelOutputOnTerminal(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("script"); err != nil {
 		t.Skip("script(1) is not installed")
 	}

@@ -91,6 +91,7 @@ func client(t testing.TB, ns string) *herald.Client {
 // 100,000 events of 100 bytes through the stdin path, over 8 partitions,
 // consumed by 3 consumers in one group: every event handled, none missing.
 func TestStdinBulkPublishConsumedByThreeConsumers(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	const n = 100000
 	if r := run(t, ns, "", "topic", "create", "bulk", "--partitions", "8"); r.code != 0 {
@@ -155,6 +156,7 @@ func TestStdinBulkPublishConsumedByThreeConsumers(t *testing.T) {
 // A consumer process is killed with SIGKILL while it holds pending entries;
 // another consumer handles all of them after the visibility timeout.
 func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	c := client(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -205,6 +207,7 @@ func TestKilledConsumerProcessEntriesReclaimed(t *testing.T) {
 }
 
 func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	big := strings.Repeat("a", herald.DefaultMaxEventBytes+1)
 	cases := []struct {
@@ -250,6 +253,7 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 }
 
 func TestCLIDeadLetterAndRedrive(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	if r := run(t, ns, "", "publish", "mail", "hello", "--type", "mail.send"); r.code != 0 {
 		t.Fatal(r.err)
@@ -295,6 +299,7 @@ func TestCLIDeadLetterAndRedrive(t *testing.T) {
 }
 
 func TestCLIPublishSameIDTwice(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	r1 := run(t, ns, "", "publish", "t", "once", "--id", "evt-1")
 	r2 := run(t, ns, "", "publish", "t", "once", "--id", "evt-1")

@@ -93,6 +93,7 @@ func numsubOn(t *testing.T, port int, ch string) int {
 // status, the two-node channel walkthrough, doctor, failover, kill and
 // restart, then `down --purge` leaves no process and no data.
 func TestClusterUpWalkthroughDown(t *testing.T) {
+	t.Parallel()
 	redistest.Skip(t)
 	ns := redistest.Namespace(t)
 	dir := filepath.Join(t.TempDir(), "herald-cluster")
@@ -304,6 +305,7 @@ func doctorRun(t *testing.T, ns, url string) (doctorJSON, result) {
 }
 
 func TestDoctorStandalone(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 
 	// The shared test server: no persistence, no replica, noeviction.
@@ -345,6 +347,7 @@ func TestDoctorStandalone(t *testing.T) {
 }
 
 func TestClusterAndDoctorBadInputExitTwo(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	empty := t.TempDir()
 	cases := []struct {

@@ -20,6 +20,7 @@ import (
 // Stopping a subscription cancels the handler's context: the handler's whole
 // process tree must die with it, not only the shell herald started.
 func TestExecHandlerCancelKillsItsProcessTree(t *testing.T) {
+	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -14,6 +14,7 @@ import (
 // herald groups and herald group info show which consumer owns each
 // partition, its lease, pending and lag (issue 12 item 4), in text and JSON.
 func TestGroupInfoShowsPartitionOwners(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	c := client(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

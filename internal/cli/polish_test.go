@@ -38,6 +38,7 @@ func runEnv(t *testing.T, env []string, args ...string) result {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	for _, args := range [][]string{{"--version"}, {"version"}} {
 		r := runEnv(t, nil, args...)
 		if r.code != 0 || !strings.HasPrefix(r.out, "herald ") || len(strings.TrimSpace(r.out)) <= len("herald ") {
@@ -63,6 +64,7 @@ func TestVersion(t *testing.T) {
 // The password of HERALD_REDIS_URL, --redis or HERALD_REDIS_PASSWORD never
 // appears in --help, in errors or on stderr.
 func TestPasswordNeverPrinted(t *testing.T) {
+	t.Parallel()
 	const secret = "s3cret"
 	cases := []struct {
 		env  []string
@@ -93,6 +95,7 @@ func TestPasswordNeverPrinted(t *testing.T) {
 // HERALD_REDIS_PASSWORD authenticates when the URL has no password; a
 // password in the URL wins over it.
 func TestRedisPasswordEnv(t *testing.T) {
+	t.Parallel()
 	s := redistest.Own(t, redisproc.Options{Password: "pw-right"})
 	if r := runEnv(t, []string{"HERALD_REDIS_PASSWORD=pw-right"}, "--redis", s.URL(), "topics"); r.code != 0 {
 		t.Fatalf("with HERALD_REDIS_PASSWORD: %+v", r)
@@ -128,6 +131,7 @@ func TestRedisPasswordEnv(t *testing.T) {
 // Topic and group names complete from Redis; an unreachable Redis completes
 // nothing, quickly and silently.
 func TestCompletion(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	for _, args := range [][]string{{"topic", "create", "orders"}, {"topic", "create", "other"}, {"group", "create", "orders", "billing"}} {
 		if r := run(t, ns, "", args...); r.code != 0 {
@@ -172,6 +176,7 @@ func TestCompletion(t *testing.T) {
 // herald subscribe says on stderr when Redis goes away and when it is back,
 // and goes on consuming.
 func TestSubscribeReportsDisconnectAndReconnect(t *testing.T) {
+	t.Parallel()
 	s := redistest.Own(t, redisproc.Options{Dir: t.TempDir(), AppendOnly: true})
 	ns := redistest.Namespace(t)
 	url := s.URL()

@@ -12,6 +12,7 @@ import (
 // without replicas fails with an error that says how to fix it, unless
 // --allow-degraded is given; then the output says "degraded".
 func TestPublishReplicatedWithoutReplicaFailsNamingTheFix(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	r := run(t, ns, "", "publish", "--durability", "replicated", "orders", "x")
 	if r.code != 1 || !strings.Contains(r.err, "replica") || !strings.Contains(r.err, "replicaof") || !strings.Contains(r.err, "--allow-degraded") {

@@ -10,6 +10,7 @@ import (
 )
 
 func TestRedactURL(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"redis://:s3cret@127.0.0.1:6379":                   "redis://:xxxxx@127.0.0.1:6379",
 		"redis://user:s3cret@h:1/2":                        "redis://user:xxxxx@h:1/2",
@@ -26,6 +27,7 @@ func TestRedactURL(t *testing.T) {
 }
 
 func TestWithPassword(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ in, pw, want string }{
 		{"redis://127.0.0.1:6379", "p w", "redis://:p%20w@127.0.0.1:6379"},
 		{"redis://user@h:1/0", "pw", "redis://user:pw@h:1/0"},
@@ -41,6 +43,7 @@ func TestWithPassword(t *testing.T) {
 }
 
 func TestRedactedErrorKeepsItsKind(t *testing.T) {
+	t.Parallel()
 	r := &redactor{}
 	r.add("redis://:s3cret@h:1", false)
 	err := r.error(&UsageError{Err: errors.Join(herald.ErrInvalid, errors.New("bad s3cret"))})

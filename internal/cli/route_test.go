@@ -12,6 +12,7 @@ import (
 const rulesFile = "../../_examples/routing/rules.yaml"
 
 func TestPublishWithRulesRoutesByCategory(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	cases := []struct {
 		data, want string
@@ -54,6 +55,7 @@ func TestPublishWithRulesRoutesByCategory(t *testing.T) {
 }
 
 func TestRouteTestCommand(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	r := run(t, ns, "", "route", "test", rulesFile, "../../_examples/routing/tech-article.json")
 	if r.code != 0 || r.out != "matched: tech, audit\ndestinations: articles.tech, audit\n" {
@@ -73,6 +75,7 @@ func TestRouteTestCommand(t *testing.T) {
 }
 
 func TestAppendAndReadCommands(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	if r := run(t, ns, "", "append", "order-1", `{"status":"new"}`, "--expect", "0", "--type", "order.created"); r.code != 0 || r.out != "(integer) 1\n" {
 		t.Fatalf("append 1: %+v", r)
@@ -94,6 +97,7 @@ func TestAppendAndReadCommands(t *testing.T) {
 }
 
 func TestSubscribeFilterFlag(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	run(t, ns, "", "publish", "a", `{"category":"food"}`)
 	run(t, ns, "", "publish", "a", `{"category":"tech"}`)

@@ -9,6 +9,7 @@ import (
 )
 
 func TestCLIDelayedPublishListCancelAndSeek(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	if r := run(t, ns, "", "group", "create", "t", "g", "--from", "beginning"); r.code != 0 {
 		t.Fatalf("group create: %+v", r)

@@ -159,6 +159,7 @@ func isRedis(pid int) bool {
 // redis-server in ./herald-data; an HTTP publish (curl -d) reaches an SSE
 // subscriber (curl -N); SIGTERM stops both processes.
 func TestServeNoFlags(t *testing.T) {
+	t.Parallel()
 	redistest.Skip(t)
 	dir := t.TempDir()
 	p := startServe(t, dir, []string{"HERALD_LISTEN=" + freeAddr(t)})
@@ -217,6 +218,7 @@ func TestServeNoFlags(t *testing.T) {
 // restart on the same data directory every event is delivered (acked
 // before the shutdown, or redelivered after it) and none is pending.
 func TestServeSIGTERMUnderLoad(t *testing.T) {
+	t.Parallel()
 	redistest.Skip(t)
 	const total, batch = 1000, 50
 	var slow atomic.Bool
@@ -394,6 +396,7 @@ func TestServeNonLoopbackWithoutKeysExits2(t *testing.T) {
 // TestServeDefaultListenIsLoopback: without --listen herald serve prints
 // and listens on 127.0.0.1:8080 (skipped when that port is taken).
 func TestServeDefaultListenIsLoopback(t *testing.T) {
+	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:8080")
 	if err != nil {
 		t.Skip("127.0.0.1:8080 is in use here")

@@ -37,6 +37,7 @@ func processGone(pid int) bool {
 // handler running (it would go on with truncated input). The handler's shell
 // and a process it started in the background are both checked.
 func TestSubscribeExecHandlersDieWhenHeraldIsKilled(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("the parent-death signal is Linux only")
 	}
@@ -102,6 +103,7 @@ func TestSubscribeExecHandlersDieWhenHeraldIsKilled(t *testing.T) {
 // so a subscriber whose handler fails exits by itself once the event is
 // dead-lettered, and a filtered-out event counts too.
 func TestSubscribeCountCountsDeadLettersAndFiltered(t *testing.T) {
+	t.Parallel()
 	ns := redistest.Namespace(t)
 	if r := run(t, ns, "", "publish", "mail", "hello"); r.code != 0 {
 		t.Fatal(r.err)

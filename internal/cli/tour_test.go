@@ -269,6 +269,7 @@ type tourJob struct {
 }
 
 func TestReadmeTour(t *testing.T) {
+	t.Parallel()
 	redistest.Skip(t)
 	start := time.Now()
 	readme, err := os.ReadFile("../../README.md")
