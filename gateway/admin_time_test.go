@@ -11,6 +11,7 @@ import (
 )
 
 func TestDelayedPublishOverHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	at := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 	body := `[{"id":"later-1","data":{"n":1},"deliver_at":"` + at.Format(time.RFC3339Nano) + `"},{"data":{"n":2}},{"id":"later-2","data":"x","delay":"2h"}]`
@@ -58,6 +59,7 @@ func TestDelayedPublishOverHTTP(t *testing.T) {
 }
 
 func TestSeekAndLossesOverHTTP(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	e.publish("ts", "one", nil)
 	if code, b := e.do("POST", "/v1/topics/ts/groups/nosuch/seek", []byte(`{"to":"end"}`), nil); code != 404 || !strings.Contains(string(b), "group_not_found") {
@@ -80,6 +82,7 @@ func TestSeekAndLossesOverHTTP(t *testing.T) {
 }
 
 func TestCreateTopicWithTrimAcked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	if code, b := e.do("PUT", "/v1/topics/tr", []byte(`{"partitions":2,"trim_acked":true}`), map[string]string{"Content-Type": "application/json"}); code != 200 && code != 201 {
 		t.Fatalf("create: %d %s", code, b)
@@ -91,6 +94,7 @@ func TestCreateTopicWithTrimAcked(t *testing.T) {
 }
 
 func TestTimeMetrics(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, gateway.Config{})
 	e.publish("tmx", "x", nil)
 	if err := e.c.CreateGroup(t.Context(), "tmx", "g", herald.ToBeginning()); err != nil {

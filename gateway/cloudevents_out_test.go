@@ -20,6 +20,7 @@ import (
 // TestEncodeCloudEventTypedExtensions: integer and boolean extensions come
 // back as JSON numbers and booleans; other numbers and strings as strings.
 func TestEncodeCloudEventTypedExtensions(t *testing.T) {
+	t.Parallel()
 	ev, err := gateway.DecodeCloudEvent([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t",` +
 		`"count":7,"flag":false,"ratio":1.5,"big":9999999999,"note":"7","data":{"a":1}}`))
 	if err != nil {

@@ -166,6 +166,7 @@ func TestGroupStreamWindowFull(t *testing.T) {
 // once the sessions' resume window and the feed's linger have passed,
 // goroutines and heap are back within 10% of the start.
 func TestConnectDisconnectCycles(t *testing.T) {
+	// Serial: it counts the process's goroutines and heap.
 	if testing.Short() {
 		t.Skip("2,000 cycles")
 	}

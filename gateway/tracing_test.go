@@ -24,6 +24,7 @@ import (
 // of the caller's span; the webhook's POST is a client span whose context
 // the receiver gets in its traceparent header.
 func TestTracingPublishToConsumers(t *testing.T) {
+	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	defer func() { _ = tp.Shutdown(context.Background()) }()
@@ -179,6 +180,7 @@ func TestTracingPublishToConsumers(t *testing.T) {
 // With a no-op tracer provider nothing is traced and the event keeps the
 // caller's traceparent untouched.
 func TestTracingOffKeepsHeaders(t *testing.T) {
+	t.Parallel()
 	c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
 	if err != nil {
 		t.Fatal(err)
