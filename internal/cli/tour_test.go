@@ -269,7 +269,8 @@ type tourJob struct {
 }
 
 func TestReadmeTour(t *testing.T) {
-	t.Parallel()
+	// Serial: its steps run under fixed 10-15 s budgets, which parallel
+	// neighbours on a small machine can eat (a subscribe step was killed).
 	redistest.Skip(t)
 	start := time.Now()
 	readme, err := os.ReadFile("../../README.md")
