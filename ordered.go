@@ -4,8 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"errors"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -26,26 +24,7 @@ type hworker struct {
 	// Counted here and added to the subscription's stats once per slice:
 	// a shared atomic per event is a contended cache line on many cores.
 	handled, filtered int64
-
-	// mu is held while events are handled: by the worker's goroutine, or
-	// by a reader that hands an idle worker its slice inline (give).
-	mu sync.Mutex
-	// pending counts slices sent on in and not yet handled.
-	pending atomic.Int64
-	// fast is set when the last slice took at most inlineMax per event;
-	// only then may a reader handle a slice inline. It starts unset: a
-	// handler is first seen on the worker's goroutine.
-	fast atomic.Bool
 }
-
-// inlineMax is the handling time per event up to which a reader may run an
-// idle worker's slice itself instead of waking the worker's goroutine. A
-// reader that handles inline does not read its partition meanwhile, so
-// only handlers seen to be cheap qualify (a handler that turns slow holds
-// its partition's reading for that one call, then goes back to the
-// goroutine); the hand-off it saves is 15-30 µs of publish-to-handler
-// latency on a busy 2-core machine, p50.
-const inlineMax = 20 * time.Microsecond
 
 // flush adds the worker's counts to the subscription's stats.
 func (w *hworker) flush() {
@@ -104,20 +83,18 @@ func (w *hworker) run() {
 		select {
 		case ch, ok := <-w.in:
 			timer.Stop()
-			w.mu.Lock()
 			if !ok {
 				w.purge(true)
-				w.mu.Unlock()
 				return
 			}
-			w.handleSlice(ch)
-			w.pending.Add(-1)
-			w.mu.Unlock()
+			for _, d := range ch {
+				w.deliver(d)
+			}
+			w.flush()
+			ch[0].b.settled(len(ch)) // a slice holds events of one batch
 		case <-tc:
-			w.mu.Lock()
 			if e.fetchCtx.Err() != nil {
 				w.purge(true) // stopping: no more retries; parked events stay pending
-				w.mu.Unlock()
 				continue
 			}
 			w.purge(false)
@@ -127,39 +104,8 @@ func (w *hworker) run() {
 				w.resume(q)
 			}
 			w.flush()
-			w.mu.Unlock()
 		}
 	}
-}
-
-// handleSlice handles a slice of one read batch; w.mu is held.
-func (w *hworker) handleSlice(ch []*dlv) {
-	t0 := time.Now()
-	for _, d := range ch {
-		w.deliver(d)
-	}
-	w.flush()
-	w.fast.Store(time.Since(t0) <= time.Duration(len(ch))*inlineMax)
-	ch[0].b.settled(len(ch)) // a slice holds events of one batch
-}
-
-// give hands w a slice of a read batch. When the worker is idle (nothing
-// queued for it or being handled, so no earlier event of the slice's keys
-// can be waiting anywhere) and its handler is cheap, the calling reader
-// handles the slice itself, under w.mu; otherwise it queues the slice for
-// the worker's goroutine. Either way the worker's events are handled one at
-// a time in the order they were given.
-func (w *hworker) give(ch []*dlv) {
-	if w.fast.Load() && w.pending.Load() == 0 && w.mu.TryLock() {
-		if w.pending.Load() == 0 { // checked again under the lock
-			w.handleSlice(ch)
-			w.mu.Unlock()
-			return
-		}
-		w.mu.Unlock()
-	}
-	w.pending.Add(1)
-	w.in <- ch
 }
 
 // deliver handles d unless its run ended or its key is blocked.
