@@ -211,9 +211,11 @@ func (s *Server) Run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.srv.Serve(s.ln) }()
 	var engineFatal <-chan error
+	s.mu.Lock() // a concurrent Shutdown's cleanup clears s.engine
 	if s.engine != nil {
 		engineFatal = s.engine.fatal // nil (never ready) unless supervised
 	}
+	s.mu.Unlock()
 	select {
 	case err := <-engineFatal:
 		s.log.Error("shutting down: the engine is gone", "err", err)
