@@ -114,7 +114,7 @@ var pendingMove = map[string]bool{
 // Redis: the gateway benchmark's SSE clients and a test that checks what
 // the default listener answers on.
 var httpDialers = map[string]bool{
-	"internal/benchrun/gateway.go": true,
+	"internal/benchrun/gateway_client.go": true,
 	"internal/cli/serve_test.go":   true,
 }
 
