@@ -115,7 +115,7 @@ var pendingMove = map[string]bool{
 // the default listener answers on.
 var httpDialers = map[string]bool{
 	"internal/benchrun/gateway_client.go": true,
-	"internal/cli/serve_test.go":   true,
+	"internal/cli/serve_test.go":          true,
 }
 
 // dialAllowed are the directories (besides gateway/...) whose code may dial:
