@@ -195,7 +195,7 @@ func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 		name := fmt.Sprintf("c%d", i)
 		e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
 			st := time.Now()
-			time.Sleep(time.Millisecond)
+			time.Sleep(time.Millisecond) // handler work, not a condition
 			mu.Lock()
 			calls = append(calls, call{name, m.Partition, st, time.Now()})
 			mu.Unlock()
@@ -220,7 +220,7 @@ func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 			_, _ = c.Publish(pubCtx, "t", Event{Key: fmt.Sprintf("k%d", i%64), Data: []byte(strconv.Itoa(i))}) // fails at the end: cancelled
 		}
 	}()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // not a condition: events flow for a while before the stop
 	gone := engines[3].owned()
 	stopped := time.Now()
 	stops[3](false)
@@ -232,7 +232,7 @@ func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 		return n == 8
 	})
 	t.Logf("taken over after %v (partitions %v)", time.Since(stopped), gone)
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // not a condition: events flow for a while after the takeover
 	pubStop()
 	<-pubDone
 	for _, s := range stops[:3] {
@@ -363,7 +363,7 @@ func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
 	h := func(name string, d time.Duration) Handler {
 		return HandlerFunc(func(ctx context.Context, m *Message) error {
 			st := time.Now()
-			time.Sleep(d)
+			time.Sleep(d) // handler work, not a condition
 			mu.Lock()
 			calls = append(calls, call{name, m.Partition, st, time.Now()})
 			mu.Unlock()
@@ -384,14 +384,14 @@ func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
 			_, _ = c1.Publish(ctx, "t", Event{Key: fmt.Sprintf("k%d", i%32), Data: []byte(strconv.Itoa(i))}) // fails at the end: cancelled
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // not a condition: events flow for a while before the cut
 	cut := time.Now()
 	c2.db.Close() // b is cut off: no renewal, no ack, no read
 	waitCond(t, 4*lease, "a owns every partition", func() bool { return len(e1.owned()) == 4 })
 	if n := len(e2.owned()); n != 0 {
 		t.Fatalf("cut-off consumer still believes it owns %d partitions", n)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // not a condition: events flow for a while after the takeover
 	cancel()
 	<-pubDone
 	stop1(true)
@@ -450,7 +450,7 @@ func TestEngineRetryInsideBatchSettledOnce(t *testing.T) {
 				return errors.New("once")
 			}
 		case "slow":
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // handler work, not a condition
 		}
 		handled.Add(1)
 		return nil

@@ -217,7 +217,7 @@ func TestOrderedAcrossConsumerProcessesKillAndJoin(t *testing.T) {
 				return
 			}
 			published.Add(keys)
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // not a condition: paces the publisher
 		}
 		pubDone <- nil
 	}()
