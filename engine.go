@@ -66,7 +66,7 @@ func newEngine(c *Client, t *topic, group string, h Handler, o *subOptions, stat
 	e.budget.free = o.maxInFlight
 	e.workers = make([]*hworker, o.concurrency)
 	for i := range e.workers {
-		e.workers[i] = &hworker{e: e, in: make(chan []*dlv, o.maxInFlight+1)}
+		e.workers[i] = &hworker{e: e, idx: i, in: make(chan []*dlv, o.maxInFlight+1)}
 	}
 	return e
 }
@@ -158,15 +158,18 @@ func (e *engine) startPart(p int, l rdb.Lease, validUntil int64) *pstate {
 	return ps
 }
 
-// call runs the handler, turning a panic into an error.
-func (e *engine) call(m *Message) (err error) {
-	ctx, t0 := e.handlerCtx, time.Now()
+// call runs the handler on worker w, turning a panic into an error. The
+// handler's start time is the worker's clock (the end of its previous call,
+// or the time it took up its current slice); the end is read once and
+// becomes the next start: one clock read per event.
+func (e *engine) call(m *Message, w *hworker) (err error) {
+	ctx, t0 := e.handlerCtx, w.clk
 	if e.c.tracing.on() { // tracing.go
 		var span trace.Span
 		ctx, span = e.c.tracing.startProcess(ctx, e.t.name, e.group, m)
 		defer func() { endProcess(span, err) }()
 	}
-	defer func() { e.c.metrics.handled(e, m, t0, err) }() // metrics.go
+	defer func() { w.clk = e.c.metrics.handled(w.counters(), m, t0, err) }() // metrics.go
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())

@@ -125,9 +125,9 @@ type topicCounters struct {
 
 type groupKey struct{ topic, group string }
 
-// handlerShard is one of a group's counter shards: handler goroutines add
-// to different shards (picked by the clock's low bits), so that they do not
-// all write one cache line per event.
+// handlerShard is one of a group's counter shards: handler workers add to
+// different shards (worker i to shard i mod 8), so that they do not all
+// write one cache line per event.
 type handlerShard struct {
 	ok, err, timeout atomic.Uint64
 	handler, latency histogram
@@ -227,10 +227,10 @@ func (m *clientMetrics) fold(s *Subscription) {
 	}
 }
 
-// handled counts one handler call of e that started at start.
-func (m *clientMetrics) handled(e *engine, msg *Message, start time.Time, err error) {
+// handled counts, in the worker's shard gc, one handler call that started
+// at start, and returns the time it ended.
+func (m *clientMetrics) handled(gc *handlerShard, msg *Message, start time.Time, err error) time.Time {
 	now := time.Now()
-	gc := &m.group(e).shards[uint(now.Nanosecond()>>8)%handlerShards]
 	gc.handler.observe(now.Sub(start))
 	if !msg.Time.IsZero() && msg.Attempt <= 1 {
 		gc.latency.observe(start.Sub(msg.Time))
@@ -243,6 +243,7 @@ func (m *clientMetrics) handled(e *engine, msg *Message, start time.Time, err er
 	default:
 		gc.err.Add(1)
 	}
+	return now
 }
 
 func (m *clientMetrics) snapshot(degraded int64) Metrics {

@@ -16,6 +16,7 @@ import (
 // letter or a success releases the key.
 type hworker struct {
 	e       *engine
+	idx     int // the worker's place in engine.workers: picks its counter shard
 	in      chan []*dlv
 	blocked map[bkey]*kqueue // keys held back by a failing event (ordered)
 	due     kheap            // queues whose head waits for its retry time
@@ -24,6 +25,18 @@ type hworker struct {
 	// Counted here and added to the subscription's stats once per slice:
 	// a shared atomic per event is a contended cache line on many cores.
 	handled, filtered int64
+
+	shard *handlerShard // the group's counter shard this worker adds to
+	clk   time.Time     // when the next handler call starts (engine.call)
+}
+
+// counters returns the worker's shard of its group's handler counters.
+func (w *hworker) counters() *handlerShard {
+	if w.shard == nil {
+		gc := w.e.c.metrics.group(w.e)
+		w.shard = &gc.shards[w.idx%handlerShards]
+	}
+	return w.shard
 }
 
 // flush adds the worker's counts to the subscription's stats.
@@ -87,6 +100,7 @@ func (w *hworker) run() {
 				w.purge(true)
 				return
 			}
+			w.clk = time.Now()
 			for _, d := range ch {
 				w.deliver(d)
 			}
@@ -99,6 +113,7 @@ func (w *hworker) run() {
 			}
 			w.purge(false)
 			now := time.Now()
+			w.clk = now
 			for len(w.due) > 0 && !w.due[0].at.After(now) {
 				q := heap.Pop(&w.due).(*kqueue)
 				w.resume(q)
@@ -159,9 +174,15 @@ func (w *hworker) handle(d *dlv, deferred bool) bool {
 	if e.o.filterPrg != nil && !e.matches(&d.msg) {
 		w.filtered++
 		settle(stAck)
+		w.clk = time.Now() // the filter's time is not the next handler's
 		return false
 	}
-	err := e.call(&d.msg)
+	err := e.call(&d.msg, w)
+	if err != nil {
+		// The failure paths below may wait on Redis: the next call starts
+		// when they are done.
+		defer func() { w.clk = time.Now() }()
+	}
 	switch {
 	case err == nil:
 		w.handled++
