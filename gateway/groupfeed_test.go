@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"runtime"
 	"strings"
@@ -164,7 +165,8 @@ func TestGroupStreamWindowFull(t *testing.T) {
 
 // TestConnectDisconnectCycles: 2,000 group stream connects and disconnects;
 // once the sessions' resume window and the feed's linger have passed,
-// goroutines and heap are back within 10% of the start.
+// goroutines are back within 10% of the start and the heap within 1 KB per
+// cycle.
 func TestConnectDisconnectCycles(t *testing.T) {
 	// Serial: it counts the process's goroutines and heap.
 	if testing.Short() {
@@ -199,9 +201,15 @@ func TestConnectDisconnectCycles(t *testing.T) {
 			_, b := e.do("GET", "/metrics", nil, nil)
 			if strings.Contains(string(b), "herald_group_feeds 0") && strings.Contains(string(b), "herald_group_sessions 0") {
 				time.Sleep(100 * time.Millisecond) // the feeds' goroutines end: no signal for that, the goroutine count below is what is measured
-				runtime.GC()
-				runtime.ReadMemStats(&ms)
-				return runtime.NumGoroutine(), ms.HeapAlloc
+				// The least of three collections: what other goroutines
+				// allocate between a collection and the reading is not live.
+				heap := uint64(math.MaxUint64)
+				for range 3 {
+					runtime.GC()
+					runtime.ReadMemStats(&ms)
+					heap = min(heap, ms.HeapAlloc)
+				}
+				return runtime.NumGoroutine(), heap
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -231,8 +239,12 @@ func TestConnectDisconnectCycles(t *testing.T) {
 	if float64(g1) > float64(g0)*1.1+2 {
 		t.Fatalf("goroutines %d after 2,000 cycles, %d before", g1, g0)
 	}
-	if float64(h1) > float64(h0)*1.1 {
-		t.Fatalf("heap %d KB after 2,000 cycles, %d KB before", h1>>10, h0>>10)
+	// A session or feed left behind holds at least its buffers (several KB):
+	// 2,000 of them would grow the heap by far more than 2 MB. Below that is
+	// the runtime's and the HTTP stack's own caches (one run with
+	// GOMAXPROCS=3 measured 4.8 -> 5.8 MB with every goroutine gone).
+	if h1 > h0+2<<20 {
+		t.Fatalf("heap %d KB after 2,000 cycles, %d KB before: more than 1 KB per cycle left behind", h1>>10, h0>>10)
 	}
 }
 
