@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -290,7 +291,7 @@ func (p *pstate) read() {
 			}
 			block = min(block, left)
 		}
-		es, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()))
+		es, others, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered)
 		if err != nil {
 			e.budget.give(n)
 			if p.ctx.Err() != nil {
@@ -306,8 +307,71 @@ func (p *pstate) read() {
 			continue
 		}
 		bo.reset()
-		p.dispatch(es, n, nil)
+		var prior []int64
+		if others {
+			es, prior = p.withStrays(es)
+		}
+		p.dispatch(es, n, prior)
 	}
+}
+
+// withStrays adds to a read batch of an owned partition the entries that
+// other consumers hold and this run has not handed over yet: a former
+// owner's read that reached Redis after its lease ran out (a process paused
+// before it sent the read, or Redis stalled with the read queued) took
+// entries that come before some of es. They are claimed and handed over
+// with es in stream order, before anything later of their keys. prior holds
+// the attempt counts of the merged batch (nil when there is nothing to add).
+func (p *pstate) withStrays(es []rdb.Entry) ([]rdb.Entry, []int64) {
+	e := p.e
+	p.mu.Lock()
+	start := [2]string{nextID(p.lastMain), nextID(p.lastRetry)}
+	p.mu.Unlock()
+	strays, err := e.c.db.Strays(p.ctx, p.pk, e.group, e.o.consumer, start)
+	if err != nil {
+		if p.ctx.Err() == nil {
+			e.noteErr("claim entries of a former owner", err) // the next read checks again
+		}
+		return es, nil
+	}
+	if len(strays) == 0 {
+		return es, nil
+	}
+	e.stats.reclaimed.Add(int64(len(strays)))
+	e.c.log.Warn("claimed entries that a former owner read after its lease ran out", "topic", e.t.name, "group", e.group,
+		"partition", p.idx, "count", len(strays))
+	ids := make([]string, len(strays))
+	for i := range strays {
+		ids[i] = strays[i].ID
+	}
+	sp, err := e.c.db.AttemptsOf(p.ctx, p.pk, e.group, ids)
+	if err != nil {
+		e.noteErr("read attempt counts", err)
+		sp = make([]int64, len(strays))
+	}
+	type item struct {
+		en    rdb.Entry
+		prior int64
+	}
+	all := make([]item, 0, len(strays)+len(es))
+	for i := range strays {
+		all = append(all, item{strays[i], sp[i]})
+	}
+	for i := range es {
+		all = append(all, item{en: es[i]})
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		a, b := &all[i].en, &all[j].en
+		if a.Stream != b.Stream {
+			return a.Stream < b.Stream
+		}
+		return idAfter(b.ID, a.ID)
+	})
+	merged, prior := make([]rdb.Entry, len(all)), make([]int64, len(all))
+	for i := range all {
+		merged[i], prior[i] = all[i].en, all[i].prior
+	}
+	return merged, prior
 }
 
 // share is the most events one read reserves: a reader blocked in a read

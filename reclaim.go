@@ -9,9 +9,10 @@ import (
 
 // janitor runs beside the readers. Unordered: it keeps the entries of
 // running handlers alive and reclaims entries of consumers that went silent
-// for longer than the visibility timeout. Ordered: it claims entries left
-// pending on an owned partition by other consumers (a read of a former owner
-// that landed after its lease ran out). Both forget idle consumers.
+// for longer than the visibility timeout. Both forget idle consumers.
+// (Ordered: entries left pending on an owned partition by a former owner's
+// late read are claimed by the partition's reader, in stream order:
+// pstate.withStrays.)
 func (e *engine) janitor() {
 	defer e.side.Done()
 	tick := e.o.visibility / 3
@@ -27,9 +28,7 @@ func (e *engine) janitor() {
 			return
 		case <-t.C:
 		}
-		if e.ordered {
-			e.claimStrays()
-		} else {
+		if !e.ordered {
 			e.keepAlive(tick)
 			e.reclaim()
 		}
@@ -125,26 +124,6 @@ func (e *engine) claimIdle(p *pstate, stream string, idle time.Duration) {
 			return
 		}
 		start = next
-	}
-}
-
-// claimStrays claims entries pending for other consumers on the partitions
-// this consumer owns, once they are idle for a lease time.
-func (e *engine) claimStrays() {
-	for _, p := range e.liveRuns() {
-		for _, stream := range []string{p.pk.Stream, p.pk.Retry(e.group)} {
-			pc, err := e.c.db.PendingConsumers(p.ctx, stream, e.group)
-			if err != nil {
-				continue
-			}
-			others := false
-			for name := range pc {
-				others = others || name != e.o.consumer
-			}
-			if others {
-				e.claimIdle(p, stream, e.o.lease)
-			}
-		}
 	}
 }
 

@@ -283,13 +283,18 @@ func (db *DB) PendingConsumers(ctx context.Context, stream, group string) (map[s
 	if err != nil {
 		return nil, err
 	}
+	return pendingByConsumer(arr), nil
+}
+
+// pendingByConsumer reads the per-consumer counts of an XPENDING summary.
+func pendingByConsumer(arr []rueidis.RedisMessage) map[string]int64 {
 	out := map[string]int64{}
 	if len(arr) < 4 || arr[3].IsNil() {
-		return out, nil
+		return out
 	}
 	cs, err := arr[3].ToArray()
 	if err != nil {
-		return nil, err
+		return out
 	}
 	for _, c := range cs {
 		kv, err := c.ToArray()
@@ -302,7 +307,7 @@ func (db *DB) PendingConsumers(ctx context.Context, stream, group string) (map[s
 			out[name] = n
 		}
 	}
-	return out, nil
+	return out
 }
 
 var scriptGroupLag = mustScript("group_lag")
@@ -343,10 +348,97 @@ func (db *DB) Members(ctx context.Context, first PartKeys, group string) ([]stri
 // ReadBatch reads new entries like ReadGroup, for the delivery engine: the
 // entries' field slices share one backing array (one allocation per read,
 // not per entry).
-func (db *DB) ReadBatch(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64) ([]Entry, error) {
+//
+// With checkOthers (ordered delivery, where the caller owns the partition),
+// an XPENDING summary of both streams follows the read in the same round
+// trip, and others reports whether any consumer but this one has entries
+// pending there: strays of a former owner's read that ran after its lease
+// (see Strays).
+func (db *DB) ReadBatch(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool) (es []Entry, others bool, err error) {
 	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
 		Streams().Key(pk.Stream, pk.Retry(group)).Id(">", ">").Build()
-	msg, err := db.c.Do(ctx, cmd).ToMessage()
+	var res rueidis.RedisResult
+	if checkOthers {
+		// A blocking command in DoMulti: rueidis sends all three on one
+		// dedicated connection, so the summaries run right after the read.
+		rs := db.c.DoMulti(ctx, cmd, db.c.B().Xpending().Key(pk.Stream).Group(group).Build(),
+			db.c.B().Xpending().Key(pk.Retry(group)).Group(group).Build())
+		res = rs[0]
+		for _, r := range rs[1:] {
+			arr, err := r.ToArray()
+			if err != nil {
+				continue // the read's own result decides; strays are checked again next read
+			}
+			for name := range pendingByConsumer(arr) {
+				others = others || name != consumer
+			}
+		}
+	} else {
+		res = db.c.Do(ctx, cmd)
+	}
+	es, err = parseReadBatch(res)
+	return es, others, err
+}
+
+// Strays claims for consumer the entries of group pending under any other
+// consumer at or after start on each stream of the partition (start[0] for
+// the partition stream, start[1] for the retry stream) and returns them, in
+// stream order per stream. An owner calls it when ReadBatch reports others:
+// the former owner's read ran after its lease and took entries the owner
+// has not seen, which must be handled before the later ones it read.
+// Entries pending before start are the owner's own (handed over already,
+// perhaps taken by a late claim of another consumer) and are left alone.
+func (db *DB) Strays(ctx context.Context, pk PartKeys, group, consumer string, start [2]string) ([]Entry, error) {
+	var out []Entry
+	for i, stream := range [2]string{pk.Stream, pk.Retry(group)} {
+		pc, err := db.PendingConsumers(ctx, stream, group)
+		if err != nil {
+			return nil, err
+		}
+		var ids []string
+		for name, n := range pc {
+			if name == consumer || n <= 0 {
+				continue
+			}
+			arr, err := db.c.Do(ctx, db.c.B().Xpending().Key(stream).Group(group).Start(start[i]).End("+").Count(n).Consumer(name).Build()).ToArray()
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range arr {
+				if f, err := e.ToArray(); err == nil && len(f) > 0 {
+					if id, err := f[0].ToString(); err == nil {
+						ids = append(ids, id)
+					}
+				}
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		// XCLAIM drops deleted entries from the pending list and does not
+		// return them (older servers answer nil in their place).
+		arr, err := db.c.Do(ctx, db.c.B().Xclaim().Key(stream).Group(group).Consumer(consumer).MinIdleTime("0").Id(ids...).Build()).ToArray()
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range arr {
+			if e.IsNil() {
+				continue
+			}
+			en, err := parseEntry(stream, e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, en)
+		}
+	}
+	return out, nil
+}
+
+// parseReadBatch turns an XREADGROUP reply into entries whose field slices
+// share one backing array.
+func parseReadBatch(res rueidis.RedisResult) ([]Entry, error) {
+	msg, err := res.ToMessage()
 	if err != nil {
 		if rueidis.IsRedisNil(err) {
 			return nil, nil
