@@ -30,6 +30,10 @@ import (
 // old master took and did not replicate is discarded when it rejoins as a
 // replica, and what the new master holds is found in its tail.
 
+// testHookScanPage, set by tests, runs before each page of a recovery scan
+// after the first; an error cuts the scan there, as a lost connection would.
+var testHookScanPage func() error
+
 // connID is a connection as the server knows it.
 type connID struct {
 	id   int64
@@ -141,7 +145,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		if err != nil {
 			if r.NonRedisError() != nil || Transient(err) {
 				// The outcome of this XADD and of those after it is unknown.
-				f.suspect, f.lostSeq = f.conn, b.Seq
+				f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
 				f.drop()
 			}
 			return res, err
@@ -166,7 +170,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 // would: the next AppendPlain fences f's connection and reads the tail.
 func (f *Fence) Lost(seq int64) {
 	if f.conn.id != 0 {
-		f.suspect, f.lostSeq = f.conn, seq
+		f.suspect, f.lostSeq, f.scan = f.conn, seq, nil
 	}
 	f.drop()
 }
@@ -175,28 +179,37 @@ func (f *Fence) Lost(seq int64) {
 // which events of b it stored: their positions, a prefix of b. An attempt
 // of another batch (one the lane gave up) is fenced the same way, and
 // nothing of b can be in the stream yet.
+//
+// The scan reads the tail back, a page of 1,000 entries per round trip,
+// until it meets b's first event (the batch's events landed in order, so
+// every one that landed has been seen by then) or entries older than the
+// first event's time. A scan cut short by a lost connection keeps the
+// fence (the next attempt must never send the batch whole) and its
+// progress: the kill ran before its first page, so nothing of b can land
+// behind the scan, and the next attempt goes on from where it stopped.
 func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]string, error) {
 	kill := f.dc.B().Arbitrary("CLIENT", "KILL").Args("ID", strconv.FormatInt(f.suspect.id, 10), "ADDR", f.suspect.addr).Build()
 	if b.Seq != f.lostSeq {
 		if err := f.dc.Do(ctx, kill).Error(); err != nil {
 			return nil, err
 		}
-		f.suspect = connID{}
+		f.suspect, f.scan = connID{}, nil
 		return nil, nil
+	}
+	sc := f.scan
+	if sc == nil || sc.seq != b.Seq {
+		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields))}
 	}
 	firstMS := eventMS(b.Fields[0][1]) - plainScanAge.Milliseconds()
 	want := make(map[string]int, len(b.Fields))
 	for i, fv := range b.Fields {
 		want[fv[1]] = i
 	}
-	found := make([]string, len(b.Fields))
-	n := 0
-	end := "+"
-	for scanned := 0; scanned < plainScanMax; {
-		read := f.dc.B().Xrevrange().Key(b.Keys.Stream).End(end).Start("-").Count(1000).Build()
+	for sc.scanned < plainScanMax {
+		read := f.dc.B().Xrevrange().Key(b.Keys.Stream).End(sc.end).Start("-").Count(1000).Build()
 		var es []rueidis.XRangeEntry
 		var err error
-		if scanned == 0 {
+		if f.scan == nil {
 			// The kill and the first page in one round trip, in this order.
 			rs := f.dc.DoMulti(ctx, kill, read)
 			if err := rs[0].Error(); err != nil {
@@ -204,19 +217,24 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 			}
 			es, err = rs[1].AsXRange()
 		} else {
+			if testHookScanPage != nil {
+				if err := testHookScanPage(); err != nil {
+					return nil, err
+				}
+			}
 			es, err = f.dc.Do(ctx, read).AsXRange()
 		}
 		if err != nil {
 			return nil, err
 		}
-		f.suspect = connID{}
+		f.scan = sc // the kill has run: a later attempt may go on from here
 		done := false
 		for _, e := range es {
-			if i, ok := want[e.FieldValues[b.Fields[0][0]]]; ok && found[i] == "" {
-				found[i] = e.ID
-				n++
+			if i, ok := want[e.FieldValues[b.Fields[0][0]]]; ok && sc.found[i] == "" {
+				sc.found[i] = e.ID
+				sc.n++
 			}
-			if n == len(b.Fields) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
+			if sc.found[0] != "" || (firstMS > 0 && entryMS(e.ID) < firstMS) {
 				done = true
 				break
 			}
@@ -224,17 +242,27 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 		if done || len(es) < 1000 {
 			break
 		}
-		scanned += len(es)
-		end = "(" + es[len(es)-1].ID
+		sc.scanned += len(es)
+		sc.end = "(" + es[len(es)-1].ID
 	}
 	k := 0
-	for k < len(found) && found[k] != "" {
+	for k < len(sc.found) && sc.found[k] != "" {
 		k++
 	}
-	if k < n {
-		return nil, fmt.Errorf("recovering a lost append: %d of %d events found, not a prefix of the batch", n, len(b.Fields))
+	if k < sc.n {
+		return nil, fmt.Errorf("recovering a lost append: %d of %d events found, not a prefix of the batch", sc.n, len(b.Fields))
 	}
-	return found[:k], nil
+	f.suspect, f.scan = connID{}, nil // fenced, and what landed is known
+	return sc.found[:k], nil
+}
+
+// plainScan is the progress of a recovery scan (fencePlain) for batch seq.
+type plainScan struct {
+	seq     int64
+	end     string   // the next page ends before this position ("+": the tail)
+	found   []string // positions of the batch's events found so far
+	n       int      // how many found
+	scanned int
 }
 
 // noDup backs the Dup of plain appends (never a duplicate): shared and

@@ -29,7 +29,8 @@ type Fence struct {
 	// append was lost on, to be killed before anything else is sent.
 	conn    connID
 	suspect connID
-	lostSeq int64 // the batch sequence whose outcome suspect left unknown
+	lostSeq int64      // the batch sequence whose outcome suspect left unknown
+	scan    *plainScan // a recovery scan of lostSeq cut short, to go on with
 }
 
 // Close returns the connection to the pool.
