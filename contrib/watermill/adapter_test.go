@@ -231,11 +231,12 @@ func TestCloseHandsBackUnacked(t *testing.T) {
 	c := newClient(t)
 	ctx := context.Background()
 	topic := topicName()
-	// Herald reclaims handed-back entries at its next reclaim, every third
-	// of the visibility timeout; an entry not handed back would wait the
-	// whole timeout (3s) first.
+	// A handed-back entry goes to the group's retry stream, which the next
+	// subscriber reads at once; an entry not handed back would stay pending
+	// for the whole visibility timeout (30s) first, far beyond the 10s wait
+	// below.
 	cfg := heraldwm.SubscriberConfig{Client: c, ConsumerGroup: "g",
-		Options: []herald.SubscribeOption{herald.MaxAttempts(1), herald.VisibilityTimeout(3 * time.Second)}}
+		Options: []herald.SubscribeOption{herald.MaxAttempts(1), herald.VisibilityTimeout(30 * time.Second)}}
 	sub1, err := heraldwm.NewSubscriber(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -269,9 +270,11 @@ func TestCloseHandsBackUnacked(t *testing.T) {
 	}
 	// Before the visibility timeout; with MaxAttempts(1) a counted attempt
 	// would have dead-lettered it instead.
-	if m := receive(t, ch2, 2500*time.Millisecond); m.UUID != uuid {
+	start := time.Now()
+	if m := receive(t, ch2, 10*time.Second); m.UUID != uuid {
 		t.Fatalf("got %s, want %s", m.UUID, uuid)
 	}
+	t.Logf("the handed-back message came again %v after the second Subscribe", time.Since(start).Round(time.Millisecond))
 }
 
 func TestConfigErrors(t *testing.T) {

@@ -64,22 +64,28 @@ func TestLeaseAcquireRenewRelease(t *testing.T) {
 // after its time to live, one that leaves drops out at once.
 func TestHeartbeatMembers(t *testing.T) {
 	db, pk, ctx := leaseDB(t)
-	if _, err := db.Heartbeat(ctx, pk, "g", "short", 100); err != nil {
+	// "short" lives 1 s: long enough to be listed below however slow the
+	// machine, short enough to see it go. The others live far longer than
+	// the wait, so "leaves" can only drop out by leaving.
+	if _, err := db.Heartbeat(ctx, pk, "g", "short", 1000); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Heartbeat(ctx, pk, "g", "stays", 5000); err != nil {
+	if _, err := db.Heartbeat(ctx, pk, "g", "stays", 60000); err != nil {
 		t.Fatal(err)
 	}
-	ms, err := db.Heartbeat(ctx, pk, "g", "leaves", 5000)
+	ms, err := db.Heartbeat(ctx, pk, "g", "leaves", 60000)
 	if err != nil || len(ms) != 3 {
 		t.Fatalf("members = %v %v", ms, err)
 	}
 	if _, err := db.Heartbeat(ctx, pk, "g", "leaves", 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(150 * time.Millisecond) // the member's lease runs out: the thing tested
-	if ms, err := db.Members(ctx, pk, "g"); err != nil || len(ms) != 1 || ms[0] != "stays" {
-		t.Fatalf("members after expiry and leave = %v %v", ms, err)
+	var last []string
+	if !redistest.Poll(5*time.Second, func() bool { // the short member's lease runs out: the thing tested
+		last, err = db.Members(ctx, pk, "g")
+		return err == nil && len(last) == 1 && last[0] == "stays"
+	}) {
+		t.Fatalf("members after expiry and leave = %v %v, want [stays]", last, err)
 	}
 }
 
