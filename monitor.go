@@ -38,10 +38,13 @@ type MonitorEvent struct {
 }
 
 // Monitor shows events as they flow. Topics are tailed with XREAD (no
-// consumer group: it costs publishers and consumers nothing) from the
-// moment Monitor starts; topics created later are picked up within a
-// second. Channels are pattern-subscribed. The returned channel is closed
-// when ctx ends.
+// consumer group: it costs publishers and consumers nothing) from their
+// ends as Monitor starts; topics created later are picked up within a
+// second, from their beginning. Channels are pattern-subscribed. The end
+// of every topic is read before the channel subscription is made, so an
+// event published after Monitor returns, or after its subscription shows
+// in PUBSUB NUMPAT, is never missed. The returned channel is closed when
+// ctx ends.
 func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEvent, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err
@@ -63,6 +66,45 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 		case <-ctx.Done():
 		}
 	}
+	// The ends of the existing topics are read first: once the channel
+	// subscription is visible (PUBSUB NUMPAT, what a script waiting for
+	// `herald monitor` to start can see) or Monitor has returned, every
+	// event published since lies after them. Topics that appear later are
+	// read from their beginning.
+	type tailFrom struct {
+		name   string
+		t      *topic
+		starts []string
+	}
+	var (
+		existing []tailFrom
+		tailed   = map[string]bool{}
+	)
+	if !f.SkipTopics {
+		names, err := c.db.TopicNames(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if ok, _ := path.Match(f.Topics, n); !ok {
+				continue
+			}
+			t, err := c.topic(ctx, n, false)
+			if err != nil {
+				continue // picked up later, from its beginning
+			}
+			tf := tailFrom{name: n, t: t}
+			for _, pk := range t.parts {
+				id, err := c.db.LastID(ctx, pk.Stream)
+				if err != nil {
+					return nil, err
+				}
+				tf.starts = append(tf.starts, id)
+			}
+			existing = append(existing, tf)
+			tailed[n] = true
+		}
+	}
 	if !f.SkipChannels {
 		l, err := c.Listen(ctx, ListenConfig{Patterns: []string{f.Channels}})
 		if err != nil {
@@ -81,25 +123,11 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 		}()
 	}
 	if !f.SkipTopics {
-		// Existing streams are tailed from their current end.
-		startAt := map[string]string{}
-		names, err := c.db.TopicNames(ctx)
-		if err != nil {
-			return nil, err
-		}
-		tailed := map[string]bool{}
-		startTopic := func(name string, fromNow bool) {
-			t, err := c.topic(ctx, name, false)
-			if err != nil {
-				return
-			}
-			tailed[name] = true
+		tailTopic := func(name string, t *topic, starts []string) {
 			for p, pk := range t.parts {
 				after := "0-0"
-				if fromNow {
-					if id, ok := startAt[pk.Stream]; ok {
-						after = id
-					}
+				if p < len(starts) {
+					after = starts[p]
 				}
 				wg.Add(1)
 				go func() {
@@ -108,25 +136,11 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 				}()
 			}
 		}
-		for _, n := range names {
-			if ok, _ := path.Match(f.Topics, n); !ok {
-				continue
-			}
-			t, err := c.topic(ctx, n, false)
-			if err != nil {
-				continue
-			}
-			for _, pk := range t.parts {
-				id, err := c.db.LastID(ctx, pk.Stream)
-				if err != nil {
-					return nil, err
-				}
-				startAt[pk.Stream] = id
-			}
-			startTopic(n, true)
+		for _, tf := range existing {
+			tailTopic(tf.name, tf.t, tf.starts)
 		}
 		wg.Add(1)
-		go func() { // topics created while the monitor runs
+		go func() { // topics created while the monitor runs, from their beginning
 			defer wg.Done()
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
@@ -141,8 +155,12 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 					continue
 				}
 				for _, n := range names {
-					if ok, _ := path.Match(f.Topics, n); ok && !tailed[n] {
-						startTopic(n, false)
+					if ok, _ := path.Match(f.Topics, n); !ok || tailed[n] {
+						continue
+					}
+					if t, err := c.topic(ctx, n, false); err == nil {
+						tailed[n] = true
+						tailTopic(n, t, nil)
 					}
 				}
 			}
