@@ -202,11 +202,22 @@ func TestOrderedAcrossConsumerProcessesKillAndJoin(t *testing.T) {
 		procs[name] = startConsumerProcess(t, url, ns, "orders", "g", name, log, lease)
 	}
 	// Publish at a steady pace, so that the kill and the join land midway.
+	// The second half waits for the joining consumer to hold a lease: else
+	// the others could handle everything before it takes a partition.
 	var published atomic.Int64
 	var pubErr atomic.Pointer[error]
 	pubDone := make(chan error, 1)
+	joined := make(chan struct{})
 	go func() {
 		for i := 0; i < per; i++ {
+			if i == per/2 {
+				select {
+				case <-joined:
+				case <-ctx.Done():
+					pubDone <- ctx.Err()
+					return
+				}
+			}
 			evs := make([]herald.Event, keys)
 			for k := range evs {
 				evs[k] = herald.Event{Key: "k" + strconv.Itoa(k), Data: []byte(strconv.Itoa(i))}
@@ -233,6 +244,19 @@ func TestOrderedAcrossConsumerProcessesKillAndJoin(t *testing.T) {
 	_ = procs["p2"].Wait()
 	waitFor(t, 60*time.Second, "half of the events published", func() bool { return published.Load() >= keys*per/2 })
 	procs["p4"] = startConsumerProcess(t, url, ns, "orders", "g", "p4", log, lease)
+	waitFor(t, 30*time.Second, "the joining consumer to hold a partition's lease", func() bool {
+		gs, err := c.Groups(ctx, "orders")
+		if err != nil || len(gs) != 1 {
+			return false
+		}
+		for _, p := range gs[0].Partitions {
+			if p.Owner == "p4" {
+				return true
+			}
+		}
+		return false
+	})
+	close(joined)
 	if err := <-pubDone; err != nil {
 		t.Fatal(err)
 	}
