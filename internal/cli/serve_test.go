@@ -49,20 +49,30 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freeAddr is the listen address for a child herald serve: loopback, port
+// 0, so the child binds a free port itself and prints it ("listening on",
+// read into serveProc.url). A port picked here, closed and handed to the
+// child could be taken by a parallel test in between.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:0"
 }
 
 // startServe runs the built binary in dir with env added, and waits for
 // its "listening on" line. The process is killed by its pid at the end of
 // the test if it is still running.
 func startServe(t *testing.T, dir string, env []string, args ...string) *serveProc {
+	t.Helper()
+	p, err := tryStartServe(t, dir, env, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartServe is startServe that returns an error, with the process's
+// stderr, when herald serve exits or prints no "listening on" line.
+func tryStartServe(t *testing.T, dir string, env []string, args ...string) (*serveProc, error) {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve"}, args...)...)
 	cmd.Dir = dir
@@ -76,12 +86,12 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *servePr
 	cmd.Env = base
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &serveProc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		select {
@@ -106,20 +116,28 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *servePr
 			default:
 			}
 		}
+		close(lines)
 		p.exited <- cmd.Wait()
 		close(p.exited)
 	}()
 	select {
-	case l := <-lines:
+	case l, ok := <-lines:
+		if !ok { // stdout closed: the process is exiting; wait for all its stderr
+			select {
+			case <-p.exited:
+			case <-time.After(10 * time.Second):
+			}
+			return nil, fmt.Errorf("herald serve exited before it listened; stderr:\n%s", p.stderr.String())
+		}
 		_, rest, ok := strings.Cut(l, "listening on ")
 		if !ok {
-			t.Fatalf("unexpected first line %q", l)
+			return nil, fmt.Errorf("unexpected first line %q", l)
 		}
 		p.url = strings.Fields(rest)[0]
 	case <-time.After(20 * time.Second):
-		t.Fatalf("herald serve did not start; stderr:\n%s", p.stderr.String())
+		return nil, fmt.Errorf("herald serve did not start; stderr:\n%s", p.stderr.String())
 	}
-	return p
+	return p, nil
 }
 
 // stop sends SIGTERM to the process's pid and waits for a clean exit.
@@ -255,10 +273,9 @@ func TestServeSIGTERMUnderLoad(t *testing.T) {
 shutdown_timeout: 20s
 `, tl.Addr())
 	_ = os.WriteFile(filepath.Join(dir, "herald.yaml"), []byte(cfg), 0o600)
-	addr := freeAddr(t)
-	args := []string{"--listen", addr, "--config", "herald.yaml"}
-	p := startServe(t, dir, nil, args...)
-	base := p.url
+	p := startServe(t, dir, nil, "--listen", freeAddr(t), "--config", "herald.yaml")
+	var base atomic.Pointer[string] // where the publisher posts; moves only if the restart needs a new port
+	base.Store(&p.url)
 
 	// The publisher: batches of 50 with event ids, every 20 ms; a batch
 	// that fails (the server is down) is sent again until it is stored.
@@ -275,7 +292,7 @@ shutdown_timeout: 20s
 			}
 			body := "[" + strings.Join(evs, ",") + "]"
 			for time.Now().Before(deadline) {
-				resp, err := client.Post(base+"/v1/topics/load/events", "application/json", strings.NewReader(body))
+				resp, err := client.Post(*base.Load()+"/v1/topics/load/events", "application/json", strings.NewReader(body))
 				if err == nil {
 					_, _ = io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -307,7 +324,18 @@ shutdown_timeout: 20s
 		t.Fatalf("everything published was delivered before the shutdown ended; the test did not shut down under load")
 	}
 	slow.Store(false)
-	p2 := startServe(t, dir, nil, args...)
+	// The restart listens where the first run did (the publisher retries
+	// there); if a parallel test took that port meanwhile, on a fresh one,
+	// and the publisher follows.
+	p2, err := tryStartServe(t, dir, nil, "--listen", strings.TrimPrefix(p.url, "http://"), "--config", "herald.yaml")
+	if err != nil {
+		if !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("the first run's port was taken meanwhile; restarting on a fresh one (%v)", err)
+		p2 = startServe(t, dir, nil, "--listen", freeAddr(t), "--config", "herald.yaml")
+		base.Store(&p2.url)
+	}
 	<-pubDone
 	if published.Load() != total {
 		t.Fatalf("published %d of %d", published.Load(), total)
@@ -402,7 +430,13 @@ func TestServeDefaultListenIsLoopback(t *testing.T) {
 		t.Skip("127.0.0.1:8080 is in use here")
 	}
 	l.Close()
-	p := startServe(t, t.TempDir(), []string{"HERALD_ENGINE=memory"})
+	p, err := tryStartServe(t, t.TempDir(), []string{"HERALD_ENGINE=memory"})
+	if err != nil && strings.Contains(err.Error(), "address already in use") {
+		t.Skip("127.0.0.1:8080 was taken meanwhile")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	if p.url != "http://127.0.0.1:8080" {
 		t.Fatalf("listening on %s, want http://127.0.0.1:8080", p.url)
 	}

@@ -377,7 +377,9 @@ func TestReadmeTour(t *testing.T) {
 				go func() { _ = cmd.Wait(); _ = pw.Close(); close(j.exited) }()
 				t.Cleanup(func() { _ = cmd.Process.Kill(); <-j.exited })
 				jobs = append(jobs, j)
-				// Ready: it printed what the README shows, or (monitor) it subscribed.
+				// Ready: it printed what the README shows, or (monitor) it
+				// pattern-subscribed, which Monitor does only after it has read
+				// where every topic ends: what the next step publishes is shown.
 				redistest.WaitFor(t, 10*time.Second, "README.md:"+fmt.Sprint(st.line)+" to start", func() bool {
 					if numpat > 0 || strings.Contains(st.cmd, " monitor") {
 						n, err := c.NumPat(context.Background())
