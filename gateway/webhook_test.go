@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,18 +16,54 @@ import (
 	"github.com/heraldbus/herald/internal/redistest"
 )
 
-// TestWebhookTargetDownThenUp: the target refuses connections for a while,
+// TestWebhookTargetDownThenUp: the target fails for a while (it drops the
+// connection without an answer for even events, answers 503 for odd ones),
 // then answers; every event is delivered, signed, with its trace context.
+// The target keeps its listener throughout: a port closed and listened on
+// again could be taken meanwhile by another test.
 func TestWebhookTargetDownThenUp(t *testing.T) {
 	t.Parallel()
+	const secret = "s3cret"
+	var down atomic.Bool
+	down.Store(true)
+	var mu sync.Mutex
+	failed := map[int]bool{} // events failed while down
+	got := map[int]bool{}    // events answered 204
+	var problems []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var ce struct{ Data struct{ N int } }
+		_ = json.Unmarshal(body, &ce)
+		mu.Lock()
+		if err := gateway.VerifySignature(secret, r.Header.Get(gateway.SignatureHeader), body, time.Minute); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if r.Header.Get("traceparent") == "" || r.Header.Get("Content-Type") != "application/cloudevents+json" {
+			problems = append(problems, "missing traceparent or content type")
+		}
+		if down.Load() {
+			failed[ce.Data.N] = true
+			mu.Unlock()
+			if ce.Data.N%2 == 0 { // a network error: the connection ends with no answer
+				if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					_ = conn.Close()
+					return
+				}
+			}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		got[ce.Data.N] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	})}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close() // down: connections are refused
-	const secret = "s3cret"
-	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "orders-hook", Topic: "wh", URL: "http://" + addr + "/hook",
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "orders-hook", Topic: "wh", URL: "http://" + l.Addr().String() + "/hook",
 		Secret: secret, Backoff: 50 * time.Millisecond, MaxBackoff: 300 * time.Millisecond, MaxAttempts: 100}}})
 	const n = 20
 	for i := 0; i < n; i++ {
@@ -35,39 +72,12 @@ func TestWebhookTargetDownThenUp(t *testing.T) {
 	}
 	// Every event fails at least once while the target is down.
 	redistest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d failed webhook deliveries", n), func() bool {
-		return metricSum(e, "herald_deliveries_total", `outcome="error"`, `via="webhook"`) >= n
-	})
-
-	var mu sync.Mutex
-	got := map[int]bool{}
-	var problems []string
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		defer mu.Unlock()
-		if err := gateway.VerifySignature(secret, r.Header.Get(gateway.SignatureHeader), body, time.Minute); err != nil {
-			problems = append(problems, err.Error())
-		}
-		if r.Header.Get("traceparent") == "" || r.Header.Get("Content-Type") != "application/cloudevents+json" {
-			problems = append(problems, "missing traceparent or content type")
-		}
-		var ce struct{ Data struct{ N int } }
-		_ = json.Unmarshal(body, &ce)
-		got[ce.Data.N] = true
-		w.WriteHeader(http.StatusNoContent)
-	})}
-	var l2 net.Listener
-	for try := 0; ; try++ { // the same port, now up
-		if l2, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		if try > 50 {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond) // the port is freed by the kernel: retry pacing, bounded by try
-	}
-	go func() { _ = srv.Serve(l2) }()
-	defer srv.Close()
+		all := len(failed) == n
+		mu.Unlock()
+		return all && metricSum(e, "herald_deliveries_total", `outcome="error"`, `via="webhook"`) >= n
+	})
+	down.Store(false) // up
 	redistest.WaitFor(t, 15*time.Second, fmt.Sprintf("all %d delivered", n), func() bool {
 		mu.Lock()
 		defer mu.Unlock()
