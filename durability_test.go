@@ -91,7 +91,9 @@ func TestPublishRetriesThroughOutage(t *testing.T) {
 	if herald.DefaultPublishTimeout < 30*time.Second {
 		t.Fatalf("DefaultPublishTimeout %s is shorter than two failovers (cluster-node-timeout 15 s)", herald.DefaultPublishTimeout)
 	}
-	srv := redistest.Own(t, redisproc.Options{AppendOnly: true})
+	// fsync always: "before" is acknowledged, then Redis is SIGKILLed at
+	// once; with everysec a busy disk postpones the write past the kill.
+	srv := redistest.Own(t, redisproc.Options{AppendOnly: true, Args: []string{"--appendfsync", "always"}})
 	ctx := ctxT(t, 60*time.Second)
 	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
 	if err != nil {
