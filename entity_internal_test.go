@@ -271,8 +271,9 @@ var payload100 = []byte(fmt.Sprintf("%0100d", 1))
 
 // Consumers that hold nothing and stay idle are removed from the group by a
 // running subscription's janitor; one that still holds an entry is kept.
+// Not parallel: it sets package variables that every subscription's janitor
+// reads.
 func TestIdleConsumersForgotten(t *testing.T) {
-	t.Parallel()
 	c := testClient(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -320,6 +321,7 @@ func TestIdleConsumersForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func() { watcher.Stop(); <-watcher.Done() }() // its janitor reads the variables restored above
 	tp, _ := c.topic(ctx, "t", false)
 	redistest.WaitFor(t, 15*time.Second, "the idle consumer forgotten, holder and watcher kept", func() bool {
 		watcher.forgetIdleConsumers()
