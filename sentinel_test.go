@@ -30,7 +30,7 @@ func TestSentinelURLAndFailover(t *testing.T) {
 	defer func() { _ = sen.Stop() }()
 	waitFor(t, 10*time.Second, "Sentinel to see the replica", func() bool {
 		out, err := redisproc.Command(sen.Addr(), time.Second, "SENTINEL", "REPLICAS", "mymaster")
-		return err == nil || strings.Contains(out, strconv.Itoa(replica.Port))
+		return err == nil && strings.Contains(out, strconv.Itoa(replica.Port))
 	})
 	c, err := herald.New(context.Background(), herald.Config{URL: "redis+sentinel://" + sen.Addr() + "/mymaster", PublishTimeout: 30 * time.Second})
 	if err != nil {
