@@ -405,7 +405,7 @@ func failoverDrill(t *testing.T, kills int, lagging bool) drillReport {
 	if r.StoredTwice > 0 {
 		t.Errorf("%d events stored twice", r.StoredTwice)
 	}
-	if r.Acknowledged < int64(kills)*3000 {
+	if r.Acknowledged < int64(kills)*500 {
 		t.Fatalf("only %d events acknowledged: the load did not run", r.Acknowledged)
 	}
 	return r
