@@ -33,7 +33,7 @@ import (
 // PublishAsync with Delay schedules before it returns. The topic's dedupe
 // window does not apply when the event is moved to the stream.
 func Delay(d time.Duration) PublishOption {
-	at := time.Now().Add(d).UnixMilli()
+	at := dueMS(time.Now().Add(d))
 	if d < 0 {
 		at = -1
 	}
@@ -41,9 +41,11 @@ func Delay(d time.Duration) PublishOption {
 }
 
 // At publishes the event at t instead of at once (see Delay). A time in the
-// past makes the event due at once; the zero time is refused.
+// past makes the event due at once; the zero time is refused. Due times are
+// kept in whole milliseconds, rounded up, so that nothing is delivered
+// before t.
 func At(t time.Time) PublishOption {
-	at := t.UnixMilli()
+	at := dueMS(t)
 	if t.IsZero() || at <= 0 {
 		at = -1
 	}
@@ -76,7 +78,18 @@ func (c *Client) Schedule(ctx context.Context, topicName string, ev Event, at ti
 	if err != nil {
 		return ScheduledEvent{}, err
 	}
-	return ScheduledEvent{Event: ev, Partition: pos.Partition, Due: time.UnixMilli(at.UnixMilli())}, nil
+	return ScheduledEvent{Event: ev, Partition: pos.Partition, Due: time.UnixMilli(dueMS(at))}, nil
+}
+
+// dueMS is t in Unix milliseconds, rounded up: the schedule counts whole
+// milliseconds, and an event must never be delivered before its time (a
+// time rounded down was delivered up to 1 ms early).
+func dueMS(t time.Time) int64 {
+	ms := t.UnixMilli()
+	if t.After(time.UnixMilli(ms)) {
+		ms++
+	}
+	return ms
 }
 
 // checkAt validates a delivery time set by Delay or At.

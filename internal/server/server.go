@@ -180,20 +180,27 @@ func (s *Server) URL() string {
 	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
-// Engine names the engine in use: external, managed or memory.
+// Engine names the engine in use: external, managed or memory ("" before
+// Start and after Shutdown).
 func (s *Server) Engine() string {
+	s.mu.Lock() // Shutdown's cleanup clears s.engine under it
+	defer s.mu.Unlock()
 	if s.engine == nil {
 		return ""
 	}
 	return s.engine.kind
 }
 
-// EnginePid is the managed redis-server's pid (0 for other engines).
+// EnginePid is the managed redis-server's pid (0 for other engines, and
+// after Shutdown). It may be called while Run serves.
 func (s *Server) EnginePid() int {
-	if s.engine == nil {
+	s.mu.Lock()
+	e := s.engine
+	s.mu.Unlock()
+	if e == nil {
 		return 0
 	}
-	return s.engine.Pid()
+	return e.Pid()
 }
 
 // Gateway is the HTTP handler (after Start).
