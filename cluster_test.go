@@ -74,6 +74,20 @@ func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 			t.Fatalf("master %s holds partitions %v, want 2 of them", n, ps)
 		}
 	}
+	// A topic created by a publish, without a partition count, spreads
+	// over the masters too: 2 partitions on each.
+	if _, err := c.Publish(ctx, "auto", herald.Event{Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	autoByNode := masterOfPartitions(t, c, "auto")
+	if len(autoByNode) != 3 {
+		t.Fatalf("the auto-created topic is on %d masters, want 3: %v", len(autoByNode), autoByNode)
+	}
+	for n, ps := range autoByNode {
+		if len(ps) != 2 {
+			t.Fatalf("auto-created topic: master %s holds partitions %v, want 2 of them", n, ps)
+		}
+	}
 	// Publish and consume across the shards.
 	got := make(chan string, 100)
 	if _, err := c.Subscribe(ctx, "orders", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {

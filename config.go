@@ -15,7 +15,7 @@ import (
 const (
 	DefaultURL           = "redis://127.0.0.1:6379"
 	DefaultNamespace     = "herald"
-	DefaultPartitions    = 1
+	DefaultPartitions    = 1 // on a standalone Redis; on a cluster, PartitionsPerMaster per master
 	DefaultDedupeWindow  = 2 * time.Minute
 	DefaultMaxEventBytes = 1 << 20
 	// DefaultPublishTimeout covers a failover with margin: Redis Cluster
@@ -24,6 +24,10 @@ const (
 	DefaultPublishTimeout = 30 * time.Second
 	DefaultMaxBatch       = 512
 	DefaultMaxPending     = 16384
+	// PartitionsPerMaster is the partitions per master of a topic created
+	// on a cluster without a partition count: two keep every master busy
+	// (docs/scaling.md).
+	PartitionsPerMaster = 2
 	// MaxPartitions bounds TopicConfig.Partitions.
 	MaxPartitions = 1024
 	// MaxTopicNameLen bounds topic and group names.
@@ -144,7 +148,10 @@ func ParseDurability(s string) (Durability, error) {
 
 // TopicConfig configures a topic at creation. Zero fields take defaults.
 type TopicConfig struct {
-	// Partitions is fixed at creation (default 1, at most MaxPartitions).
+	// Partitions is fixed at creation, at most MaxPartitions. Zero takes
+	// DefaultPartitions (1) on a standalone Redis and PartitionsPerMaster
+	// (2) per master on a cluster, counted when the topic is created, so
+	// that a topic spreads over the shards and grows with them.
 	Partitions int
 	// MaxLen trims each partition to about this many events (0: no limit).
 	MaxLen int64
@@ -194,10 +201,9 @@ func (c *Config) fill() error {
 	return c.DefaultTopic.fill()
 }
 
+// fill sets defaults and checks ranges. Partitions stays 0 when unset: its
+// default depends on the deployment (Client.createTopic).
 func (t *TopicConfig) fill() error {
-	if t.Partitions == 0 {
-		t.Partitions = DefaultPartitions
-	}
 	if t.Partitions < 0 || t.Partitions > MaxPartitions {
 		return invalid("partitions %d out of range; use 1..%d", t.Partitions, MaxPartitions)
 	}

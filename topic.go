@@ -119,6 +119,9 @@ func (c *Client) createTopic(ctx context.Context, name string, cfg TopicConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("herald: create topic %q: read the cluster's slots: %w", name, err)
 	}
+	if cfg.Partitions == 0 {
+		cfg.Partitions = defaultPartitions(ranges)
+	}
 	m, created, err := c.db.CreateTopic(ctx, name, topicMeta(name, cfg, rdb.BalancedTags(name, cfg.Partitions, ranges), time.Now()))
 	if err != nil {
 		return nil, fmt.Errorf("herald: create topic %q: %w", name, err)
@@ -127,6 +130,20 @@ func (c *Client) createTopic(ctx context.Context, name string, cfg TopicConfig) 
 		c.log.Info("topic created", "topic", name, "partitions", cfg.Partitions)
 	}
 	return c.cacheTopic(name, m)
+}
+
+// defaultPartitions is the partition count of a topic created without one:
+// DefaultPartitions on a standalone Redis (no slot ranges), else
+// PartitionsPerMaster for each master that serves slots.
+func defaultPartitions(ranges []rdb.SlotRange) int {
+	masters := map[string]bool{}
+	for _, r := range ranges {
+		masters[r.Master] = true
+	}
+	if len(masters) == 0 {
+		return DefaultPartitions
+	}
+	return min(PartitionsPerMaster*len(masters), MaxPartitions)
 }
 
 func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {

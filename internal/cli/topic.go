@@ -94,7 +94,7 @@ func topicCmd(e *env) *cobra.Command {
 			return nil
 		})}
 	fl := create.Flags()
-	fl.IntVarP(&cfg.Partitions, "partitions", "p", 0, "number of partitions (default 1)")
+	fl.IntVarP(&cfg.Partitions, "partitions", "p", 0, "number of partitions (default 1 on a standalone Redis, 2 per master on a cluster)")
 	fl.Int64Var(&cfg.MaxLen, "max-len", 0, "keep about this many events per partition (0: no limit)")
 	fl.DurationVar(&cfg.MaxAge, "max-age", 0, "drop events older than this, e.g. 168h (0: no limit)")
 	fl.DurationVar(&cfg.DedupeWindow, "dedupe-window", 0, "how long caller-set ids are remembered (default 2m)")

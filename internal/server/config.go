@@ -81,7 +81,8 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
-	// DefaultPartitions of topics created by publishing.
+	// DefaultPartitions of topics created by publishing (0: 1 on a
+	// standalone Redis, 2 per master on a cluster).
 	DefaultPartitions int `yaml:"default_partitions"`
 
 	CORS      gateway.CORS            `yaml:"cors"`
