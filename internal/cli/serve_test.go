@@ -123,11 +123,12 @@ func tryStartServe(t *testing.T, dir string, env []string, args ...string) (*ser
 	select {
 	case l, ok := <-lines:
 		if !ok { // stdout closed: the process is exiting; wait for all its stderr
+			var exitErr error
 			select {
-			case <-p.exited:
+			case exitErr = <-p.exited:
 			case <-time.After(10 * time.Second):
 			}
-			return nil, fmt.Errorf("herald serve exited before it listened; stderr:\n%s", p.stderr.String())
+			return nil, fmt.Errorf("herald serve exited before it listened (%v); stderr:\n%s", exitErr, p.stderr.String())
 		}
 		_, rest, ok := strings.Cut(l, "listening on ")
 		if !ok {
