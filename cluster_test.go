@@ -65,29 +65,25 @@ func TestClusterBalancedPlacementAndAtomicRefusal(t *testing.T) {
 	if err := c.CreateTopic(ctx, "orders", herald.TopicConfig{Partitions: 6}); err != nil {
 		t.Fatal(err)
 	}
-	byNode := masterOfPartitions(t, c, "orders")
-	if len(byNode) != 3 {
-		t.Fatalf("6 partitions on %d masters, want 3: %v", len(byNode), byNode)
-	}
-	for n, ps := range byNode {
-		if len(ps) != 2 {
-			t.Fatalf("master %s holds partitions %v, want 2 of them", n, ps)
+	twoPerMaster := func(topic string) {
+		t.Helper()
+		byNode := masterOfPartitions(t, c, topic)
+		if len(byNode) != 3 {
+			t.Fatalf("%s: partitions on %d masters, want 3: %v", topic, len(byNode), byNode)
+		}
+		for n, ps := range byNode {
+			if len(ps) != 2 {
+				t.Fatalf("%s: master %s holds partitions %v, want 2 of them", topic, n, ps)
+			}
 		}
 	}
+	twoPerMaster("orders")
 	// A topic created by a publish, without a partition count, spreads
 	// over the masters too: 2 partitions on each.
 	if _, err := c.Publish(ctx, "auto", herald.Event{Data: []byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	autoByNode := masterOfPartitions(t, c, "auto")
-	if len(autoByNode) != 3 {
-		t.Fatalf("the auto-created topic is on %d masters, want 3: %v", len(autoByNode), autoByNode)
-	}
-	for n, ps := range autoByNode {
-		if len(ps) != 2 {
-			t.Fatalf("auto-created topic: master %s holds partitions %v, want 2 of them", n, ps)
-		}
-	}
+	twoPerMaster("auto")
 	// Publish and consume across the shards.
 	got := make(chan string, 100)
 	if _, err := c.Subscribe(ctx, "orders", "g", herald.HandlerFunc(func(ctx context.Context, m *herald.Message) error {

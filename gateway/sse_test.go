@@ -55,13 +55,7 @@ func TestSSEResumeWithLastEventID(t *testing.T) {
 			t.Fatalf("events sorted: %d is n=%d: gap or duplicate; got %v", i, n, seen)
 		}
 	}
-	select {
-	case ev := <-second.events:
-		if ev.Event == "" {
-			t.Fatalf("unexpected extra event %s", ev.Data)
-		}
-	case <-time.After(300 * time.Millisecond):
-	}
+	second.noMoreEvents(t, 300*time.Millisecond)
 	// Confirm the rest with the ack endpoint: the group has nothing pending.
 	code, b := e.do("POST", "/v1/topics/resume/groups/readers/ack", []byte(`{"client":"app-1","up_to":"`+lastID+`"}`), nil)
 	if code != 200 || !strings.Contains(string(b), `"settled":30`) {
@@ -133,13 +127,7 @@ func TestSSEReconnectWithoutClientID(t *testing.T) {
 	if len(seenAfter) > len(got) || !slices.Equal(got[:len(seenAfter)], seenAfter) {
 		t.Fatalf("after reconnect got %v; the first connection was sent %v after %s, which must come again first, in that order", got, seenAfter, first)
 	}
-	select {
-	case x := <-s2.events:
-		if x.Event == "" {
-			t.Fatalf("unexpected extra event %s after reconnect", x.Data)
-		}
-	case <-time.After(300 * time.Millisecond):
-	}
+	s2.noMoreEvents(t, 300*time.Millisecond)
 }
 
 // TestSSEAutoAckAndNack covers ack=auto and a permanent nack to the dead letters.
@@ -224,5 +212,18 @@ func TestChannelsSSE(t *testing.T) {
 		if m.Channel != ns+".chat" || string(m.Data) != `{"hi":1}` {
 			t.Fatalf("channel message %+v", m)
 		}
+	}
+}
+
+// noMoreEvents fails t if a data event (not a control event such as a
+// heartbeat) arrives on s within d.
+func (s *sseClient) noMoreEvents(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case ev := <-s.events:
+		if ev.Event == "" {
+			t.Fatalf("unexpected extra event %s", ev.Data)
+		}
+	case <-time.After(d):
 	}
 }
