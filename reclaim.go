@@ -7,20 +7,26 @@ import (
 	"github.com/heraldbus/herald/internal/rdb"
 )
 
-// janitor runs beside the readers. Unordered: it keeps the entries of
-// running handlers alive and reclaims entries of consumers that went silent
-// for longer than the visibility timeout. Both forget idle consumers.
-// (Ordered: entries left pending on an owned partition by a former owner's
-// late read are claimed by the partition's reader, in stream order:
-// pstate.withStrays.)
+// janitor runs beside the readers of an unordered subscription: it keeps
+// the entries of running handlers alive, reclaims entries of consumers that
+// went silent for longer than the visibility timeout, keeps the consumer in
+// the group's set of live unordered consumers (so that an ordered
+// subscription refuses to join the group) and forgets idle consumers.
+// (Ordered subscriptions have the owner loop instead; entries left pending
+// on an owned partition by a former owner's late read are claimed by the
+// partition's reader, in stream order: pstate.withStrays.)
 func (e *engine) janitor() {
 	defer e.side.Done()
 	tick := e.o.visibility / 3
-	if e.ordered {
-		tick = e.o.lease
-	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := e.c.db.HeartbeatUnordered(ctx, e.t.parts[0], e.group, e.o.consumer, 0); err != nil {
+			e.noteErr("leave group", err)
+		}
+	}()
 	lastForget := time.Now()
 	for {
 		select {
@@ -28,10 +34,11 @@ func (e *engine) janitor() {
 			return
 		case <-t.C:
 		}
-		if !e.ordered {
-			e.keepAlive(tick)
-			e.reclaim()
+		if _, err := e.c.db.HeartbeatUnordered(e.fetchCtx, e.t.parts[0], e.group, e.o.consumer, e.o.visibility.Milliseconds()); err != nil && e.fetchCtx.Err() == nil {
+			e.noteErr("heartbeat", err)
 		}
+		e.keepAlive(tick)
+		e.reclaim()
 		if time.Since(lastForget) >= forgetEvery {
 			e.forgetIdleConsumers()
 			lastForget = time.Now()

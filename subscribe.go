@@ -142,11 +142,11 @@ func Filter(expr string) SubscribeOption { return func(o *subOptions) { o.filter
 // same key are handled one at a time in stream order, across consumers and
 // retries; a failing event holds back only its key. Each partition is read by
 // one consumer at a time under a lease (see LeaseTime). All consumers of a
-// group must use the same mode: an unordered consumer reads every
-// partition, whoever holds its lease, and an ordered owner claims at once
-// what other consumers read on its partitions (a former owner's late read),
-// so events an unordered consumer of the same group is handling can be
-// handled twice.
+// group use the same mode: while consumers of one mode are live, Subscribe
+// refuses one of the other mode with ErrInvalid (an unordered consumer
+// reads every partition, whoever holds its lease, and an ordered owner
+// claims what other consumers read on its partitions). A crashed unordered
+// consumer counts as live for up to its VisibilityTimeout.
 func Unordered() SubscribeOption { return func(o *subOptions) { o.unordered = true } }
 
 // LeaseTime is how long an ordered consumer's ownership of a partition lasts

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -95,6 +96,9 @@ func (c *Client) Subscribe(ctx context.Context, topicName, group string, h Handl
 		if err := c.db.EnsureGroup(ctx, pk, group, start); err != nil {
 			return nil, fmt.Errorf("herald: create group %q on %s: %w", group, pk.Stream, err)
 		}
+	}
+	if err := c.joinGroupMode(ctx, t, group, &o); err != nil {
+		return nil, err
 	}
 	s := &Subscription{c: c, t: t, group: group, o: o, done: make(chan struct{})}
 	fetchCtx, fetchCancel := context.WithCancel(context.Background())
@@ -208,3 +212,43 @@ func (b *backoff) wait(ctx context.Context) {
 }
 
 func randInt63n(n int64) int64 { return rand.Int64N(n) }
+
+// joinGroupMode refuses a subscription whose mode differs from that of the
+// group's live consumers, and registers this one in its mode's live set (the
+// engine keeps it there: the owner loop for ordered consumers, the janitor
+// for unordered ones). Both modes in one group would break either's promise:
+// an unordered consumer reads partitions that ordered owners hold, and an
+// ordered owner claims what others read on its partitions.
+func (c *Client) joinGroupMode(ctx context.Context, t *topic, group string, o *subOptions) error {
+	first := t.parts[0]
+	ordered, unordered, err := c.db.LiveModes(ctx, first, group)
+	if err != nil {
+		return fmt.Errorf("herald: read the consumers of group %q: %w", group, err)
+	}
+	others := func(names []string) []string {
+		var out []string
+		for _, n := range names {
+			if n != o.consumer {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	if o.unordered {
+		if live := others(ordered); len(live) > 0 {
+			return invalid("group %q of topic %q has ordered consumers (%s): subscribe without Unordered, or use another group for unordered consumers",
+				group, t.name, strings.Join(live, ", "))
+		}
+		_, err = c.db.HeartbeatUnordered(ctx, first, group, o.consumer, o.visibility.Milliseconds())
+	} else {
+		if live := others(unordered); len(live) > 0 {
+			return invalid("group %q of topic %q has unordered consumers (%s): subscribe with Unordered, or use another group for ordered consumers",
+				group, t.name, strings.Join(live, ", "))
+		}
+		_, err = c.db.Heartbeat(ctx, first, group, o.consumer, o.lease.Milliseconds())
+	}
+	if err != nil {
+		return fmt.Errorf("herald: join group %q: %w", group, err)
+	}
+	return nil
+}

@@ -33,6 +33,11 @@ func (p PartKeys) Attempts(group string) string { return p.Base + "at:" + group 
 // ms, Redis time). It is kept on the topic's first partition.
 func (p PartKeys) Members(group string) string { return p.Base + "m:" + group }
 
+// UnorderedMembers is the sorted set of a group's live unordered consumers
+// (on the topic's first partition), kept like Members: a subscription of
+// the other mode refuses to join while it holds anyone.
+func (p PartKeys) UnorderedMembers(group string) string { return p.Base + "um:" + group }
+
 // LeaseLogKeep is how many lease log lines a partition keeps per group.
 const LeaseLogKeep = 64
 
@@ -149,6 +154,27 @@ func (db *DB) LeaseHistory(ctx context.Context, pk PartKeys, group string) ([]st
 func (db *DB) Heartbeat(ctx context.Context, first PartKeys, group, consumer string, ttlMS int64) ([]string, error) {
 	return scriptMemberHeartbeat.Exec(ctx, db.c, []string{first.Members(group)},
 		[]string{consumer, strconv.FormatInt(ttlMS, 10)}).AsStrSlice()
+}
+
+// HeartbeatUnordered is Heartbeat for the group's unordered consumers.
+func (db *DB) HeartbeatUnordered(ctx context.Context, first PartKeys, group, consumer string, ttlMS int64) ([]string, error) {
+	return scriptMemberHeartbeat.Exec(ctx, db.c, []string{first.UnorderedMembers(group)},
+		[]string{consumer, strconv.FormatInt(ttlMS, 10)}).AsStrSlice()
+}
+
+// LiveModes returns the live ordered and unordered consumers of group, by
+// name (first is the topic's first partition).
+func (db *DB) LiveModes(ctx context.Context, first PartKeys, group string) (ordered, unordered []string, err error) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	rs := db.c.DoMulti(ctx, db.c.B().Zrangebyscore().Key(first.Members(group)).Min(now).Max("+inf").Build(),
+		db.c.B().Zrangebyscore().Key(first.UnorderedMembers(group)).Min(now).Max("+inf").Build())
+	if ordered, err = rs[0].AsStrSlice(); err != nil {
+		return nil, nil, err
+	}
+	if unordered, err = rs[1].AsStrSlice(); err != nil {
+		return nil, nil, err
+	}
+	return ordered, unordered, nil
 }
 
 // ReadOwnAfter re-reads entries delivered to consumer and not acked whose
