@@ -236,13 +236,13 @@ func (c *Client) joinGroupMode(ctx context.Context, t *topic, group string, o *s
 	}
 	if o.unordered {
 		if live := others(ordered); len(live) > 0 {
-			return invalid("group %q of topic %q has ordered consumers (%s): subscribe without Unordered, or use another group for unordered consumers",
+			return invalid("group %q of topic %q has ordered consumers (%s): subscribe without Unordered (--unordered), or use another group for unordered consumers",
 				group, t.name, strings.Join(live, ", "))
 		}
 		_, err = c.db.HeartbeatUnordered(ctx, first, group, o.consumer, o.visibility.Milliseconds())
 	} else {
 		if live := others(unordered); len(live) > 0 {
-			return invalid("group %q of topic %q has unordered consumers (%s): subscribe with Unordered, or use another group for ordered consumers",
+			return invalid("group %q of topic %q has unordered consumers (%s): subscribe with Unordered (--unordered), or use another group for ordered consumers",
 				group, t.name, strings.Join(live, ", "))
 		}
 		_, err = c.db.Heartbeat(ctx, first, group, o.consumer, o.lease.Milliseconds())
