@@ -182,13 +182,8 @@ func (e *engine) owned() []int {
 func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 	c := testClient(t, 8)
 	ctx := context.Background()
-	type call struct {
-		consumer   string
-		part       int
-		start, end time.Time
-	}
 	var mu sync.Mutex
-	var calls []call
+	var calls []handlerCall
 	// A handover takes up to two owner-loop ticks (lease/3, at most 1 s) and
 	// the drains of the partitions that move: a 4 s lease leaves 2 s of
 	// absolute slack for a loaded machine (with a 600 ms lease, handovers
@@ -202,7 +197,7 @@ func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 			st := time.Now()
 			time.Sleep(time.Millisecond) // handler work, not a condition
 			mu.Lock()
-			calls = append(calls, call{name, m.Partition, st, time.Now()})
+			calls = append(calls, handlerCall{name, m.Partition, st, time.Now()})
 			mu.Unlock()
 			return nil
 		}), Consumer(name), LeaseTime(lease))
@@ -252,9 +247,23 @@ func TestFourConsumersTwoPartitionsEachHandoverWithinLease(t *testing.T) {
 	if len(calls) == 0 {
 		t.Fatal("no handler calls")
 	}
+	checkTenures(t, c, tp, calls)
+}
+
+// handlerCall is one handler call of a consumer on a partition.
+type handlerCall struct {
+	consumer   string
+	part       int
+	start, end time.Time
+}
+
+// checkTenures fails t unless every call of consumer C on partition p lies
+// inside one of C's tenures of p, read from the partition's lease log.
+func checkTenures(t *testing.T, c *Client, tp *topic, calls []handlerCall) {
+	t.Helper()
 	checked := 0
 	for p, pk := range tp.parts {
-		hist, err := c.db.LeaseHistory(ctx, pk, "g")
+		hist, err := c.db.LeaseHistory(context.Background(), pk, "g")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -372,19 +381,14 @@ func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	type call struct {
-		consumer   string
-		part       int
-		start, end time.Time
-	}
 	var mu sync.Mutex
-	var calls []call
+	var calls []handlerCall
 	h := func(name string, d time.Duration) Handler {
 		return HandlerFunc(func(ctx context.Context, m *Message) error {
 			st := time.Now()
 			time.Sleep(d) // handler work, not a condition
 			mu.Lock()
-			calls = append(calls, call{name, m.Partition, st, time.Now()})
+			calls = append(calls, handlerCall{name, m.Partition, st, time.Now()})
 			mu.Unlock()
 			return nil
 		})
@@ -427,31 +431,7 @@ func TestEngineCutOffConsumerFencedBeforeTakeover(t *testing.T) {
 		}
 	}
 	t.Logf("b handled %d events after it was cut off, the last ending %v after the cut", after, last.Sub(cut))
-	checked := 0
-	for p, pk := range tp.parts {
-		hist, err := c1.db.LeaseHistory(context.Background(), pk, "g")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ts := tenures(t, hist)
-		for _, cl := range calls {
-			if cl.part != p {
-				continue
-			}
-			ok := false
-			for _, tn := range ts {
-				if tn.holds(cl.consumer, cl.start, cl.end) {
-					ok = true
-					break
-				}
-			}
-			if !ok {
-				t.Fatalf("partition %d: %s handled an event at %v-%v outside its tenures %+v", p, cl.consumer, cl.start, cl.end, ts)
-			}
-			checked++
-		}
-	}
-	t.Logf("%d handler calls inside their consumer's tenures", checked)
+	checkTenures(t, c1, tp, calls)
 }
 
 // An event retried and acknowledged while the rest of its read batch is
