@@ -1,9 +1,11 @@
 package herald
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -514,4 +516,60 @@ func TestOrderedLateReadOfFormerOwnerKeepsOrder(t *testing.T) {
 		gs, err := c.Groups(ctx, "t")
 		return err == nil && len(gs) == 1 && gs[0].Pending == 0
 	})
+}
+
+// A read that finds the subscription caught up (a few events) is handled by
+// the reader itself while the worker is idle and its handler cheap; a
+// handler seen to be slow goes back to its worker goroutine. Order per key
+// holds through both ways.
+func TestEngineReaderHandlesSmallReadsOfCheapHandlers(t *testing.T) {
+	c := testClient(t, 2)
+	var log seqLog
+	var slow atomic.Bool
+	var inline, slowInline atomic.Int64
+	_, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		buf := make([]byte, 16<<10)
+		if bytes.Contains(buf[:runtime.Stack(buf, false)], []byte("(*hworker).give")) {
+			inline.Add(1)
+			if slow.Load() {
+				slowInline.Add(1)
+			}
+		}
+		if slow.Load() {
+			time.Sleep(2 * time.Millisecond)
+		}
+		log.add(m)
+		return nil
+	}), LeaseTime(time.Second))
+	ctx := context.Background()
+	const keys = 4
+	publishOne := func(i int) {
+		t.Helper()
+		if _, err := c.Publish(ctx, "t", Event{Key: fmt.Sprintf("k%d", i%keys), Data: []byte(strconv.Itoa(i / keys))}); err != nil {
+			t.Fatal(err)
+		}
+		waitCond(t, 10*time.Second, fmt.Sprintf("event %d handled", i), func() bool { return log.count() > i })
+	}
+	for i := range 40 {
+		publishOne(i)
+	}
+	if inline.Load() == 0 {
+		t.Fatalf("no event of 40 single reads was handled by the reader")
+	}
+	slow.Store(true)
+	for i := 40; i < 80; i++ {
+		publishOne(i)
+	}
+	stop(true)
+	// Each worker may run one slow call inline before it is seen slow.
+	if n := slowInline.Load(); n > keys {
+		t.Fatalf("%d slow handler calls ran on the reader, want at most %d (one per worker)", n, keys)
+	}
+	for k, s := range log.seen {
+		for i, n := range s {
+			if n != i {
+				t.Fatalf("key %s: handled %v, want 0..19 in order", k, s)
+			}
+		}
+	}
 }

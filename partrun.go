@@ -550,7 +550,7 @@ func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
 	p.mu.Unlock()
 	for w, ch := range chunks {
 		if len(ch) > 0 {
-			e.workers[w].in <- ch
+			e.workers[w].give(ch, len(es))
 		}
 	}
 	for _, d := range settled {
