@@ -203,6 +203,11 @@ func (c *Config) fill() error {
 
 // fill sets defaults and checks ranges. Partitions stays 0 when unset: its
 // default depends on the deployment (Client.createTopic).
+// Validate reports what is wrong with t (an error wrapping ErrInvalid), or
+// nil; zero fields are fine and take their defaults. CreateTopic validates
+// too: Validate is for checking a configuration before connecting.
+func (t TopicConfig) Validate() error { return t.fill() }
+
 func (t *TopicConfig) fill() error {
 	if t.Partitions < 0 || t.Partitions > MaxPartitions {
 		return invalid("partitions %d out of range; use 1..%d", t.Partitions, MaxPartitions)

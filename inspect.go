@@ -342,6 +342,29 @@ func (f *Query) parts(t *topic) ([]int, error) {
 	return f.Partitions, nil
 }
 
+// Validate reports what is wrong with q (an error wrapping ErrInvalid), or
+// nil, without connecting: its positions, ids and partition numbers (that a
+// partition exists is checked against the topic when q is used).
+func (q Query) Validate() error {
+	if _, _, _, err := q.bounds(); err != nil {
+		return err
+	}
+	if q.Limit < 0 {
+		return invalid("limit %d is negative; use a positive number (0: 100)", q.Limit)
+	}
+	for _, p := range q.Partitions {
+		if p < 0 {
+			return invalid("partition %d is negative", p)
+		}
+	}
+	for _, id := range q.IDs {
+		if _, err := ParsePosition(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *Query) bounds() (string, string, int, error) {
 	from, to, limit := "-", "+", f.Limit
 	if f.From != "" {

@@ -49,6 +49,17 @@ type SubscriptionStats struct {
 	Filtered    int64 // events the Filter condition rejected: acknowledged unhandled
 }
 
+// ValidateSubscribeOptions reports what is wrong with opts (an error
+// wrapping ErrInvalid), as Subscribe would, without connecting: for
+// checking a command line or a configuration early.
+func ValidateSubscribeOptions(opts ...SubscribeOption) error {
+	var o subOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.fill()
+}
+
 // Subscribe starts consuming topic as a member of group, calling h for each
 // event. The group is created when missing (from now, or the beginning with
 // From(StartBeginning)), and the topic too unless automatic creation is off.

@@ -228,6 +228,17 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 		{"bad output", "", "text or json", []string{"-o", "xml", "topics"}},
 		{"too many args", "", "accepts 2 arg", []string{"publish", "t", "x", "y"}},
 		{"unknown command", "", "unknown command", []string{"frobnicate"}},
+		{"negative partitions", "", "partitions -3 out of range", []string{"topic", "create", "t", "--partitions", "-3"}},
+		{"too many partitions", "", "use 1..1024", []string{"topic", "create", "t", "--partitions", "5000"}},
+		{"negative max-len", "", "max length -1 is negative", []string{"topic", "create", "t", "--max-len", "-1"}},
+		// Checked before connecting: no Redis listens on port 1.
+		{"negative concurrency, no redis", "", "concurrency -1 is negative", []string{"--redis", "redis://127.0.0.1:1", "subscribe", "t", "-g", "g", "--concurrency", "-1"}},
+		{"negative lease, no redis", "", "lease time -1s is negative", []string{"--redis", "redis://127.0.0.1:1", "subscribe", "t", "-g", "g", "--lease", "-1s"}},
+		{"negative dlq limit, no redis", "", "--limit -5", []string{"--redis", "redis://127.0.0.1:1", "dlq", "list", "t", "-n", "-5"}},
+		{"bad dead letter id, no redis", "", "is not a stream id", []string{"--redis", "redis://127.0.0.1:1", "dlq", "redrive", "t", "--id", "nonsense"}},
+		{"negative partition, no redis", "", "partition -1 is negative", []string{"--redis", "redis://127.0.0.1:1", "events", "t", "--partition", "-1"}},
+		{"listen port out of range", "", "not a number from 0 to 65535", []string{"--redis", "redis://127.0.0.1:1", "serve", "--listen", "127.0.0.1:99999"}},
+		{"bad topic flags, no redis", "", "partitions -3 out of range", []string{"--redis", "redis://127.0.0.1:1", "topic", "create", "t", "--partitions", "-3"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

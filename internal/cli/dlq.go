@@ -13,6 +13,9 @@ func dlqCmd(e *env) *cobra.Command {
 	var lf, rf, df filterFlags
 	list := &cobra.Command{Use: "list TOPIC", Short: "List dead letters", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if err := lf.check(); err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -38,6 +41,9 @@ func dlqCmd(e *env) *cobra.Command {
 	lf.bind(list, true)
 	redrive := &cobra.Command{Use: "redrive TOPIC", Short: "Send dead letters back to their group (attempts reset)", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if err := rf.check(); err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err
@@ -55,6 +61,9 @@ func dlqCmd(e *env) *cobra.Command {
 	rf.limit = 1000
 	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete dead letters", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if err := df.check(); err != nil {
+				return err
+			}
 			c, err := e.client()
 			if err != nil {
 				return err

@@ -20,6 +20,14 @@ func (f *filterFlags) filter() herald.Query {
 	return herald.Query{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
 }
 
+// check refuses bad flags before anything connects.
+func (f *filterFlags) check() error {
+	if f.limit <= 0 {
+		return usage("--limit %d: use a positive number", f.limit)
+	}
+	return f.filter().Validate()
+}
+
 func (f *filterFlags) bind(cmd *cobra.Command, dead bool) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.from, "from", "", "first position (inclusive), <ms>-<seq> or <ms>")
@@ -36,8 +44,8 @@ func eventsCmd(e *env) *cobra.Command {
 	var f filterFlags
 	cmd := &cobra.Command{Use: "events TOPIC", Short: "Read stored events (all partitions, in position order)", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			if f.limit <= 0 {
-				return usage("--limit %d: use a positive number", f.limit)
+			if err := f.check(); err != nil {
+				return err
 			}
 			c, err := e.client()
 			if err != nil {

@@ -72,8 +72,11 @@ by --filter, or dead-lettered.`,
 			if unordered {
 				opts = append(opts, herald.Unordered())
 			}
-			if lease > 0 {
+			if lease != 0 {
 				opts = append(opts, herald.LeaseTime(lease))
+			}
+			if err := herald.ValidateSubscribeOptions(opts...); err != nil {
+				return err // before connecting: bad flags are the caller's to fix
 			}
 			c, err := e.client()
 			if err != nil {

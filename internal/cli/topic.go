@@ -78,6 +78,9 @@ func topicCmd(e *env) *cobra.Command {
 			if err := herald.ValidateName("topic", args[0]); err != nil {
 				return err
 			}
+			if err := cfg.Validate(); err != nil {
+				return err // before connecting: bad flags are the caller's to fix
+			}
 			c, err := e.client()
 			if err != nil {
 				return err

@@ -242,6 +242,10 @@ func (c *Config) fill() error {
 	}
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		return bad("listen address %q: use host:port or :port, e.g. 127.0.0.1:8080 or :8080", c.Listen)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return bad("listen address %q: port %q is not a number from 0 to 65535", c.Listen, port)
+		}
 	}
 	if !Loopback(c.Listen) && len(c.Keys) == 0 && !c.Insecure {
 		return bad("refusing to listen on %s without API keys: anyone who reaches it could read and publish every event. "+
