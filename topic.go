@@ -25,6 +25,7 @@ type topic struct {
 	down    []atomic.Bool // per partition: the last append failed transiently (placement.go)
 	sticky  atomic.Int64  // keyless events' current partition
 	stuck   atomic.Int64  // keyless events sent to it since it was chosen
+	stuckAt atomic.Int64  // when it was chosen (nanotime)
 }
 
 // topicMeta encodes a topic's configuration for its metadata hash.
