@@ -329,6 +329,15 @@ func (b *budget) take(ctx context.Context, want int) int {
 }
 
 // force takes n slots even when that leaves fewer than none.
+// tryTake takes up to want slots without waiting (0 when none is free).
+func (b *budget) tryTake(want int) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := min(want, max(b.free, 0))
+	b.free -= n
+	return n
+}
+
 func (b *budget) force(n int) {
 	b.mu.Lock()
 	b.free -= n

@@ -129,7 +129,7 @@ func (w *hworker) run() {
 				w.mu.Unlock()
 				return
 			}
-			w.handleSlice(ch)
+			w.handleSlice(ch, false)
 			w.queued.Add(-1)
 			w.mu.Unlock()
 		case <-tc:
@@ -152,8 +152,9 @@ func (w *hworker) run() {
 	}
 }
 
-// handleSlice handles a slice of one read batch; w.mu is held.
-func (w *hworker) handleSlice(ch []*dlv) {
+// handleSlice handles a slice of one read batch; w.mu is held. onReader:
+// the calling goroutine is the partition's reader (give).
+func (w *hworker) handleSlice(ch []*dlv, onReader bool) {
 	w.clk = time.Now()
 	t0 := w.clk
 	for _, d := range ch {
@@ -161,19 +162,20 @@ func (w *hworker) handleSlice(ch []*dlv) {
 	}
 	w.flush()
 	w.cheap.Store(w.clk.Sub(t0) <= time.Duration(len(ch))*inlineMax)
-	ch[0].b.settled(len(ch)) // a slice holds events of one batch
+	ch[0].b.settled(len(ch), onReader) // a slice holds events of one batch
 }
 
-// give hands w a slice of a read batch of total events. A small batch
+// give hands w a slice of a read batch of total events (onReader: from the
+// partition's reader, which then sends the acks of what it finishes). A small batch
 // (inlineBatch) for an idle worker (nothing queued or being handled, so no
 // earlier event of the slice's keys waits anywhere) whose handler is cheap
 // is handled by the calling reader itself, under w.mu; everything else is
 // queued for the worker's goroutine. Either way a worker's events are
 // handled one at a time in the order they were given.
-func (w *hworker) give(ch []*dlv, total int) {
+func (w *hworker) give(ch []*dlv, total int, onReader bool) {
 	if total <= inlineBatch && w.cheap.Load() && w.queued.Load() == 0 && w.mu.TryLock() {
 		if w.queued.Load() == 0 { // again under the lock
-			w.handleSlice(ch)
+			w.handleSlice(ch, onReader)
 			w.mu.Unlock()
 			return
 		}

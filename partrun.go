@@ -30,6 +30,11 @@ type pstate struct {
 	rr         atomic.Uint32 // spreads keyless events over the workers
 
 	acks       chan ackReq
+	// readerAcks are the acks of batches finished on the reader's own
+	// goroutine (slices it handled inline, entries it settled while
+	// dispatching): the reader sends them with its next read instead of
+	// waking the acker. Only the reader touches them.
+	readerAcks []ackReq
 	quit       chan struct{} // closed when the run is idle: the acker exits
 	ackDone    chan struct{}
 	readerDone chan struct{}
@@ -105,8 +110,9 @@ func (d *dlv) finish(st uint32) {
 }
 
 // settled counts n more events of the batch as finished; the call that
-// finishes the batch sends its acks.
-func (b *rbatch) settled(n int) {
+// finishes the batch sends its acks: to the acker, or, when it runs on the
+// partition's reader (onReader), with the reader's next read.
+func (b *rbatch) settled(n int, onReader bool) {
 	if b.left.Add(-int32(n)) != 0 {
 		return
 	}
@@ -129,7 +135,35 @@ func (b *rbatch) settled(n int) {
 		delete(b.p.out, b)
 		b.p.mu.Unlock()
 	}
+	if onReader && len(req.trimmed) == 0 {
+		b.p.readerAcks = append(b.p.readerAcks, req)
+		return
+	}
 	b.p.acks <- req
+}
+
+// flushReaderAcks hands the reader's held acks to the acker; the reader
+// calls it before anything that may wait.
+func (p *pstate) flushReaderAcks() {
+	for _, r := range p.readerAcks {
+		p.acks <- r
+	}
+	p.readerAcks = p.readerAcks[:0]
+}
+
+// takeReaderAcks returns the reader's held acks merged for one round trip,
+// and the requests they came from.
+func (p *pstate) takeReaderAcks() (rdb.Acks, []ackReq) {
+	reqs := p.readerAcks
+	if len(reqs) == 0 {
+		return rdb.Acks{}, nil
+	}
+	p.readerAcks = nil
+	var a rdb.Acks
+	for _, r := range reqs {
+		a.Main, a.Retry, a.Clear = append(a.Main, r.main...), append(a.Retry, r.retry...), append(a.Clear, r.clear...)
+	}
+	return a, reqs
 }
 
 // finishDeferred settles an event that was parked (its batch is done).
@@ -234,6 +268,7 @@ func (p *pstate) send(main, retry, clear []string) {
 // this consumer's own), then new entries.
 func (p *pstate) read() {
 	defer close(p.readerDone)
+	defer p.flushReaderAcks() // before readerDone: the acker is still there
 	e := p.e
 	bo := newBackoff()
 	// Unordered: this consumer's own pending entries first (lastMain and
@@ -250,6 +285,7 @@ func (p *pstate) read() {
 	}
 	for p.ctx.Err() == nil {
 		if reread {
+			p.flushReaderAcks()
 			// Redis may have delivered the entries of the failed read to
 			// this consumer: read them again (positions after the last
 			// handed over) before anything new.
@@ -266,15 +302,19 @@ func (p *pstate) read() {
 			// Failing keys hold many events back: stop reading this
 			// partition until some are released, rather than let them take
 			// the in-flight slots of every partition.
+			p.flushReaderAcks()
 			select {
 			case <-p.ctx.Done():
 			case <-time.After(20 * time.Millisecond):
 			}
 			continue
 		}
-		n := e.budget.take(p.ctx, p.share())
+		n := e.budget.tryTake(p.share())
 		if n == 0 {
-			return
+			p.flushReaderAcks() // what they hold may be what the budget waits for
+			if n = e.budget.take(p.ctx, p.share()); n == 0 {
+				return
+			}
 		}
 		block := e.o.block
 		if e.ordered {
@@ -283,6 +323,7 @@ func (p *pstate) read() {
 			left := time.Duration(p.validUntil.Load()-e.now()) - e.o.leaseMargin()
 			if left < 10*time.Millisecond {
 				e.budget.give(n)
+				p.flushReaderAcks()
 				select {
 				case <-p.ctx.Done():
 				case <-time.After(e.o.lease / 20):
@@ -291,7 +332,23 @@ func (p *pstate) read() {
 			}
 			block = min(block, left)
 		}
-		es, others, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered)
+		acks, held := p.takeReaderAcks()
+		es, others, ackErr, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered, acks)
+		if len(held) > 0 {
+			if err != nil || ackErr != nil {
+				// Not known to have run: the acker sends them (again).
+				for _, r := range held {
+					p.acks <- r
+				}
+			} else {
+				k := 0
+				for _, r := range held {
+					k += r.n
+				}
+				p.inflight.Add(-int64(k))
+				e.budget.give(k)
+			}
+		}
 		if err != nil {
 			e.budget.give(n)
 			if p.ctx.Err() != nil {
@@ -311,7 +368,7 @@ func (p *pstate) read() {
 		if others {
 			es, prior = p.withStrays(es)
 		}
-		p.dispatch(es, n, prior)
+		p.dispatch(es, n, prior, true)
 	}
 }
 
@@ -410,7 +467,7 @@ func (p *pstate) readOwn(afterMain, afterRetry string) bool {
 				afterMain = en.ID
 			}
 		}
-		p.dispatch(es, n, nil)
+		p.dispatch(es, n, nil, true)
 	}
 	return true
 }
@@ -459,7 +516,7 @@ func (p *pstate) claimAll() bool {
 					prior = nil
 				}
 			}
-			p.dispatch(es, n, prior)
+			p.dispatch(es, n, prior, true)
 			if next == "0-0" || next == "" {
 				break
 			}
@@ -471,7 +528,8 @@ func (p *pstate) claimAll() bool {
 
 // dispatch splits a read batch by handler worker and hands each worker its
 // slice. n slots of the budget were reserved; unused ones are given back.
-func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
+// onReader: the caller is the partition's reader (not the janitor).
+func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64, onReader bool) {
 	e := p.e
 	if len(es) < n {
 		e.budget.give(n - len(es))
@@ -550,14 +608,14 @@ func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64) {
 	p.mu.Unlock()
 	for w, ch := range chunks {
 		if len(ch) > 0 {
-			e.workers[w].give(ch, len(es))
+			e.workers[w].give(ch, len(es), onReader)
 		}
 	}
 	for _, d := range settled {
 		d.finish(d.state.Load())
 	}
 	if len(settled) > 0 {
-		b.settled(len(settled))
+		b.settled(len(settled), onReader)
 	}
 }
 

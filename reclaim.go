@@ -125,7 +125,7 @@ func (e *engine) claimIdle(p *pstate, stream string, idle time.Duration) {
 			e.stats.reclaimed.Add(int64(len(es)))
 			e.c.log.Info("reclaimed entries of a silent consumer", "stream", stream, "count", len(es))
 			e.budget.force(len(es))
-			p.dispatch(es, len(es), nil)
+			p.dispatch(es, len(es), nil, false) // not the reader: acks go to the acker
 		}
 		if next == "0-0" || next == "" {
 			return

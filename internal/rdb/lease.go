@@ -199,22 +199,37 @@ func (db *DB) AckCount(ctx context.Context, stream, group string, ids []string, 
 	return rs[0].AsInt64()
 }
 
+// Acks are acknowledgements for one partition: entries of the partition
+// stream (Main), entries of the group's retry stream (Retry, also deleted
+// there), and attempt counts to forget (Clear).
+type Acks struct {
+	Main, Retry, Clear []string
+}
+
+// Empty reports whether a has nothing to send.
+func (a Acks) Empty() bool { return len(a.Main)+len(a.Retry)+len(a.Clear) == 0 }
+
+// commands appends the commands that send a to cmds.
+func (a Acks) commands(db *DB, pk PartKeys, group string, cmds rueidis.Commands) rueidis.Commands {
+	if len(a.Main) > 0 {
+		cmds = append(cmds, db.c.B().Xack().Key(pk.Stream).Group(group).Id(a.Main...).Build())
+	}
+	if len(a.Retry) > 0 {
+		cmds = append(cmds, db.c.B().Xack().Key(pk.Retry(group)).Group(group).Id(a.Retry...).Build(),
+			db.c.B().Xdel().Key(pk.Retry(group)).Id(a.Retry...).Build())
+	}
+	if len(a.Clear) > 0 {
+		cmds = append(cmds, db.c.B().Hdel().Key(pk.Attempts(group)).Field(a.Clear...).Build())
+	}
+	return cmds
+}
+
 // AckPart acknowledges entries of group on the partition stream (main) and
 // the group's retry stream (retry, also deleted there), and forgets the
 // attempt counts of clear, in one pipelined round trip. It returns the
 // first error.
 func (db *DB) AckPart(ctx context.Context, pk PartKeys, group string, main, retry, clear []string) error {
-	cmds := make(rueidis.Commands, 0, 4)
-	if len(main) > 0 {
-		cmds = append(cmds, db.c.B().Xack().Key(pk.Stream).Group(group).Id(main...).Build())
-	}
-	if len(retry) > 0 {
-		cmds = append(cmds, db.c.B().Xack().Key(pk.Retry(group)).Group(group).Id(retry...).Build(),
-			db.c.B().Xdel().Key(pk.Retry(group)).Id(retry...).Build())
-	}
-	if len(clear) > 0 {
-		cmds = append(cmds, db.c.B().Hdel().Key(pk.Attempts(group)).Field(clear...).Build())
-	}
+	cmds := Acks{Main: main, Retry: retry, Clear: clear}.commands(db, pk, group, make(rueidis.Commands, 0, 4))
 	var first error
 	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && first == nil {
@@ -375,35 +390,52 @@ func (db *DB) Members(ctx context.Context, first PartKeys, group string) ([]stri
 // entries' field slices share one backing array (one allocation per read,
 // not per entry).
 //
+// acks, when not empty, go first in the same round trip (Redis runs them
+// before the read blocks); ackErr is their first error (the caller sends
+// them again another way: they can be repeated).
+//
 // With checkOthers (ordered delivery, where the caller owns the partition),
 // an XPENDING summary of both streams follows the read in the same round
 // trip, and others reports whether any consumer but this one has entries
 // pending there: strays of a former owner's read that ran after its lease
 // (see Strays).
-func (db *DB) ReadBatch(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool) (es []Entry, others bool, err error) {
+func (db *DB) ReadBatch(ctx context.Context, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool, acks Acks) (es []Entry, others bool, ackErr, err error) {
 	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
 		Streams().Key(pk.Stream, pk.Retry(group)).Id(">", ">").Build()
 	var res rueidis.RedisResult
-	if checkOthers {
-		// A blocking command in DoMulti: rueidis sends all three on one
-		// dedicated connection, so the summaries run right after the read.
-		rs := db.c.DoMulti(ctx, cmd, db.c.B().Xpending().Key(pk.Stream).Group(group).Build(),
-			db.c.B().Xpending().Key(pk.Retry(group)).Group(group).Build())
-		res = rs[0]
-		for _, r := range rs[1:] {
-			arr, err := r.ToArray()
-			if err != nil {
-				continue // the read's own result decides; strays are checked again next read
-			}
-			for name := range pendingByConsumer(arr) {
-				others = others || name != consumer
-			}
-		}
-	} else {
+	if !checkOthers && acks.Empty() {
 		res = db.c.Do(ctx, cmd)
+		es, err = parseReadBatch(res)
+		return es, false, nil, err
+	}
+	// A blocking command in DoMulti: rueidis sends them all on one
+	// dedicated connection, in this order, so the acks run before the read
+	// and the summaries right after it.
+	cmds := acks.commands(db, pk, group, make(rueidis.Commands, 0, 8))
+	na := len(cmds)
+	cmds = append(cmds, cmd)
+	if checkOthers {
+		cmds = append(cmds, db.c.B().Xpending().Key(pk.Stream).Group(group).Build(),
+			db.c.B().Xpending().Key(pk.Retry(group)).Group(group).Build())
+	}
+	rs := db.c.DoMulti(ctx, cmds...)
+	for _, r := range rs[:na] {
+		if e := r.Error(); e != nil && ackErr == nil {
+			ackErr = e
+		}
+	}
+	res = rs[na]
+	for _, r := range rs[na+1:] {
+		arr, err := r.ToArray()
+		if err != nil {
+			continue // the read's own result decides; strays are checked again next read
+		}
+		for name := range pendingByConsumer(arr) {
+			others = others || name != consumer
+		}
 	}
 	es, err = parseReadBatch(res)
-	return es, others, err
+	return es, others, ackErr, err
 }
 
 // Strays claims for consumer the entries of group pending under any other
