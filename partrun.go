@@ -30,15 +30,16 @@ type pstate struct {
 	rr         atomic.Uint32 // spreads keyless events over the workers
 
 	acks       chan ackReq
+	quit       chan struct{} // closed when the run is idle: the acker exits
+	ackDone    chan struct{}
+	readerDone chan struct{}
+	finished   chan struct{} // closed when the run is over
+
 	// readerAcks are the acks of batches finished on the reader's own
 	// goroutine (slices it handled inline, entries it settled while
 	// dispatching): the reader sends them with its next read instead of
 	// waking the acker. Only the reader touches them.
 	readerAcks []ackReq
-	quit       chan struct{} // closed when the run is idle: the acker exits
-	ackDone    chan struct{}
-	readerDone chan struct{}
-	finished   chan struct{} // closed when the run is over
 
 	mu        sync.Mutex
 	lastMain  string // highest position handed to the workers, per stream
