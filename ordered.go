@@ -36,16 +36,17 @@ type hworker struct {
 	mu sync.Mutex
 	// queued counts slices sent on in and not yet handled.
 	queued atomic.Int64
-	// cheap is set while the last slice took at most inlineMax per event:
-	// only then may a reader run a slice inline. It starts unset, so a
-	// handler is first seen on the worker's goroutine.
+	// cheap is set while the last slice took at most the subscription's
+	// inlineMax (defaultInlineMax) per event: only then may a reader run a
+	// slice inline. It starts unset, so a handler is first seen on the
+	// worker's goroutine.
 	cheap atomic.Bool
 }
 
 // A reader whose read returned at most inlineBatch events (it is caught up
 // with the stream, so latency matters more than spreading the work) runs
 // the slice of an idle worker whose handler was seen to take at most
-// inlineMax per event itself, instead of waking the worker's goroutine.
+// defaultInlineMax per event itself, instead of waking the worker's goroutine.
 // The hand-off it saves is a goroutine wake-up: 14-21 µs of
 // publish-to-handler latency at p50 on a busy 2-core machine. Reads of a
 // backlog (bigger batches) always go to the workers, so throughput keeps
@@ -53,8 +54,8 @@ type hworker struct {
 // partition's reader for that one call, and then goes back to its
 // goroutine.
 const (
-	inlineBatch = 8
-	inlineMax   = 20 * time.Microsecond
+	inlineBatch      = 8
+	defaultInlineMax = 20 * time.Microsecond
 )
 
 // counters returns the worker's shard of its group's handler counters.
@@ -161,7 +162,7 @@ func (w *hworker) handleSlice(ch []*dlv, onReader bool) {
 		w.deliver(d)
 	}
 	w.flush()
-	w.cheap.Store(w.clk.Sub(t0) <= time.Duration(len(ch))*inlineMax)
+	w.cheap.Store(w.clk.Sub(t0) <= time.Duration(len(ch))*w.e.o.inlineMax)
 	ch[0].b.settled(len(ch), onReader) // a slice holds events of one batch
 }
 
@@ -175,6 +176,7 @@ func (w *hworker) handleSlice(ch []*dlv, onReader bool) {
 func (w *hworker) give(ch []*dlv, total int, onReader bool) {
 	if total <= inlineBatch && w.cheap.Load() && w.queued.Load() == 0 && w.mu.TryLock() {
 		if w.queued.Load() == 0 { // again under the lock
+			w.e.stats.inline.Add(1)
 			w.handleSlice(ch, onReader)
 			w.mu.Unlock()
 			return

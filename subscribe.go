@@ -66,7 +66,8 @@ type subOptions struct {
 	filterPrg   *celexpr.Program
 	unordered   bool
 	lease       time.Duration
-	startAt     *SeekTarget // FromTime / FromTarget: overrides start for a new group
+	startAt     *SeekTarget   // FromTime / FromTarget: overrides start for a new group
+	inlineMax   time.Duration // a reader may run a handler seen this cheap per event (ordered.go); tests change it
 }
 
 // From sets where a new group starts; an existing group keeps its position.
@@ -206,6 +207,9 @@ func (o *subOptions) fill() error {
 			return invalid("filter %q: %v", o.filter, err)
 		}
 		o.filterPrg = prg
+	}
+	if o.inlineMax == 0 {
+		o.inlineMax = defaultInlineMax
 	}
 	if o.maxInFlight < o.concurrency {
 		o.maxInFlight = o.concurrency

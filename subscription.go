@@ -31,6 +31,8 @@ type Subscription struct {
 
 type subStats struct {
 	handled, failed, retried, dead, reclaimed, trimmed, errors, filtered atomic.Int64
+
+	inline atomic.Int64 // slices a reader handled itself (not exported; tests read it)
 }
 
 // SubscriptionStats are counters of a subscription since it started.
