@@ -280,6 +280,7 @@ func (p *pstate) read() {
 			if p.ctx.Err() != nil {
 				return
 			}
+			p.flushReaderAcks()
 			bo.wait(p.ctx)
 		}
 		bo.reset()
@@ -294,6 +295,7 @@ func (p *pstate) read() {
 			m, r := p.lastMain, p.lastRetry
 			p.mu.Unlock()
 			if !p.readOwn(m, r) {
+				p.flushReaderAcks()
 				bo.wait(p.ctx)
 				continue
 			}
