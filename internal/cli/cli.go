@@ -29,6 +29,25 @@ func (e *UsageError) Unwrap() error { return e.Err }
 
 func usage(format string, args ...any) error { return &UsageError{Err: fmt.Errorf(format, args...)} }
 
+// namedArgs accepts exactly len(kinds) arguments and checks each that has a
+// kind ("topic", "group", "stream"; "" for none) as such a name, before the
+// command connects: a bad name exits 2 even when Redis is down.
+func namedArgs(kinds ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(len(kinds))(cmd, args); err != nil {
+			return err
+		}
+		for i, k := range kinds {
+			if k != "" {
+				if err := herald.ValidateName(k, args[i]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+}
+
 // ExitCode maps an error from Run to a process exit code: 0 ok, 2 bad input
 // (usage, invalid names or sizes, malformed URL), 1 anything else.
 func ExitCode(err error) int {

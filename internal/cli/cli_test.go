@@ -238,6 +238,10 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 		{"bad dead letter id, no redis", "", "is not a stream id", []string{"--redis", "redis://127.0.0.1:1", "dlq", "redrive", "t", "--id", "nonsense"}},
 		{"negative partition, no redis", "", "partition -1 is negative", []string{"--redis", "redis://127.0.0.1:1", "events", "t", "--partition", "-1"}},
 		{"listen port out of range", "", "not a number from 0 to 65535", []string{"--redis", "redis://127.0.0.1:1", "serve", "--listen", "127.0.0.1:99999"}},
+		{"negative expect, no redis", "", "--expect -5 is negative", []string{"--redis", "redis://127.0.0.1:1", "append", "e", "x", "--expect", "-5"}},
+		{"bad stream name, no redis", "", "stream name", []string{"--redis", "redis://127.0.0.1:1", "read", "bad{x}"}},
+		{"bad topic name, no redis", "", "topic name", []string{"--redis", "redis://127.0.0.1:1", "dlq", "list", "bad{x}"}},
+		{"bad group name, no redis", "", "group name", []string{"--redis", "redis://127.0.0.1:1", "group", "info", "t", "bad{g}"}},
 		{"bad topic flags, no redis", "", "partitions -3 out of range", []string{"--redis", "redis://127.0.0.1:1", "topic", "create", "t", "--partitions", "-3"}},
 	}
 	for _, tc := range cases {

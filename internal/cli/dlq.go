@@ -11,7 +11,7 @@ import (
 func dlqCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "dlq", Short: "List, redrive or delete dead letters"}
 	var lf, rf, df filterFlags
-	list := &cobra.Command{Use: "list TOPIC", Short: "List dead letters", Args: cobra.ExactArgs(1),
+	list := &cobra.Command{Use: "list TOPIC", Short: "List dead letters", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := lf.check(); err != nil {
 				return err
@@ -39,7 +39,7 @@ func dlqCmd(e *env) *cobra.Command {
 			return nil
 		})}
 	lf.bind(list, true)
-	redrive := &cobra.Command{Use: "redrive TOPIC", Short: "Send dead letters back to their group (attempts reset)", Args: cobra.ExactArgs(1),
+	redrive := &cobra.Command{Use: "redrive TOPIC", Short: "Send dead letters back to their group (attempts reset)", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := rf.check(); err != nil {
 				return err
@@ -59,7 +59,7 @@ func dlqCmd(e *env) *cobra.Command {
 	rf.bind(redrive, true)
 	redrive.Flags().Lookup("limit").DefValue = "1000"
 	rf.limit = 1000
-	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete dead letters", Args: cobra.ExactArgs(1),
+	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete dead letters", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := df.check(); err != nil {
 				return err

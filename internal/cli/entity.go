@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
 )
 
@@ -23,6 +24,12 @@ appended first, nothing is written and the command fails with the current versio
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("expect") {
 				return usage("--expect N is required: the version the stream must be at (0 for a new stream)")
+			}
+			if expect < 0 {
+				return usage("--expect %d is negative; use 0 for a new stream", expect)
+			}
+			if err := herald.ValidateName("stream", args[0]); err != nil {
+				return err
 			}
 			ev, err := f.event([]byte(args[1]))
 			if err != nil {
@@ -51,7 +58,7 @@ appended first, nothing is written and the command fails with the current versio
 // entityReadCmd is herald read: an entity stream's events with their versions.
 func entityReadCmd(e *env) *cobra.Command {
 	var from int64
-	cmd := &cobra.Command{Use: "read STREAM", Short: "Read an entity stream's events in order, with versions", Args: cobra.ExactArgs(1),
+	cmd := &cobra.Command{Use: "read STREAM", Short: "Read an entity stream's events in order, with versions", Args: namedArgs("stream"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if from < 0 {
 				return usage("--from %d is negative", from)

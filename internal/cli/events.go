@@ -42,7 +42,7 @@ func (f *filterFlags) bind(cmd *cobra.Command, dead bool) {
 
 func eventsCmd(e *env) *cobra.Command {
 	var f filterFlags
-	cmd := &cobra.Command{Use: "events TOPIC", Short: "Read stored events (all partitions, in position order)", Args: cobra.ExactArgs(1),
+	cmd := &cobra.Command{Use: "events TOPIC", Short: "Read stored events (all partitions, in position order)", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := f.check(); err != nil {
 				return err

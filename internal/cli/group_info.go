@@ -23,7 +23,7 @@ how long the lease has left, the entries pending (delivered, not acknowledged) a
 (entries not yet delivered, counted in the stream; "?" with the reason when it cannot be).`,
 		Example: `  herald group info orders billing
   herald group info orders billing --output json`,
-		Args: cobra.ExactArgs(2),
+		Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {

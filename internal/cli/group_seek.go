@@ -22,7 +22,7 @@ continue from the new point.`,
 		Example: `  herald group seek orders billing --to 2026-01-02T15:00:00Z
   herald group seek orders billing --to end
   herald group seek orders billing --to 0/1767366000000-0`,
-		Args: cobra.ExactArgs(2),
+		Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if to == "" {
 				return usage("--to is required: beginning, end, a position <partition>/<ms>-<seq> or an RFC 3339 time")
@@ -55,7 +55,7 @@ continue from the new point.`,
 		})}
 	seek.Flags().StringVar(&to, "to", "", "beginning, end, <partition>/<ms>-<seq>, or an RFC 3339 time")
 	create := &cobra.Command{Use: "create TOPIC GROUP [--from beginning|end|POSITION|RFC3339]", Short: "Create a consumer group at a starting point (default: end, new events only)",
-		Args: cobra.ExactArgs(2),
+		Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			target, err := herald.ParseSeekTarget(from)
 			if err != nil {
@@ -75,7 +75,7 @@ continue from the new point.`,
 			return nil
 		})}
 	create.Flags().StringVar(&from, "from", "end", "beginning, end, <partition>/<ms>-<seq>, or an RFC 3339 time")
-	del := &cobra.Command{Use: "delete TOPIC GROUP", Short: "Delete a consumer group with its pending entries and retries", Args: cobra.ExactArgs(2),
+	del := &cobra.Command{Use: "delete TOPIC GROUP", Short: "Delete a consumer group with its pending entries and retries", Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := herald.ValidateName("group", args[1]); err != nil {
 				return err

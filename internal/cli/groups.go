@@ -9,7 +9,7 @@ import (
 )
 
 func groupsCmd(e *env) *cobra.Command {
-	return &cobra.Command{Use: "groups TOPIC", Short: "List the consumer groups of a topic", Args: cobra.ExactArgs(1),
+	return &cobra.Command{Use: "groups TOPIC", Short: "List the consumer groups of a topic", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {

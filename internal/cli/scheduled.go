@@ -51,7 +51,7 @@ func scheduledCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{Use: "scheduled", Short: "List or cancel delayed events that are not due yet"}
 	var id string
 	var limit int
-	list := &cobra.Command{Use: "list TOPIC", Short: "List delayed events, the earliest due first", Args: cobra.ExactArgs(1),
+	list := &cobra.Command{Use: "list TOPIC", Short: "List delayed events, the earliest due first", Args: namedArgs("topic"),
 		Example: `  herald publish reminders 'call back' --delay 10m --id call-42
   herald scheduled list reminders
   herald scheduled cancel reminders call-42`,
@@ -93,7 +93,7 @@ func scheduledCmd(e *env) *cobra.Command {
 		})}
 	list.Flags().StringVar(&id, "id", "", "only this event id")
 	list.Flags().IntVarP(&limit, "limit", "n", 100, "most events shown")
-	cancel := &cobra.Command{Use: "cancel TOPIC ID", Short: "Cancel a delayed event before it is due", Args: cobra.ExactArgs(2),
+	cancel := &cobra.Command{Use: "cancel TOPIC ID", Short: "Cancel a delayed event before it is due", Args: namedArgs("topic", ""),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {

@@ -106,7 +106,7 @@ func topicCmd(e *env) *cobra.Command {
 	fl.IntVar(&cfg.MaxEventBytes, "max-event-bytes", 0, "largest event accepted (default 1 MiB)")
 	fl.Var(&durabilityFlag{&cfg.Durability}, "durability", "memory (ack when the master has it) or replicated (ack after WAIT for a replica)")
 
-	info := &cobra.Command{Use: "info TOPIC", Short: "Describe a topic and its partitions", Args: cobra.ExactArgs(1),
+	info := &cobra.Command{Use: "info TOPIC", Short: "Describe a topic and its partitions", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {
@@ -133,7 +133,7 @@ func topicCmd(e *env) *cobra.Command {
 		})}
 
 	var yes bool
-	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete a topic with its events, groups and dead letters", Args: cobra.ExactArgs(1),
+	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete a topic with its events, groups and dead letters", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			c, err := e.client()
 			if err != nil {
