@@ -5,8 +5,9 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/heraldbus/herald"
 	"github.com/spf13/cobra"
+
+	"github.com/heraldbus/herald"
 )
 
 // Entity streams (event sourcing): herald append and herald read.
