@@ -217,3 +217,49 @@ func TestNewHonoursContext(t *testing.T) {
 		t.Fatalf("New = %v, want DeadlineExceeded", err)
 	}
 }
+
+// A reader blocked in a long read is interrupted when its subscription
+// stops: the read runs on the reader's own connection without watching a
+// context, so stopping must close that connection (rdb.ReadConn). Ordered
+// and unordered, each read blocking up to a minute.
+func TestStopInterruptsBlockedReads(t *testing.T) {
+	t.Parallel()
+	for _, unordered := range []bool{false, true} {
+		c, err := herald.New(context.Background(), herald.Config{URL: redistest.URL(t), Namespace: redistest.Namespace(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		got := make(chan struct{}, 16)
+		opts := []herald.SubscribeOption{herald.BlockTime(time.Minute)}
+		if unordered {
+			opts = append(opts, herald.Unordered())
+		}
+		sub, err := c.Subscribe(context.Background(), "idle", "g", herald.HandlerFunc(func(context.Context, *herald.Message) error {
+			got <- struct{}{}
+			return nil
+		}), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One event handled: the readers are reading, and then block.
+		if _, err := c.Publish(context.Background(), "idle", herald.Event{Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the event was not handled within 10 s")
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		err = sub.Drain(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("unordered=%v: Drain: %v", unordered, err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Fatalf("unordered=%v: Drain took %v: the blocked reads were not interrupted", unordered, d)
+		}
+	}
+}

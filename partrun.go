@@ -71,6 +71,19 @@ func (p *pstate) read() {
 		}
 		bo.reset()
 	}
+	// The reader's own connection (rdb.ReadConn), replaced after a failed
+	// read; closed when the run's context ends, which interrupts a read in
+	// flight.
+	var rc *rdb.ReadConn
+	unwatch := func() bool { return false }
+	dropConn := func() {
+		if rc != nil {
+			unwatch()
+			rc.Close()
+			rc = nil
+		}
+	}
+	defer dropConn()
 	for p.ctx.Err() == nil {
 		if reread {
 			p.flushReaderAcks()
@@ -122,7 +135,11 @@ func (p *pstate) read() {
 			block = min(block, left)
 		}
 		acks, held := p.takeReaderAcks()
-		es, others, ackErr, err := e.c.db.ReadBatch(p.ctx, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered, acks)
+		if rc == nil {
+			rc = e.c.db.NewReadConn()
+			unwatch = context.AfterFunc(p.ctx, rc.Close)
+		}
+		es, others, ackErr, err := e.c.db.ReadBatch(p.ctx, rc, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered, acks)
 		if len(held) > 0 {
 			if err != nil || ackErr != nil {
 				// Not known to have run: the acker sends them (again).
@@ -140,6 +157,7 @@ func (p *pstate) read() {
 		}
 		if err != nil {
 			e.budget.give(n)
+			dropConn() // a reply may still be on its way on it
 			if p.ctx.Err() != nil {
 				return
 			}
