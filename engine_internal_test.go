@@ -471,49 +471,59 @@ func TestEngineRetryInsideBatchSettledOnce(t *testing.T) {
 // A former owner's read that reaches Redis after its lease ran out (its
 // process was paused before it sent it, or Redis stalled with it queued)
 // takes entries the new owner has not seen. The new owner must handle them
-// before the later entries of their keys, at once, not after a timeout.
+// before the later entries of their keys, at once, not after a timeout; on
+// the partition's stream (checked with every read) and on the group's
+// retry stream (checked when a read returns entries of it).
 func TestOrderedLateReadOfFormerOwnerKeepsOrder(t *testing.T) {
 	t.Parallel()
-	c := testClient(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	var log seqLog
-	e, _ := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
-		log.add(m)
-		return nil
-	}), LeaseTime(10*time.Second)) // far longer than the test: no timeout may rescue the order
-	if _, err := c.Publish(ctx, "t", Event{Key: "k", Data: []byte("0")}); err != nil {
-		t.Fatal(err)
+	for _, retry := range []bool{false, true} {
+		t.Run(fmt.Sprintf("retry=%v", retry), func(t *testing.T) {
+			c := testClient(t, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			var log seqLog
+			e, _ := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+				log.add(m)
+				return nil
+			}), LeaseTime(10*time.Second)) // far longer than the test: no timeout may rescue the order
+			if _, err := c.Publish(ctx, "t", Event{Key: "k", Data: []byte("0")}); err != nil {
+				t.Fatal(err)
+			}
+			waitCond(t, 10*time.Second, "the first event handled (the partition is owned and read)", func() bool { return log.count() == 1 })
+			tp, err := c.topic(ctx, "t", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream := tp.parts[0].Stream
+			if retry {
+				stream = tp.parts[0].Retry("g")
+			}
+			// In one script: events 1-3 appended, a read by the former owner
+			// ("ghost") takes 1 and 2, event 4 appended. The owner's blocked
+			// read is served after the script: it gets 3 and 4.
+			add := "redis.call('XADD', KEYS[1], '*', '" + codec.FieldKey + "', 'k', '" + codec.FieldData + "', '%d');"
+			script := fmt.Sprintf(add+add+add, 1, 2, 3) +
+				"redis.call('XREADGROUP', 'GROUP', 'g', 'ghost', 'COUNT', 2, 'STREAMS', KEYS[1], '>');" +
+				fmt.Sprintf(add, 4) + "return 1"
+			if _, err := c.db.Do(ctx, "EVAL", script, "1", stream); err != nil {
+				t.Fatal(err)
+			}
+			waitCond(t, 10*time.Second, "events 1-4 handled", func() bool { return log.count() == 5 })
+			log.mu.Lock()
+			got := log.seen["k"]
+			log.mu.Unlock()
+			if fmt.Sprint(got) != "[0 1 2 3 4]" {
+				t.Fatalf("key k handled in the order %v, want [0 1 2 3 4]", got)
+			}
+			if n := e.stats.reclaimed.Load(); n != 2 {
+				t.Fatalf("reclaimed %d, want the 2 entries of the former owner", n)
+			}
+			waitCond(t, 10*time.Second, "nothing pending", func() bool {
+				gs, err := c.Groups(ctx, "t")
+				return err == nil && len(gs) == 1 && gs[0].Pending == 0
+			})
+		})
 	}
-	waitCond(t, 10*time.Second, "the first event handled (the partition is owned and read)", func() bool { return log.count() == 1 })
-	tp, err := c.topic(ctx, "t", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// In one script: events 1-3 appended, a read by the former owner
-	// ("ghost") takes 1 and 2, event 4 appended. The owner's blocked read
-	// is served after the script: it gets 3 and 4.
-	add := "redis.call('XADD', KEYS[1], '*', '" + codec.FieldKey + "', 'k', '" + codec.FieldData + "', '%d');"
-	script := fmt.Sprintf(add+add+add, 1, 2, 3) +
-		"redis.call('XREADGROUP', 'GROUP', 'g', 'ghost', 'COUNT', 2, 'STREAMS', KEYS[1], '>');" +
-		fmt.Sprintf(add, 4) + "return 1"
-	if _, err := c.db.Do(ctx, "EVAL", script, "1", tp.parts[0].Stream); err != nil {
-		t.Fatal(err)
-	}
-	waitCond(t, 10*time.Second, "events 1-4 handled", func() bool { return log.count() == 5 })
-	log.mu.Lock()
-	got := log.seen["k"]
-	log.mu.Unlock()
-	if fmt.Sprint(got) != "[0 1 2 3 4]" {
-		t.Fatalf("key k handled in the order %v, want [0 1 2 3 4]", got)
-	}
-	if n := e.stats.reclaimed.Load(); n != 2 {
-		t.Fatalf("reclaimed %d, want the 2 entries of the former owner", n)
-	}
-	waitCond(t, 10*time.Second, "nothing pending", func() bool {
-		gs, err := c.Groups(ctx, "t")
-		return err == nil && len(gs) == 1 && gs[0].Pending == 0
-	})
 }
 
 // A read that finds the subscription caught up (a few events) is handled by
