@@ -136,7 +136,7 @@ func (p *pstate) read() {
 		}
 		acks, held := p.takeReaderAcks()
 		if rc == nil {
-			rc = e.c.db.NewReadConn()
+			rc = e.c.db.NewReadConn(p.pk.Stream)
 			unwatch = context.AfterFunc(p.ctx, rc.Close)
 		}
 		es, others, ackErr, err := e.c.db.ReadBatch(p.ctx, rc, p.pk, e.group, e.o.consumer, int64(n), max(1, block.Milliseconds()), e.ordered, acks)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,6 +28,10 @@ type DB struct {
 	// engine, Redis before 6.2): AppendPlain cannot fence a lost
 	// connection there, so appends take the script.
 	noPlain atomic.Bool
+
+	// moved maps a slot to the master that a MOVED reply to a partition
+	// reader named (ReadConn dials it next; a failed dial forgets it).
+	moved sync.Map
 }
 
 // ErrPlainUnsupported is returned by AppendPlain when the server cannot
@@ -184,12 +189,12 @@ func Transient(err error) bool {
 	if errors.Is(err, context.Canceled) {
 		return false
 	}
-	re, ok := rueidis.IsRedisErr(err)
+	msg, ok := replyText(err)
 	if !ok {
 		return true // network, timeout, closed connection
 	}
 	for _, p := range []string{"CLUSTERDOWN", "TRYAGAIN", "LOADING", "MASTERDOWN", "READONLY", "BUSY ", "NOREPLICAS", "MOVED", "ASK", "HERALD_GAP"} {
-		if strings.HasPrefix(re.Error(), p) {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
@@ -197,9 +202,15 @@ func Transient(err error) bool {
 }
 
 func replyPrefix(err error, p string) bool {
-	if err == nil {
-		return false
-	}
+	msg, ok := replyText(err)
+	return ok && strings.HasPrefix(msg, p)
+}
+
+// isRedisErr is the text of an error reply read through rueidis.
+func isRedisErr(err error) (string, bool) {
 	re, ok := rueidis.IsRedisErr(err)
-	return ok && strings.HasPrefix(re.Error(), p)
+	if !ok {
+		return "", false
+	}
+	return re.Error(), true
 }

@@ -1,0 +1,176 @@
+package rdb_test
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/heraldbus/herald/internal/rdb"
+	"github.com/heraldbus/herald/internal/redisproc"
+	"github.com/heraldbus/herald/internal/redistest"
+)
+
+// readAll reads pk for group g through ReadBatch until n entries came back,
+// acknowledging each read's entries with the next read.
+func readAll(t *testing.T, ctx context.Context, db *rdb.DB, pk rdb.PartKeys, consumer string, n int) []rdb.Entry {
+	t.Helper()
+	rc := db.NewReadConn(pk.Stream)
+	defer rc.Close()
+	var out []rdb.Entry
+	var acks rdb.Acks
+	for tries := 0; len(out) < n && tries < 100; tries++ {
+		es, others, ackErr, err := db.ReadBatch(ctx, rc, pk, "g", consumer, 7, 100, true, acks)
+		if err != nil || ackErr != nil {
+			t.Fatalf("ReadBatch: %v, acks: %v", err, ackErr)
+		}
+		if others {
+			t.Fatalf("ReadBatch reports entries of other consumers; there are none")
+		}
+		acks = rdb.Acks{}
+		for _, e := range es {
+			acks.Main = append(acks.Main, e.ID)
+		}
+		out = append(out, es...)
+	}
+	if _, _, _, err := db.ReadBatch(ctx, rc, pk, "g", consumer, 1, 1, false, acks); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fill appends events of every shape the reader must carry: empty data,
+// binary data with CR LF inside, a value longer than the reader's buffer,
+// many fields.
+func fill(t *testing.T, ctx context.Context, db *rdb.DB, pk rdb.PartKeys) [][]string {
+	t.Helper()
+	shapes := [][]string{
+		{"i", "a", "d", ""},
+		{"i", "b", "k", "key", "d", "line\r\nbreak\x00\xff"},
+		{"i", "c", "d", strings.Repeat("x", 100_000)},
+		{"i", "e", "t", "type", "k", "k", "s", "src", "u", "sub", "tm", "1", "ct", "text/plain", "h.a", "1", "d", "data"},
+	}
+	var want [][]string
+	for i := 0; i < 30; i++ {
+		f := shapes[i%len(shapes)]
+		args := append([]string{"XADD", pk.Stream, "*"}, f...)
+		if _, err := db.Do(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, f)
+	}
+	if err := db.EnsureGroup(ctx, pk, "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+// The reader's own RESP connection returns entries exactly as the client's
+// dedicated connection does, its acks run, and it dials with the URL's
+// password and database.
+func TestReadConnMatchesClient(t *testing.T) {
+	srv := redistest.Own(t, redisproc.Options{Password: "s3cret"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("redis://:s3cret@127.0.0.1:%d/3", srv.Port)
+	raw, err := rdb.Open(ctx, rdb.Options{URL: url, Namespace: "own"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	opt, err := rdb.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	cl, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	given, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "given"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]rdb.Entry
+	var want [][]string
+	for i, db := range []*rdb.DB{raw, given} {
+		pk := db.Keys.Part("t/0")
+		want = fill(t, ctx, db, pk)
+		got[i] = readAll(t, ctx, db, pk, "c", len(want))
+		if len(got[i]) != len(want) {
+			t.Fatalf("db %d: read %d entries, want %d", i, len(got[i]), len(want))
+		}
+		for j, e := range got[i] {
+			if e.Stream != pk.Stream || !reflect.DeepEqual(e.Pairs, want[j]) {
+				t.Fatalf("db %d entry %d = %q %q, want %q %q", i, j, e.Stream, e.Pairs, pk.Stream, want[j])
+			}
+		}
+		if n, err := db.Do(ctx, "XPENDING", pk.Stream, "g"); err != nil || n.([]any)[0] != int64(0) {
+			t.Fatalf("db %d: pending after the acks = %v %v, want 0", i, n, err)
+		}
+	}
+	for j := range got[0] {
+		a, b := got[0][j], got[1][j]
+		if !reflect.DeepEqual(a.Pairs, b.Pairs) {
+			t.Fatalf("entry %d: own connection %q, client %q", j, a.Pairs, b.Pairs)
+		}
+	}
+	// (The group exists in database 3 only: a reader that had not
+	// selected it would have read NOGROUP.)
+}
+
+// Errors come back as replies the callers recognise (NOGROUP), and a read
+// blocked on the own connection ends as soon as the connection is closed.
+func TestReadConnErrorsAndClose(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	rc := db.NewReadConn(pk.Stream)
+	defer rc.Close()
+	_, _, _, err := db.ReadBatch(ctx, rc, pk, "nogroup", "c", 1, 10, false, rdb.Acks{})
+	if !rdb.IsNoGroup(err) || rdb.Transient(err) {
+		t.Fatalf("read of a missing group: %v (IsNoGroup %v), want NOGROUP", err, rdb.IsNoGroup(err))
+	}
+	rc.Close()
+	rc = db.NewReadConn(pk.Stream)
+	if err := db.EnsureGroup(ctx, pk, "g", "$"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, _, _, err := db.ReadBatch(ctx, rc, pk, "g", "c", 1, 60_000, false, rdb.Acks{})
+		done <- err
+	}()
+	// Close once the read is blocked in Redis (CLIENT LIST shows it).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		v, err := db.Do(ctx, "CLIENT", "LIST")
+		if err == nil && strings.Contains(fmt.Sprint(v), "cmd=xreadgroup") {
+			break
+		}
+		if time.Now().After(deadline) {
+			select {
+			case err := <-done:
+				t.Fatalf("the read ended: %v; clients %v", err, v)
+			default:
+			}
+			t.Fatalf("the read never blocked: %v", v)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rc.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a read on a closed connection succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the read was still blocked %v after Close", time.Since(start))
+	}
+	if _, _, _, err := db.ReadBatch(ctx, rc, pk, "g", "c", 1, 10, false, rdb.Acks{}); err == nil {
+		t.Fatal("a read after Close succeeded")
+	}
+}
