@@ -2,8 +2,20 @@ package rdb_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -173,4 +185,69 @@ func TestReadConnErrorsAndClose(t *testing.T) {
 	if _, _, _, err := db.ReadBatch(ctx, rc, pk, "g", "c", 1, 10, false, rdb.Acks{}); err == nil {
 		t.Fatal("a read after Close succeeded")
 	}
+}
+
+// The reader's own connection speaks TLS when the URL is rediss://.
+func TestReadConnTLS(t *testing.T) {
+	dir := t.TempDir()
+	pool := writeCert(t, dir)
+	tlsPort, err := redisproc.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	redistest.Own(t, redisproc.Options{Args: []string{"--tls-port", strconv.Itoa(tlsPort),
+		"--tls-cert-file", filepath.Join(dir, "cert.pem"), "--tls-key-file", filepath.Join(dir, "key.pem"),
+		"--tls-ca-cert-file", filepath.Join(dir, "cert.pem"), "--tls-auth-clients", "no"}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := rdb.Open(ctx, rdb.Options{URL: fmt.Sprintf("rediss://127.0.0.1:%d", tlsPort), Namespace: "tls",
+		TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pk := db.Keys.Part("t/0")
+	want := fill(t, ctx, db, pk)
+	got := readAll(t, ctx, db, pk, "c", len(want))
+	if len(got) != len(want) {
+		t.Fatalf("read %d entries over TLS, want %d", len(got), len(want))
+	}
+	for j, e := range got {
+		if !reflect.DeepEqual(e.Pairs, want[j]) {
+			t.Fatalf("entry %d = %q, want %q", j, e.Pairs, want[j])
+		}
+	}
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 (cert.pem,
+// key.pem) into dir and returns a pool that trusts it.
+func writeCert(t *testing.T, dir string) *x509.CertPool {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "herald test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
 }
