@@ -189,7 +189,7 @@ func (w *hworker) give(ch []*dlv, total int, onReader bool) {
 
 // deliver handles d unless its run ended or its key is blocked.
 func (w *hworker) deliver(d *dlv) {
-	if w.e.handlerCtx.Err() != nil || !d.b.p.alive() {
+	if w.e.handlerCtx.Err() != nil || !d.b.p.aliveAt(w.clk) {
 		d.finish(stSkip) // left pending: the partition's next run delivers it
 		return
 	}
@@ -211,7 +211,7 @@ func (w *hworker) deliver(d *dlv) {
 func (w *hworker) resume(q *kqueue) {
 	for len(q.items) > 0 {
 		d := q.items[0]
-		if w.e.handlerCtx.Err() != nil || !d.b.p.alive() {
+		if w.e.handlerCtx.Err() != nil || !d.b.p.aliveAt(w.clk) {
 			w.drop(q)
 			return
 		}

@@ -50,6 +50,13 @@ type pstate struct {
 // alive reports whether the run may still handle its events.
 func (p *pstate) alive() bool { return !p.closed.Load() && p.e.now() < p.validUntil.Load() }
 
+// aliveAt is alive at clock t, a time read on the calling goroutine no
+// earlier than the last wait (a worker's clock, which it reads once per
+// event anyway: a clock read per event was 8% of the consumer's CPU).
+func (p *pstate) aliveAt(t time.Time) bool {
+	return !p.closed.Load() && int64(t.Sub(p.e.epoch)) < p.validUntil.Load()
+}
+
 // read is the run's reader: first what is pending (ordered: every entry of
 // the group on the partition, whoever held it, in stream order; unordered:
 // this consumer's own), then new entries.
