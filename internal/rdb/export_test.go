@@ -12,3 +12,13 @@ func SetScanPageHook(f func() error) func() {
 func (f *Fence) LoseOn(id int64, addr string, seq int64) {
 	f.suspect, f.lostSeq, f.scan = connID{id: id, addr: addr}, seq, nil
 }
+
+// SetMoved records addr as the node of key's slot, as a MOVED reply to a
+// reader does; Moved returns what is recorded.
+func (db *DB) SetMoved(key, addr string) { db.moved.Store(KeySlot(key), addr) }
+
+func (db *DB) Moved(key string) string {
+	v, _ := db.moved.Load(KeySlot(key))
+	s, _ := v.(string)
+	return s
+}

@@ -251,3 +251,57 @@ func writeCert(t *testing.T, dir string) *x509.CertPool {
 	pool.AppendCertsFromPEM(certPEM)
 	return pool
 }
+
+// On a cluster the reader dials the master of its partition's slot; a read
+// sent to another master gets MOVED, whose address the next reader dials.
+func TestReadConnFollowsMoved(t *testing.T) {
+	redistest.Skip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := redisproc.StartCluster(ctx, redisproc.ClusterOptions{Masters: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, nd := range cl.Nodes {
+			if cl.Running(nd) {
+				_, _ = cl.Kill(nd.Port)
+			}
+		}
+		_ = cl.Purge()
+	}()
+	db, err := rdb.Open(ctx, rdb.Options{URL: cl.URL(), Namespace: "moved"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pk := db.Keys.Part("t/0")
+	want := fill(t, ctx, db, pk)
+	ranges, err := db.SlotRanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := rdb.MasterOf(ranges, rdb.KeySlot(pk.Stream))
+	other := ""
+	for _, r := range ranges {
+		if r.Master != master {
+			other = r.Master
+		}
+	}
+	if master == "" || other == "" {
+		t.Fatalf("slot map %+v: no master for the stream, or no other", ranges)
+	}
+	db.SetMoved(pk.Stream, other)
+	rc := db.NewReadConn(pk.Stream)
+	_, _, _, err = db.ReadBatch(ctx, rc, pk, "g", "c", 10, 10, true, rdb.Acks{})
+	rc.Close()
+	if err == nil || !rdb.Transient(err) || !strings.HasPrefix(err.Error(), "MOVED") {
+		t.Fatalf("read on the wrong master: %v, want a transient MOVED", err)
+	}
+	if got := db.Moved(pk.Stream); got != master {
+		t.Fatalf("after MOVED the reader would dial %q, want %q", got, master)
+	}
+	if got := readAll(t, ctx, db, pk, "c", len(want)); len(got) != len(want) {
+		t.Fatalf("read %d entries after MOVED, want %d", len(got), len(want))
+	}
+}
