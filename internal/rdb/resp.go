@@ -280,7 +280,7 @@ func (p *respReader) entries() ([]Entry, error) {
 		if out == nil {
 			out = make([]Entry, 0, min(ne, 1024))
 		}
-		pairs := make([]string, 0, min(ne, 1024)*8)
+		pairs := make([]string, 0, min(ne, 1024)*6) // i, k and d; more fields grow it
 		var ends []int
 		for range ne {
 			if n, err := p.arrayLen(); err != nil {
@@ -313,6 +313,9 @@ func (p *respReader) entries() ([]Entry, error) {
 				ends = append(ends, len(b))
 			}
 			p.scratch = b
+			if cap(b) > 64<<10 {
+				p.scratch = nil // one big event must not keep its size per connection
+			}
 			s := string(b)
 			en := Entry{Stream: stream, ID: s[:ends[0]]}
 			if nf >= 0 { // a nil field list: the entry was deleted while pending
