@@ -246,6 +246,21 @@ func (p *respReader) skip() error {
 	return err
 }
 
+// pairHead reads the header of a two-element array and its first element,
+// a bulk string that must not be nil, appended to b.
+func (p *respReader) pairHead(b []byte) ([]byte, error) {
+	if n, err := p.arrayLen(); err != nil {
+		return b, err
+	} else if n != 2 {
+		return b, errProto
+	}
+	b, n, err := p.bulkInto(b)
+	if err == nil && n < 0 {
+		err = errProto
+	}
+	return b, err
+}
+
 // entries reads an XREADGROUP reply (RESP2: [[stream, [[id, [f, v, ...]],
 // ...]], ...], or a nil array when the read timed out). Each entry's id and
 // strings become one allocation; the entries' field slices share one
@@ -257,17 +272,9 @@ func (p *respReader) entries() ([]Entry, error) {
 	}
 	var out []Entry
 	for range ns {
-		if n, err := p.arrayLen(); err != nil {
-			return nil, err
-		} else if n != 2 {
-			return nil, errProto
-		}
-		name, n, err := p.bulkInto(p.scratch[:0])
+		name, err := p.pairHead(p.scratch[:0])
 		if err != nil {
 			return nil, err
-		}
-		if n < 0 {
-			return nil, errProto
 		}
 		stream := string(name)
 		ne, err := p.arrayLen()
@@ -283,17 +290,9 @@ func (p *respReader) entries() ([]Entry, error) {
 		pairs := make([]string, 0, min(ne, 1024)*6) // i, k and d; more fields grow it
 		var ends []int
 		for range ne {
-			if n, err := p.arrayLen(); err != nil {
-				return nil, err
-			} else if n != 2 {
-				return nil, errProto
-			}
-			b, n, err := p.bulkInto(p.scratch[:0])
+			b, err := p.pairHead(p.scratch[:0])
 			if err != nil {
 				return nil, err
-			}
-			if n < 0 {
-				return nil, errProto
 			}
 			ends = append(ends[:0], len(b))
 			nf, err := p.arrayLen()
@@ -304,6 +303,7 @@ func (p *respReader) entries() ([]Entry, error) {
 				return nil, errProto
 			}
 			for range max(nf, 0) {
+				var n int64
 				if b, n, err = p.bulkInto(b); err != nil {
 					return nil, err
 				}
