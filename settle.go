@@ -161,6 +161,9 @@ func (r *ackReq) add(d *dlv) {
 	}
 }
 
+// ackerBatch is the most ack requests the acker merges into one round trip.
+const ackerBatch = 256
+
 // acker sends the acknowledgements of the run's finished batches: whatever
 // has queued up goes in one pipelined round trip.
 func (p *pstate) acker() {
@@ -175,7 +178,7 @@ func (p *pstate) acker() {
 		}
 		reqs := []ackReq{first}
 	more:
-		for len(reqs) < 256 {
+		for len(reqs) < ackerBatch {
 			select {
 			case r := <-p.acks:
 				reqs = append(reqs, r)

@@ -71,7 +71,7 @@ const (
 // retries the same batch (same Seq) through AppendPlain.
 func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replicas, timeoutMS int64) (res AppendResult, err error) {
 	if f.dc == nil {
-		f.dc, f.cancel = db.c.Dedicate()
+		f.dc, f.cancel = db.lanes.Dedicate()
 	}
 	if f.conn.id == 0 {
 		// Learn the connection's identity before anything is written on it,

@@ -83,7 +83,7 @@ func (db *DB) AppendMulti(ctx context.Context, f *Fence, b *AppendBatch) (res Ap
 	state := b.Keys.Producer(b.Producer)
 	for attempt := 0; attempt < 3; attempt++ {
 		if f.dc == nil {
-			f.dc, f.cancel = db.c.Dedicate()
+			f.dc, f.cancel = db.lanes.Dedicate()
 		}
 		if !f.armed {
 			// UNWATCH first: a WATCH whose key was touched stays dirty until
