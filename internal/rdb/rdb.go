@@ -19,14 +19,14 @@ import (
 
 // DB is a Redis connection (standalone or cluster) plus Herald's key layout.
 type DB struct {
-	c    rueidis.Client // unexported: every command goes through a method of DB
+	c rueidis.Client // unexported: every command goes through a method of DB
 	// lanes gives the producer lanes their dedicated connections: the same
 	// options with small buffers (laneBuffer, laneRing), because a lane has
 	// one batch in flight and there are up to four per published partition.
 	lanes rueidis.Client
 	Keys  Keys
-	own  bool
-	opt  rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
+	own   bool
+	opt   rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
 
 	// noPlain is set once a server refused CLIENT INFO (the in-process
 	// engine, Redis before 6.2): AppendPlain cannot fence a lost
