@@ -25,6 +25,7 @@ const (
 // RESP on itself. IsNoGroup, Transient and the other reply checks know it.
 type ReplyError struct{ Msg string }
 
+// Error returns the reply's text, e.g. "NOGROUP No such key ...".
 func (e *ReplyError) Error() string { return e.Msg }
 
 // errProto reports a reply that is not RESP as Herald expects it.
