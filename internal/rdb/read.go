@@ -2,7 +2,6 @@ package rdb
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -15,7 +14,7 @@ import (
 // ReadBatch reads new entries like ReadGroup, for the delivery engine. On
 // the reader's own RESP connection each entry's strings are one allocation
 // and the entries' field slices share one backing array per stream (through
-// a given client's dedicated connection: one backing array per read).
+// a given client's dedicated connection, parsed as ReadGroup parses).
 //
 // acks, when not empty, go first in the same round trip (Redis runs them
 // before the read blocks); ackErr is their first error (the caller sends
@@ -85,7 +84,7 @@ func (db *DB) readDedicated(rc *ReadConn, pk PartKeys, group, consumer string, c
 		}
 		others = others || othersPending(arr, consumer)
 	}
-	es, err = parseReadBatch(rs[na])
+	es, err = parseXRead(rs[na])
 	return es, others, ackErr, err
 }
 
@@ -148,96 +147,6 @@ func (db *DB) Strays(ctx context.Context, pk PartKeys, group, consumer string, s
 			en, err := parseEntry(stream, e)
 			if err != nil {
 				return nil, err
-			}
-			out = append(out, en)
-		}
-	}
-	return out, nil
-}
-
-// parseReadBatch turns an XREADGROUP reply into entries whose field slices
-// share one backing array.
-func parseReadBatch(res rueidis.RedisResult) ([]Entry, error) {
-	msg, err := res.ToMessage()
-	if err != nil {
-		if rueidis.IsRedisNil(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	type part struct {
-		key     string
-		entries []rueidis.RedisMessage
-	}
-	var parts []part
-	if msg.IsMap() {
-		m, err := msg.AsMap()
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range m {
-			es, err := v.ToArray()
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, part{k, es})
-		}
-	} else {
-		arr, err := msg.ToArray()
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range arr {
-			kv, err := s.ToArray()
-			if err != nil || len(kv) != 2 {
-				return nil, errors.New("XREADGROUP: unexpected reply shape")
-			}
-			k, err := kv[0].ToString()
-			if err != nil {
-				return nil, err
-			}
-			es, err := kv[1].ToArray()
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, part{k, es})
-		}
-	}
-	n, fields := 0, 0
-	for _, p := range parts {
-		n += len(p.entries)
-		for _, e := range p.entries {
-			if pair, err := e.ToArray(); err == nil && len(pair) == 2 && !pair[1].IsNil() {
-				if fv, err := pair[1].ToArray(); err == nil {
-					fields += len(fv)
-				}
-			}
-		}
-	}
-	out := make([]Entry, 0, n)
-	buf := make([]string, fields)
-	for _, p := range parts {
-		for _, e := range p.entries {
-			pair, err := e.ToArray()
-			if err != nil || len(pair) != 2 {
-				return nil, errors.New("stream entry: unexpected reply shape")
-			}
-			id, err := pair[0].ToString()
-			if err != nil {
-				return nil, err
-			}
-			en := Entry{Stream: p.key, ID: id}
-			if !pair[1].IsNil() {
-				fv, err := pair[1].ToArray()
-				if err != nil || len(fv) > len(buf) {
-					return nil, errors.New("stream entry: unexpected fields")
-				}
-				en.Pairs, buf = buf[:len(fv):len(fv)], buf[len(fv):]
-				for i := range fv {
-					if en.Pairs[i], err = fv[i].ToString(); err != nil {
-						return nil, err
-					}
-				}
 			}
 			out = append(out, en)
 		}
