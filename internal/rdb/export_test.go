@@ -22,3 +22,6 @@ func (db *DB) Moved(key string) string {
 	s, _ := v.(string)
 	return s
 }
+
+// MovedAddr is movedAddr, for the external tests.
+var MovedAddr = movedAddr

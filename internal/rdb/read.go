@@ -34,10 +34,10 @@ import (
 // watch ctx: closing rc is what interrupts it (ctx bounds only the retry
 // stream's check).
 func (db *DB) ReadBatch(ctx context.Context, rc *ReadConn, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool, acks Acks) (es []Entry, others bool, ackErr, err error) {
-	if rc.dc == nil {
+	if db.dialsOwn() {
 		es, others, ackErr, err = db.readRaw(ctx, rc, pk, group, consumer, count, blockMS, checkOthers, acks)
 	} else {
-		es, others, ackErr, err = db.readDedicated(rc, pk, group, consumer, count, blockMS, checkOthers, acks)
+		es, others, ackErr, err = db.readDedicated(ctx, rc, pk, group, consumer, count, blockMS, checkOthers, acks)
 	}
 	if err != nil || !checkOthers || others {
 		return es, others, ackErr, err
@@ -56,7 +56,11 @@ func (db *DB) ReadBatch(ctx context.Context, rc *ReadConn, pk PartKeys, group, c
 
 // readDedicated is ReadBatch's round trip on a dedicated connection of the
 // client (when Herald was given a client, not a URL).
-func (db *DB) readDedicated(rc *ReadConn, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool, acks Acks) (es []Entry, others bool, ackErr, err error) {
+func (db *DB) readDedicated(ctx context.Context, rc *ReadConn, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool, acks Acks) (es []Entry, others bool, ackErr, err error) {
+	dc, err := rc.dedicated(ctx)
+	if err != nil {
+		return nil, false, nil, err
+	}
 	cmd := db.c.B().Xreadgroup().Group(group, consumer).Count(count).Block(blockMS).
 		Streams().Key(pk.Stream, pk.Retry(group)).Id(">", ">").Build()
 	// All on the reader's connection, in this order: the acks run before
@@ -70,7 +74,7 @@ func (db *DB) readDedicated(rc *ReadConn, pk PartKeys, group, consumer string, c
 	// A deadline and no cancellation: rueidis then runs the round trip on
 	// this goroutine. The deadline bounds a silent server.
 	dctx, cancel := context.WithTimeout(context.Background(), time.Duration(blockMS)*time.Millisecond+ConnWriteTimeout)
-	rs := rc.dc.DoMulti(dctx, cmds...)
+	rs := dc.DoMulti(dctx, cmds...)
 	cancel()
 	for _, r := range rs[:na] {
 		if e := r.Error(); e != nil && ackErr == nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,11 +54,46 @@ var errReadConnClosed = errors.New("rdb: the reader's connection was closed")
 // NewReadConn takes a connection for the reader of the partition whose
 // keys include key (dialed when the first read goes out).
 func (db *DB) NewReadConn(key string) *ReadConn {
-	rc := &ReadConn{db: db, key: key}
-	if len(db.opt.InitAddress) == 0 {
-		rc.dc, _ = db.c.Dedicate() // Close returns it
+	return &ReadConn{db: db, key: key}
+}
+
+// dialsOwn reports whether readers dial their own connections: false when
+// the DB was given a client, whose dial options are unknown.
+func (db *DB) dialsOwn() bool { return len(db.opt.InitAddress) > 0 }
+
+// dedicated is the reader's dedicated connection of the given client,
+// taken on first use. rueidis waits for a free connection of the client's
+// pool without a context, so that wait runs apart and ctx ends it (a
+// connection that comes after is given back); Close returns the one taken.
+func (r *ReadConn) dedicated(ctx context.Context) (rueidis.DedicatedClient, error) {
+	r.mu.Lock()
+	dc, closed := r.dc, r.closed
+	r.mu.Unlock()
+	switch {
+	case closed:
+		return nil, errReadConnClosed
+	case dc != nil:
+		return dc, nil
 	}
-	return rc
+	got := make(chan rueidis.DedicatedClient, 1)
+	go func() {
+		dc, _ := r.db.c.Dedicate()
+		got <- dc
+	}()
+	select {
+	case dc = <-got:
+	case <-ctx.Done():
+		go func() { (<-got).Close() }()
+		return nil, ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		dc.Close()
+		return nil, errReadConnClosed
+	}
+	r.dc = dc
+	return dc, nil
 }
 
 // Close closes the connection for good; a read in flight on it fails.
@@ -188,6 +224,14 @@ func (r *ReadConn) connect(ctx context.Context) error {
 // readRaw is ReadBatch on the reader's own RESP connection: the acks, the
 // read and the summary written at once, their replies read in order.
 func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, consumer string, count, blockMS int64, checkOthers bool, acks Acks) (es []Entry, others bool, ackErr, err error) {
+	defer func() {
+		// A node named by a MOVED reply that then failed (a set-up
+		// that timed out, a lost connection, CLUSTERDOWN) may be a master
+		// paused or cut off since: ask CLUSTER SLOTS again next time.
+		if err != nil && movedTo(err) == "" {
+			db.moved.Delete(KeySlot(pk.Stream))
+		}
+	}()
 	if rc.conn == nil {
 		if err = rc.connect(ctx); err != nil {
 			return nil, false, nil, err
@@ -231,7 +275,7 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 		}
 	}
 	if es, err = rc.rr.entries(); err != nil {
-		if a := movedTo(err); a != "" {
+		if a := movedAddr(movedTo(err), rc.conn); a != "" {
 			db.moved.Store(KeySlot(pk.Stream), a)
 		}
 		rc.drop() // the summary's reply is still to come
@@ -248,6 +292,26 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 		}
 	}
 	return es, others, ackErr, nil
+}
+
+// movedAddr is the dialable address of a MOVED reply's endpoint moved,
+// read on conn: an IPv6 host gets its brackets ("::1:7001" is
+// "[::1]:7001"), an empty host is conn's own, and an unknown one ("?") or
+// a malformed one gives "" (the next read asks CLUSTER SLOTS).
+func movedAddr(moved string, conn net.Conn) string {
+	i := strings.LastIndexByte(moved, ':')
+	if i < 0 {
+		return ""
+	}
+	host, port := moved[:i], moved[i+1:]
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if host == "" && conn != nil {
+		host, _, _ = net.SplitHostPort(conn.RemoteAddr().String())
+	}
+	if host == "" || host == "?" || port == "" {
+		return ""
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // othersPendingIn reports whether an XPENDING summary read by respReader

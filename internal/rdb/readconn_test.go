@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -303,5 +304,116 @@ func TestReadConnFollowsMoved(t *testing.T) {
 	}
 	if got := readAll(t, ctx, db, pk, "c", len(want)); len(got) != len(want) {
 		t.Fatalf("read %d entries after MOVED, want %d", len(got), len(want))
+	}
+
+	// A node that a MOVED named and that then fails (here it takes the
+	// connection and drops it, as a master cut off or paused behind a
+	// live kernel may) is forgotten: the next read asks CLUSTER SLOTS.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	db.SetMoved(pk.Stream, ln.Addr().String())
+	rc = db.NewReadConn(pk.Stream)
+	_, _, _, err = db.ReadBatch(ctx, rc, pk, "g", "c2", 10, 10, true, rdb.Acks{})
+	rc.Close()
+	if err == nil {
+		t.Fatal("a read from a node that drops the connection succeeded")
+	}
+	if got := db.Moved(pk.Stream); got != "" {
+		t.Fatalf("after a failed read from %s the reader would dial %q again, want CLUSTER SLOTS", ln.Addr(), got)
+	}
+	if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "d", "after"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, ctx, db, pk, "c2", 1); len(got) != 1 {
+		t.Fatalf("read %d entries after the failed node was forgotten, want 1", len(got))
+	}
+}
+
+func TestMovedAddr(t *testing.T) {
+	c1, c2 := net.Pipe() // its RemoteAddr is "pipe", not a host: the empty host stays empty
+	defer c1.Close()
+	defer c2.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	tc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	for _, c := range []struct {
+		moved string
+		conn  net.Conn
+		want  string
+	}{
+		{"127.0.0.1:7001", nil, "127.0.0.1:7001"},
+		{"::1:7001", nil, "[::1]:7001"},
+		{"[::1]:7001", nil, "[::1]:7001"},
+		{"redis-2.example:6379", nil, "redis-2.example:6379"},
+		{":7002", tc, "127.0.0.1:7002"},
+		{":7002", nil, ""},
+		{":7002", c1, ""},
+		{"?:7003", nil, ""},
+		{"7003", nil, ""},
+		{"host:", nil, ""},
+		{"", nil, ""},
+	} {
+		if got := rdb.MovedAddr(c.moved, c.conn); got != c.want {
+			t.Errorf("MovedAddr(%q) = %q, want %q", c.moved, got, c.want)
+		}
+	}
+}
+
+// A reader of a given client whose pool has no connection free waits
+// for one only as long as its context lasts.
+func TestReadConnGivenClientPoolFull(t *testing.T) {
+	srv := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opt, err := rdb.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d", srv.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache, opt.BlockingPoolSize = true, 1
+	cl, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "full"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := db.Keys.Part("t/0")
+	want := fill(t, ctx, db, pk)
+	held, release := cl.Dedicate() // the pool's one connection
+	if err := held.Do(ctx, held.B().Ping().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	rc := db.NewReadConn(pk.Stream)
+	rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, _, _, err = db.ReadBatch(rctx, rc, pk, "g", "c", 10, 10, true, rdb.Acks{})
+	rcancel()
+	rc.Close()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read with the pool taken: %v, want the context's deadline", err)
+	}
+	release()
+	if got := readAll(t, ctx, db, pk, "c", len(want)); len(got) != len(want) {
+		t.Fatalf("read %d entries once the pool had a connection again, want %d", len(got), len(want))
 	}
 }
