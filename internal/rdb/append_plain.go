@@ -70,8 +70,8 @@ const (
 // is unknown leaves f holding the lost connection's identity; the caller
 // retries the same batch (same Seq) through AppendPlain.
 func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replicas, timeoutMS int64) (res AppendResult, err error) {
-	if f.dc == nil {
-		f.dc, f.cancel = db.lanes.Dedicate()
+	if err := f.take(ctx, db.lanes); err != nil {
+		return res, err
 	}
 	if f.conn.id == 0 {
 		// Learn the connection's identity before anything is written on it,

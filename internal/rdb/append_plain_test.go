@@ -1,10 +1,17 @@
 package rdb_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
 
 	"github.com/heraldbus/herald/internal/rdb"
+	"github.com/heraldbus/herald/internal/redisproc"
+	"github.com/heraldbus/herald/internal/redistest"
 )
 
 // A recovery scan cut short (its connection lost on the second page) must
@@ -48,5 +55,51 @@ func TestPlainRecoveryCutShortScansAgain(t *testing.T) {
 	}
 	if cut != 2 {
 		t.Fatalf("scan pages after the first: %d, want 2 (the cut one and the retry's)", cut)
+	}
+}
+
+// A lane whose client has no free connection in its pool gives up when its
+// context ends, instead of waiting for one for ever, and appends once one
+// is free again.
+func TestPlainAppendPoolFull(t *testing.T) {
+	srv := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opt, err := rdb.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d", srv.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache, opt.BlockingPoolSize = true, 1
+	cl, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "full"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk := db.Keys.Part("t/0")
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 1),
+		Fields: [][]string{{"i", "e1", "d", "x"}}}
+	held, release := cl.Dedicate() // the pool's one connection
+	if err := held.Do(ctx, held.B().Ping().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var f rdb.Fence
+	defer f.Close()
+	actx, acancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = db.AppendPlain(actx, &f, b, 0, 0)
+	acancel()
+	if !errors.Is(err, context.DeadlineExceeded) || !rdb.Transient(err) {
+		t.Fatalf("append with the pool taken: %v, want the context's deadline, transient", err)
+	}
+	release()
+	res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+	if err != nil || res.Positions[0] == "" {
+		t.Fatalf("append once the pool had a connection again: %+v, %v", res, err)
+	}
+	if v, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || v != int64(1) {
+		t.Fatalf("stream length %v (%v), want 1", v, err)
 	}
 }

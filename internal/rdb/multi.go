@@ -82,8 +82,8 @@ func (db *DB) AppendMulti(ctx context.Context, f *Fence, b *AppendBatch) (res Ap
 	}()
 	state := b.Keys.Producer(b.Producer)
 	for attempt := 0; attempt < 3; attempt++ {
-		if f.dc == nil {
-			f.dc, f.cancel = db.lanes.Dedicate()
+		if err := f.take(ctx, db.lanes); err != nil {
+			return res, err
 		}
 		if !f.armed {
 			// UNWATCH first: a WATCH whose key was touched stays dirty until
@@ -199,4 +199,49 @@ func (db *DB) findBatch(ctx context.Context, b *AppendBatch) (AppendResult, erro
 		end = "(" + es[len(es)-1].ID
 	}
 	return res, nil
+}
+
+// errPoolFull is a lane that found no free connection in the client's pool.
+var errPoolFull = errors.New("rdb: no connection of the client's pool came free; raise its BlockingPoolSize (each published partition's lanes hold up to 4, each partition reader 1)")
+
+// take gives f a dedicated connection of c when it has none. rueidis waits
+// for a free connection of the pool without a context, so the wait runs
+// apart and ends with ctx or, when ctx has no deadline, after
+// ConnWriteTimeout (errPoolFull, transient: the caller retries within its
+// publish timeout); a connection that comes after is given back.
+func (f *Fence) take(ctx context.Context, c rueidis.Client) error {
+	if f.dc != nil {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, ConnWriteTimeout, errPoolFull)
+		defer cancel()
+	}
+	dc, release, err := dedicate(ctx, c)
+	if err != nil {
+		return err
+	}
+	f.dc, f.cancel = dc, release
+	return nil
+}
+
+// dedicate is c.Dedicate, given up when ctx ends first (context.Cause).
+func dedicate(ctx context.Context, c rueidis.Client) (rueidis.DedicatedClient, func(), error) {
+	type taken struct {
+		dc      rueidis.DedicatedClient
+		release func()
+	}
+	got := make(chan taken, 1)
+	go func() {
+		dc, release := c.Dedicate()
+		got <- taken{dc, release}
+	}()
+	select {
+	case t := <-got:
+		return t.dc, t.release, nil
+	case <-ctx.Done():
+		go func() { (<-got).release() }()
+		return nil, nil, context.Cause(ctx)
+	}
 }

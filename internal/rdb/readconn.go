@@ -62,9 +62,8 @@ func (db *DB) NewReadConn(key string) *ReadConn {
 func (db *DB) dialsOwn() bool { return len(db.opt.InitAddress) > 0 }
 
 // dedicated is the reader's dedicated connection of the given client,
-// taken on first use. rueidis waits for a free connection of the client's
-// pool without a context, so that wait runs apart and ctx ends it (a
-// connection that comes after is given back); Close returns the one taken.
+// taken on first use; ctx ends the wait for a free connection of the
+// client's pool (dedicate). Close gives the one taken back.
 func (r *ReadConn) dedicated(ctx context.Context) (rueidis.DedicatedClient, error) {
 	r.mu.Lock()
 	dc, closed := r.dc, r.closed
@@ -75,16 +74,9 @@ func (r *ReadConn) dedicated(ctx context.Context) (rueidis.DedicatedClient, erro
 	case dc != nil:
 		return dc, nil
 	}
-	got := make(chan rueidis.DedicatedClient, 1)
-	go func() {
-		dc, _ := r.db.c.Dedicate()
-		got <- dc
-	}()
-	select {
-	case dc = <-got:
-	case <-ctx.Done():
-		go func() { (<-got).Close() }()
-		return nil, ctx.Err()
+	dc, _, err := dedicate(ctx, r.db.c) // Close gives it back
+	if err != nil {
+		return nil, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
