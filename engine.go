@@ -194,13 +194,14 @@ func (e *engine) noteErr(op string, err error) {
 }
 
 // deadLetter moves an event to the partition's dead-letter stream (the
-// script acknowledges it) and forgets its attempt count.
-func (e *engine) deadLetter(d *dlv, herr error) {
+// script acknowledges it) and forgets its attempt count. false: Redis did
+// not take it (the entry stays pending).
+func (e *engine) deadLetter(d *dlv, herr error) bool {
 	f := rdb.Failure{Keys: d.b.p.pk, Source: d.stream, Group: e.group, ID: d.id, NextAttempt: d.msg.Attempt + 1,
 		Err: herr.Error(), Origin: d.msg.Position, NowMS: time.Now().UnixMilli(), DLQMaxLen: 100000}
 	res, ok := e.failScript(f)
 	if !ok {
-		return
+		return false
 	}
 	switch res {
 	case "dead":
@@ -217,6 +218,7 @@ func (e *engine) deadLetter(d *dlv, herr error) {
 		}
 		cancel()
 	}
+	return true
 }
 
 // failUnordered records a handler error of an unordered subscription: the
@@ -226,7 +228,7 @@ func (e *engine) failUnordered(d *dlv, herr error) {
 	f := rdb.Failure{Keys: d.b.p.pk, Source: d.stream, Group: e.group, ID: d.id, NextAttempt: d.msg.Attempt + 1,
 		Err: herr.Error(), Origin: d.msg.Position, NowMS: now.UnixMilli(), DLQMaxLen: 100000}
 	if IsPermanent(herr) || d.msg.Attempt >= e.o.maxAttempts {
-		e.deadLetter(d, herr)
+		e.deadLetter(d, herr) // unordered: left pending when it fails, reclaimed later
 		return
 	}
 	f.DueMS = now.Add(e.o.retryDelay(d.msg.Attempt)).UnixMilli()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -579,5 +580,55 @@ func TestEngineReaderHandlesSmallReadsOfCheapHandlers(t *testing.T) {
 	gs, err := c.Groups(ctx, "t")
 	if err != nil || len(gs) != 1 || gs[0].Pending != 0 {
 		t.Fatalf("groups after drain: %+v %v; want nothing pending (the reader's acks were sent)", gs, err)
+	}
+}
+
+// A run whose fence passed while it still had events of a key to handle
+// (a renewal that took too long: Redis stalled, the process paused) stops
+// for good, even when that renewal then succeeds: its skipped events stay
+// pending and the next run handles them, in order, before any later event
+// of their key. (A late renewal used to revive the run, which went on with
+// new events while the skipped ones stayed pending under its own name.)
+func TestEngineLateRenewalDoesNotReviveFencedRun(t *testing.T) {
+	c := testClient(t, 1)
+	var log seqLog
+	block := make(chan struct{})
+	var first sync.Once
+	entered := make(chan struct{})
+	e, stop := startEngine(t, c, "t", "g", HandlerFunc(func(ctx context.Context, m *Message) error {
+		if string(m.Data) == "0" {
+			first.Do(func() { close(entered); <-block })
+		}
+		log.add(m)
+		return nil
+	}), LeaseTime(time.Second), Concurrency(1))
+	defer stop(false)
+	publishSeq(t, c, "t", 1, 20) // k0: 0..19, all for the one worker
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler of event 0 did not start")
+	}
+	// The fence passes while event 0 is being handled and 1..19 wait for it.
+	e.mu.Lock()
+	p := e.parts[0]
+	e.mu.Unlock()
+	p.validUntil.Store(e.now() - 1)
+	close(block)
+	waitCond(t, 5*time.Second, "the fenced run to stop", func() bool { return p.closed.Load() })
+	// The renewals go on succeeding (Redis is fine): the run stays closed,
+	// and a new one takes the partition once the lease has run out.
+	publishSeq(t, c, "t", 1, 5) // 0..4 again: later events of k0
+	waitCond(t, 20*time.Second, "every event handled", func() bool { return log.count() >= 25 })
+	log.mu.Lock()
+	got := append([]int(nil), log.seen["k0"]...)
+	log.mu.Unlock()
+	want := []int{0}
+	for i := 1; i < 20; i++ {
+		want = append(want, i)
+	}
+	want = append(want, 0, 1, 2, 3, 4)
+	if !slices.Equal(got[:min(len(got), len(want))], want) || len(got) != len(want) {
+		t.Fatalf("k0 handled %v, want %v (the skipped events before the later ones)", got, want)
 	}
 }

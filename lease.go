@@ -92,12 +92,20 @@ func assigned(parts int, members []string, me string) []bool {
 	return out
 }
 
-// renew extends every held lease; a lost one ends its run at once.
+// renew extends every held lease; a lost one ends its run at once. A run
+// that is ending (handed back, fenced, or finishing while the subscription
+// stops) keeps its lease renewed until it is finished, so that no next
+// owner takes over an entry one of its handlers is still running.
 func (e *engine) renew(ctx context.Context) {
 	e.mu.Lock()
 	var held []*pstate
 	for _, p := range e.parts {
-		if p != nil && !p.closed.Load() {
+		if p == nil || p.lost.Load() {
+			continue
+		}
+		select {
+		case <-p.finished:
+		default:
 			held = append(held, p)
 		}
 	}
@@ -123,7 +131,7 @@ func (e *engine) renew(ctx context.Context) {
 			if ctx.Err() == nil {
 				e.noteErr("renew lease", errs[i])
 			}
-			if !p.alive() { // expired while Redis could not be reached
+			if e.now() >= p.validUntil.Load() { // expired while Redis could not be reached
 				e.endRun(p, false)
 			}
 		}
@@ -172,6 +180,9 @@ func (e *engine) balance(ctx context.Context, members []string) {
 // lease is still valid), the lease is deleted once the run is finished, so
 // that the next owner takes over at once.
 func (e *engine) endRun(p *pstate, release bool) {
+	if !release {
+		p.lost.Store(true)
+	}
 	if !p.closed.CompareAndSwap(false, true) {
 		return
 	}
@@ -198,11 +209,26 @@ func (e *engine) leaveAll() {
 	e.mu.Lock()
 	parts := append([]*pstate(nil), e.parts...)
 	e.mu.Unlock()
+	// Handlers may still be running (Drain handles every event read; Stop
+	// lets the running calls return): the leases are renewed until each run
+	// is finished, as while the subscription ran.
+	tick := min(e.o.lease/3, time.Second)
+	renewals := time.NewTicker(tick)
+	defer renewals.Stop()
 	for _, p := range parts {
 		if p == nil {
 			continue
 		}
-		<-p.finished
+		for waiting := true; waiting; {
+			select {
+			case <-p.finished:
+				waiting = false
+			case <-renewals.C:
+				ctx, cancel := context.WithTimeout(context.Background(), tick)
+				e.renew(ctx)
+				cancel()
+			}
+		}
 		if p.closed.CompareAndSwap(false, true) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if _, err := e.c.db.LeaseRelease(ctx, p.pk, e.group, p.lease.Value); err != nil {

@@ -190,6 +190,9 @@ func (w *hworker) give(ch []*dlv, total int, onReader bool) {
 // deliver handles d unless its run ended or its key is blocked.
 func (w *hworker) deliver(d *dlv) {
 	if w.e.handlerCtx.Err() != nil || !d.b.p.aliveAt(w.clk) {
+		if w.e.handlerCtx.Err() == nil {
+			d.b.p.fence()
+		}
 		d.finish(stSkip) // left pending: the partition's next run delivers it
 		return
 	}
@@ -212,6 +215,9 @@ func (w *hworker) resume(q *kqueue) {
 	for len(q.items) > 0 {
 		d := q.items[0]
 		if w.e.handlerCtx.Err() != nil || !d.b.p.aliveAt(w.clk) {
+			if w.e.handlerCtx.Err() == nil {
+				d.b.p.fence()
+			}
 			w.drop(q)
 			return
 		}
@@ -273,9 +279,15 @@ func (w *hworker) handle(d *dlv, deferred bool) bool {
 		return false
 	}
 	if IsPermanent(err) || d.msg.Attempt >= e.o.maxAttempts {
-		e.deadLetter(d, err) // releases the key
-		settle(stSkip)
-		return false
+		if e.deadLetter(d, err) { // releases the key
+			settle(stSkip)
+			return false
+		}
+		// Redis did not take the dead letter: the event keeps its key
+		// blocked and is offered again after the backoff (the handler runs
+		// again), so that no later event of its key goes before it.
+		w.park(d, deferred, e.o.backoff)
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if _, aerr := e.c.db.AddAttempt(ctx, d.b.p.pk, e.group, d.id); aerr != nil {
@@ -326,6 +338,9 @@ func (w *hworker) drop(q *kqueue) {
 func (w *hworker) purge(every bool) {
 	for _, q := range w.blocked {
 		if every || !q.k.p.alive() {
+			if !every {
+				q.k.p.fence()
+			}
 			w.drop(q)
 		}
 	}

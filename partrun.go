@@ -24,7 +24,8 @@ type pstate struct {
 	cancel   context.CancelFunc
 
 	validUntil atomic.Int64  // engine clock: handling stops here unless the lease is renewed
-	closed     atomic.Bool   // released or lost: its events are skipped, left pending
+	closed     atomic.Bool   // released, lost or fenced: its events are skipped, left pending
+	lost       atomic.Bool   // the lease is someone else's (or gone): no more renewals
 	inflight   atomic.Int64  // events read, not yet finished and acknowledged
 	deferred   atomic.Int64  // of which parked behind a failing event of their key
 	rr         atomic.Uint32 // spreads keyless events over the workers
@@ -45,6 +46,21 @@ type pstate struct {
 	lastMain  string // highest position handed to the workers, per stream
 	lastRetry string
 	out       map[*rbatch]struct{} // unfinished batches (unordered: keep-alive)
+}
+
+// fence ends a run that reached its fence (lease - margin since its last
+// renewal was sent) with events still to handle: they are skipped, left
+// pending. A renewal that comes back after that must not revive the run,
+// or it would handle later events of those keys first; the next run (this
+// consumer's or another's) claims what is pending, in stream order. The
+// lease is not released: it runs out (renewed only while a handler of this
+// run is still running).
+func (p *pstate) fence() {
+	if p.closed.CompareAndSwap(false, true) {
+		p.e.c.log.Warn("partition lease not renewed in time; stopped handling it, its events stay pending for the next run",
+			"topic", p.e.t.name, "group", p.e.group, "partition", p.idx)
+		p.cancel()
+	}
 }
 
 // alive reports whether the run may still handle its events.
@@ -118,12 +134,9 @@ func (p *pstate) read() {
 			}
 			continue
 		}
-		n := e.budget.tryTake(p.share())
+		n := p.takeBudget()
 		if n == 0 {
-			p.flushReaderAcks() // what they hold may be what the budget waits for
-			if n = e.budget.take(p.ctx, p.share()); n == 0 {
-				return
-			}
+			return
 		}
 		block := e.o.block
 		if e.ordered {
@@ -252,12 +265,25 @@ func (p *pstate) share() int {
 	return max(1, min(e.o.readBatch, e.o.maxInFlight/len(e.t.parts)))
 }
 
+// takeBudget takes in-flight slots for one read (p.share()), waiting while
+// none is free; 0 when the run ended. Before it waits, the acks the reader
+// holds go to the acker: the slots they free may be the ones it waits for
+// (the small batches the reader handles itself hold their acks for its
+// next read).
+func (p *pstate) takeBudget() int {
+	if n := p.e.budget.tryTake(p.share()); n > 0 {
+		return n
+	}
+	p.flushReaderAcks()
+	return p.e.budget.take(p.ctx, p.share())
+}
+
 // readOwn re-reads this consumer's pending entries after the given
 // positions; false when a read failed.
 func (p *pstate) readOwn(afterMain, afterRetry string) bool {
 	e := p.e
 	for p.ctx.Err() == nil {
-		n := e.budget.take(p.ctx, p.share())
+		n := p.takeBudget()
 		if n == 0 {
 			return true
 		}
@@ -300,7 +326,7 @@ func (p *pstate) claimAll() bool {
 		}
 		p.mu.Unlock()
 		for p.ctx.Err() == nil {
-			n := e.budget.take(p.ctx, p.share())
+			n := p.takeBudget()
 			if n == 0 {
 				return true
 			}
@@ -399,7 +425,7 @@ func (p *pstate) dispatch(es []rdb.Entry, n int, prior []int64, onReader bool) {
 		if err != nil {
 			// Not a Herald event (written by hand?): dead-letter it with the reason.
 			e.stats.failed.Add(1)
-			e.deadLetter(d, Permanent(err))
+			e.deadLetter(d, Permanent(err)) // when it fails: left pending (it has no key to hold back)
 			d.state.Store(stSkip)
 			settled = append(settled, d)
 			continue
