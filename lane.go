@@ -33,11 +33,15 @@ const multiMin = 64
 
 // laneState is one lane's producer sequence.
 type laneState struct {
-	fence     rdb.Fence // the lane's transaction connection, used by its one batch in flight
-	inflight  bool
-	nextSeq   int64          // the next batch's sequence number (from 1)
-	confirmed int64          // every batch up to this one is settled
-	settled   map[int64]bool // settled batches above confirmed
+	fence    rdb.Fence // the lane's transaction connection, used by its one batch in flight
+	inflight bool
+	// scriptUnsure: the lane's last script call ended with its outcome
+	// unknown (its batch may still run): its next batches take the script
+	// until one succeeds (appendWithRetry). Under partWriter.mu.
+	scriptUnsure bool
+	nextSeq      int64          // the next batch's sequence number (from 1)
+	confirmed    int64          // every batch up to this one is settled
+	settled      map[int64]bool // settled batches above confirmed
 }
 
 type batch struct {

@@ -177,7 +177,14 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 	// others through the script; one batch keeps its way over its retries
 	// (each answers a repeated sequence from its own records).
 	way := w.c.cfg.appendWay
-	if way == wayPlain && (!b.PlainEligible() || !w.c.db.PlainSupported()) {
+	w.mu.Lock()
+	unsure := w.lane[lane].scriptUnsure
+	w.mu.Unlock()
+	if way == wayPlain && (!b.PlainEligible() || !w.c.db.PlainSupported() || unsure) {
+		// (unsure: a script batch of this lane was given up with its
+		// outcome unknown. It may still be queued on the shared connection;
+		// only a script call records the lane's sequence, which makes it
+		// stale when it comes, so this batch goes through the script too.)
 		way = wayScript
 	}
 	if way == wayMulti && (replicated || len(b.Fields) < multiMin || !b.MultiEligible()) {
@@ -195,7 +202,9 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 			ctx, cancel = context.WithDeadline(context.Background(), deadline)
 		}
 	}
-	if w.c.cfg.PublishTimeout < rdb.ConnWriteTimeout {
+	if w.c.cfg.PublishTimeout < rdb.ConnWriteTimeout || replicated {
+		// (replicated: WAIT is a blocking command, for which the driver
+		// clears the socket's deadline: only the context bounds it.)
 		bound()
 	}
 	backoff := 5 * time.Millisecond
@@ -220,12 +229,22 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 			}
 		case way == wayMulti:
 			res, err = w.c.db.AppendMulti(ctx, fence, b)
-		case replicated:
-			res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
-			w.lane[lane].fence.Disarm()
 		default:
-			res, err = w.c.db.Append(ctx, b)
-			w.lane[lane].fence.Disarm()
+			// A plain append of this lane lost earlier (and given up) may
+			// still be queued on the server: kill its connection first, as
+			// the next plain append would.
+			if err = w.c.db.KillSuspect(ctx, fence); err != nil {
+				break
+			}
+			if replicated {
+				res, err = w.c.db.AppendReplicated(ctx, b, int64(w.c.cfg.Replicas), w.c.cfg.ReplicationTimeout.Milliseconds())
+			} else {
+				res, err = w.c.db.Append(ctx, b)
+			}
+			fence.Disarm()
+			w.mu.Lock()
+			w.lane[lane].scriptUnsure = err != nil && rdb.Transient(err)
+			w.mu.Unlock()
 		}
 		if rdb.IsGap(err) {
 			// An earlier batch of this partition is still on its way (or being

@@ -55,6 +55,10 @@ func (b *AppendBatch) PlainEligible() bool {
 	return true
 }
 
+// probeClientID is a client id no server reaches (ids count up from 1 per
+// server start): killing it asks only whether the user may.
+const probeClientID = "9223372036854775807"
+
 // plainScanAge bounds how far back (by entry time, before the first
 // event's send) a recovery reads the tail; plainScanMax bounds how many
 // entries it reads. Both are far beyond any retry window.
@@ -78,16 +82,25 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		// so that an append lost on it can be fenced.
 		// (XLEN, a keyed read, binds a dedicated cluster connection to the
 		// partition's slot before the keyless CLIENT commands.)
-		rs := f.dc.DoMulti(ctx, f.dc.B().ClientInfo().Build(), f.dc.B().Xlen().Key(b.Keys.Stream).Build())
+		// (CLIENT KILL of an id that cannot exist asks whether this user
+		// may kill a connection, which the fence needs: an ACL such as
+		// -@dangerous allows CLIENT INFO but not CLIENT KILL.)
+		rs := f.dc.DoMulti(ctx, f.dc.B().ClientInfo().Build(), f.dc.B().Xlen().Key(b.Keys.Stream).Build(),
+			f.dc.B().Arbitrary("CLIENT", "KILL").Args("ID", probeClientID, "ADDR", "0.0.0.0:0").Build())
 		info, err := rs[0].ToString()
-		if err != nil && rs[0].NonRedisError() == nil && !Transient(err) {
-			// An error reply: this server cannot name a connection.
-			f.Close()
-			db.noPlain.Store(true)
-			return res, fmt.Errorf("%w: %v", ErrPlainUnsupported, err)
+		for _, r := range []rueidis.RedisResult{rs[0], rs[2]} {
+			if perr := r.Error(); perr != nil && r.NonRedisError() == nil && !Transient(perr) {
+				// An error reply: this server cannot name or kill a connection.
+				f.Close()
+				db.noPlain.Store(true)
+				return res, fmt.Errorf("%w: %v", ErrPlainUnsupported, perr)
+			}
 		}
 		if err == nil {
 			err = rs[1].Error()
+		}
+		if err == nil {
+			err = rs[2].Error()
 		}
 		if err != nil {
 			f.Close()
@@ -156,6 +169,10 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		n, err := rs[len(rs)-1].AsInt64()
 		if err != nil {
 			if rs[len(rs)-1].NonRedisError() != nil {
+				// The events are stored, but a retry cannot know that from
+				// this reply: fence and scan as after a lost XADD, so that
+				// it finds them instead of sending them again.
+				f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
 				f.drop()
 			}
 			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
@@ -163,6 +180,29 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		res.Acked = n
 	}
 	return res, nil
+}
+
+// KillSuspect fences the connection an earlier plain append of f's lane
+// was lost on (CLIENT KILL), when there is one, before the lane sends a
+// batch another way (the script): otherwise that lost append, still queued
+// on the server, could run after the later batch and break the order of
+// its keys. The lost batch was given up; nothing of it is looked for.
+func (db *DB) KillSuspect(ctx context.Context, f *Fence) error {
+	if f.suspect.id == 0 {
+		return nil
+	}
+	if err := f.take(ctx, db.lanes); err != nil {
+		return err
+	}
+	kill := f.dc.B().Arbitrary("CLIENT", "KILL").Args("ID", strconv.FormatInt(f.suspect.id, 10), "ADDR", f.suspect.addr).Build()
+	if r := f.dc.Do(ctx, kill); r.Error() != nil {
+		if r.NonRedisError() != nil {
+			f.drop()
+		}
+		return r.Error()
+	}
+	f.suspect, f.scan = connID{}, nil
+	return nil
 }
 
 // Lost records that the last plain append of batch seq on f has an
@@ -200,7 +240,14 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 	if sc == nil || sc.seq != b.Seq {
 		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields))}
 	}
-	firstMS := eventMS(b.Fields[0][1]) - plainScanAge.Milliseconds()
+	// The scan stops at entries older than the batch by plainScanAge, by
+	// the older of two clocks: the client's (the first event's UUIDv7
+	// time) and Redis's (the newest entry's id, read on the first page).
+	// Either alone would stop too early when the other runs ahead of it.
+	floorMS := eventMS(b.Fields[0][1])
+	if sc.floorMS != 0 {
+		floorMS = min(floorMS, sc.floorMS)
+	}
 	want := make(map[string]int, len(b.Fields))
 	for i, fv := range b.Fields {
 		want[fv[1]] = i
@@ -228,6 +275,11 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 			return nil, err
 		}
 		f.scan = sc // the kill has run: a later attempt may go on from here
+		if sc.floorMS == 0 && len(es) > 0 {
+			sc.floorMS = entryMS(es[0].ID)
+			floorMS = min(floorMS, sc.floorMS)
+		}
+		firstMS := floorMS - plainScanAge.Milliseconds()
 		done := false
 		for _, e := range es {
 			if i, ok := want[e.FieldValues[b.Fields[0][0]]]; ok && sc.found[i] == "" {
@@ -263,6 +315,7 @@ type plainScan struct {
 	found   []string // positions of the batch's events found so far
 	n       int      // how many found
 	scanned int
+	floorMS int64 // the newest entry's time when the scan began (Redis's clock)
 }
 
 // noDup backs the Dup of plain appends (never a duplicate): shared and

@@ -103,3 +103,74 @@ func TestPlainAppendPoolFull(t *testing.T) {
 		t.Fatalf("stream length %v (%v), want 1", v, err)
 	}
 }
+
+// A user that may run CLIENT INFO but not CLIENT KILL (an ACL such as
+// -@dangerous) cannot fence a lost append: plain appends are refused
+// before anything is written, and the caller takes the script.
+func TestPlainAppendNeedsClientKill(t *testing.T) {
+	srv := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	admin, err := rdb.Open(ctx, rdb.Options{URL: srv.URL(), Namespace: "acl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Do(ctx, "ACL", "SETUSER", "pub", "on", ">pw", "+@all", "-client|kill", "~*", "&*"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := rdb.Open(ctx, rdb.Options{URL: fmt.Sprintf("redis://pub:pw@127.0.0.1:%d", srv.Port), Namespace: "acl"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pk := db.Keys.Part("t/0")
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 1),
+		Fields: [][]string{{"i", "e1", "d", "x"}}}
+	var f rdb.Fence
+	defer f.Close()
+	if _, err := db.AppendPlain(ctx, &f, b, 0, 0); !errors.Is(err, rdb.ErrPlainUnsupported) {
+		t.Fatalf("plain append without CLIENT KILL: %v, want ErrPlainUnsupported", err)
+	}
+	if db.PlainSupported() {
+		t.Fatal("PlainSupported after CLIENT KILL was refused")
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(0) {
+		t.Fatalf("stream length %v (%v), want 0: nothing written", n, err)
+	}
+}
+
+// The recovery scan of a lost append finds what landed when the client's
+// clock runs minutes ahead of Redis's (its event ids, UUIDv7, carry the
+// client's time): it reads back by the older of the two clocks.
+func TestPlainRecoveryWithClientClockAhead(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	ahead := time.Now().Add(5 * time.Minute).UnixMilli()
+	id := func(i int) string {
+		return fmt.Sprintf("%08x-%04x-7000-8000-%012x", ahead>>16, ahead&0xffff, i)
+	}
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 3, StateTTL: 60000, DedupeIDs: make([]string, 2),
+		Fields: [][]string{{"i", id(0), "d", "x"}, {"i", id(1), "d", "x"}}}
+	// The lost attempt stored the first event; others came after it.
+	if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "i", id(0), "d", "x"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "d", "other"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f rdb.Fence
+	defer f.Close()
+	f.LoseOn(1<<40, "127.0.0.1:1", 3)
+	res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Replay || res.Positions[0] == "" || res.Positions[1] == "" {
+		t.Fatalf("retry: %+v; want the first event found and the second appended", res)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(5) {
+		t.Fatalf("stream length %v (%v), want 5: the first event stored once", n, err)
+	}
+}
