@@ -2,9 +2,10 @@ package herald
 
 import (
 	"context"
-	"path"
+	"errors"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldbus/herald/internal/codec"
 	"github.com/heraldbus/herald/internal/rdb"
@@ -13,12 +14,168 @@ import (
 // MonitorFilter selects what Monitor shows. The zero value shows every
 // topic and every channel.
 type MonitorFilter struct {
-	// Topics is a glob pattern of topic names (default "*").
+	// Topics is a glob pattern of topic names (default "*"): '*' matches
+	// any run of characters, '/' included (as in the Redis patterns of
+	// Channels), '?' one character, "[...]" one character of a class
+	// ("[a-c]", "[^x]" or "[!x]" for any other), and '\' makes the next
+	// character literal. See MatchTopic.
 	Topics string
 	// Channels is a glob pattern of channels (default "*").
 	Channels string
 	// SkipTopics and SkipChannels turn one side off.
 	SkipTopics, SkipChannels bool
+}
+
+// Validate reports a Topics pattern that is not a glob (an unclosed "[",
+// a '\' at its end), as an ErrInvalid error.
+func (f MonitorFilter) Validate() error {
+	if err := checkGlob(f.Topics); err != nil {
+		return invalid("topic pattern %q: %v; use * for any characters, ? for one, [a-z] for one of a class, \\ before a literal * ? [", f.Topics, err)
+	}
+	return nil
+}
+
+// MatchTopic reports whether the topic name matches the Topics pattern
+// ("" matches every topic): '*' matches any run of characters, '/'
+// included, so "orders*" matches "orders/eu/1" and "*" every topic; '?'
+// one character; "[...]" one character of a class; '\' quotes the next
+// character. A malformed pattern (see Validate) matches nothing.
+func (f MonitorFilter) MatchTopic(name string) bool {
+	if f.Topics == "" {
+		return true
+	}
+	if checkGlob(f.Topics) != nil {
+		return false
+	}
+	return globMatch(f.Topics, name)
+}
+
+// checkGlob reports a malformed glob pattern.
+func checkGlob(p string) error {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			if i+1 == len(p) {
+				return errGlobEscape
+			}
+			i++
+		case '[':
+			_, n, ok := matchClass(p[i:], 0)
+			if !ok {
+				return errGlobClass
+			}
+			i += n - 1
+		}
+	}
+	return nil
+}
+
+var (
+	errGlobEscape = errors.New("the pattern ends with '\\'")
+	errGlobClass  = errors.New("a '[' class is not closed by ']', or has a bad range")
+)
+
+// globMatch matches name against a well-formed pattern (checkGlob). A '*'
+// backtracks to the last star only: what an earlier star matched can be
+// given to the later one, so one backtrack point is enough.
+func globMatch(p, name string) bool {
+	px, nx := 0, 0
+	starP, starN := -1, 0
+	for px < len(p) || nx < len(name) {
+		if px < len(p) {
+			switch c := p[px]; c {
+			case '*':
+				starP, starN = px, nx
+				px++
+				continue
+			case '?':
+				if nx < len(name) {
+					_, w := utf8.DecodeRuneInString(name[nx:])
+					px++
+					nx += w
+					continue
+				}
+			case '[':
+				if nx < len(name) {
+					r, w := utf8.DecodeRuneInString(name[nx:])
+					if ok, n, _ := matchClass(p[px:], r); ok {
+						px += n
+						nx += w
+						continue
+					}
+				}
+			case '\\':
+				if nx < len(name) && p[px+1] == name[nx] {
+					px += 2
+					nx++
+					continue
+				}
+			default:
+				if nx < len(name) && c == name[nx] {
+					px++
+					nx++
+					continue
+				}
+			}
+		}
+		if starP < 0 || starN >= len(name) {
+			return false
+		}
+		_, w := utf8.DecodeRuneInString(name[starN:])
+		starN += w
+		px, nx = starP+1, starN
+	}
+	return true
+}
+
+// matchClass matches r against the class that opens p ("[...]"): it
+// returns whether r is in it, the class's length in bytes, and false for
+// a malformed class. A ']' first in the class is literal.
+func matchClass(p string, r rune) (in bool, n int, ok bool) {
+	i := 1
+	negate := false
+	if i < len(p) && (p[i] == '^' || p[i] == '!') {
+		negate = true
+		i++
+	}
+	first := true
+	for {
+		if i >= len(p) {
+			return false, 0, false
+		}
+		if p[i] == ']' && !first {
+			return in != negate, i + 1, true
+		}
+		first = false
+		lo, w, ok := classChar(p[i:])
+		if !ok {
+			return false, 0, false
+		}
+		i += w
+		hi := lo
+		if i+1 < len(p) && p[i] == '-' && p[i+1] != ']' {
+			if hi, w, ok = classChar(p[i+1:]); !ok || hi < lo {
+				return false, 0, false
+			}
+			i += 1 + w
+		}
+		if lo <= r && r <= hi {
+			in = true
+		}
+	}
+}
+
+// classChar reads one (possibly '\'-quoted) character of a class.
+func classChar(p string) (r rune, n int, ok bool) {
+	if p[0] == '\\' {
+		if len(p) < 2 {
+			return 0, 0, false
+		}
+		r, w := utf8.DecodeRuneInString(p[1:])
+		return r, 1 + w, true
+	}
+	r, w := utf8.DecodeRuneInString(p)
+	return r, w, true
 }
 
 // MonitorEvent is one event or channel message seen by Monitor.
@@ -55,8 +212,8 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 	if f.Channels == "" {
 		f.Channels = "*"
 	}
-	if _, err := path.Match(f.Topics, "x"); err != nil {
-		return nil, invalid("topic pattern %q: %v", f.Topics, err)
+	if err := f.Validate(); err != nil {
+		return nil, err
 	}
 	out := make(chan MonitorEvent, 1024)
 	var wg sync.WaitGroup
@@ -86,7 +243,7 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 			return nil, err
 		}
 		for _, n := range names {
-			if ok, _ := path.Match(f.Topics, n); !ok {
+			if !f.MatchTopic(n) {
 				continue
 			}
 			t, err := c.topic(ctx, n, false)
@@ -155,7 +312,7 @@ func (c *Client) Monitor(ctx context.Context, f MonitorFilter) (<-chan MonitorEv
 					continue
 				}
 				for _, n := range names {
-					if ok, _ := path.Match(f.Topics, n); !ok || tailed[n] {
+					if !f.MatchTopic(n) || tailed[n] {
 						continue
 					}
 					if t, err := c.topic(ctx, n, false); err == nil {

@@ -96,6 +96,9 @@ func (g *Gateway) handleCreateTopic(w http.ResponseWriter, r *http.Request, _ *p
 	d := json.NewDecoder(r.Body)
 	d.DisallowUnknownFields()
 	if err := d.Decode(&in); err != nil && !errors.Is(err, errEOF) {
+		if tooLarge(err) {
+			return err
+		}
 		return badRequest("topic config: %v; send {\"partitions\": N, \"max_len\": N, \"max_age\": \"24h\", ...} or an empty body", err)
 	}
 	cfg := herald.TopicConfig{Partitions: in.Partitions, MaxLen: in.MaxLen, DedupeAll: in.DedupeAll, MaxEventBytes: in.MaxEventBytes, TrimAcked: in.TrimAcked}
@@ -264,6 +267,9 @@ func (g *Gateway) redriveQuery(r *http.Request) (herald.Query, error) {
 	d := json.NewDecoder(r.Body)
 	d.DisallowUnknownFields()
 	if err := d.Decode(&in); err != nil && !errors.Is(err, errEOF) {
+		if tooLarge(err) {
+			return q, err
+		}
 		return q, badRequest("selection: %v; send {\"group\": G, \"positions\": [...], \"from\": ID, \"to\": ID, \"limit\": N} or an empty body for all", err)
 	}
 	if in.Group != "" {

@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -59,6 +61,35 @@ func deliveryTimes(r *http.Request, evs []herald.Event) ([]time.Time, error) {
 	return out, nil
 }
 
+// maxDelayMillis is the longest delay in milliseconds: a longer one does
+// not fit a time.Duration.
+const maxDelayMillis = math.MaxInt64 / int64(time.Millisecond)
+
+// parseMillis reads a delay given as a number of milliseconds: an
+// integer, or a JSON number of the envelope as fmt prints it (1e+06). big
+// reports a number beyond maxDelayMillis (which a time.Duration cannot
+// hold); any negative number reads as -1.
+func parseMillis(s string) (ms int64, ok, big bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if n, ierr := strconv.ParseInt(s, 10, 64); ierr == nil {
+		f, err = float64(n), nil
+		if n >= 0 && n <= maxDelayMillis {
+			return n, true, false
+		}
+	}
+	switch {
+	case err != nil && !errors.Is(err, strconv.ErrRange):
+		return 0, false, false
+	case f < 0:
+		return -1, true, false
+	case f > float64(maxDelayMillis):
+		return 0, false, true
+	case f != math.Trunc(f):
+		return 0, false, false
+	}
+	return int64(f), true, false
+}
+
 // parseDelivery reads a deliver_at (RFC 3339) or delay (Go duration, or
 // milliseconds as a number) value; both empty is the zero time.
 func parseDelivery(at, delay, where string) (time.Time, error) {
@@ -74,8 +105,11 @@ func parseDelivery(at, delay, where string) (time.Time, error) {
 	case delay != "":
 		d, err := time.ParseDuration(delay)
 		if err != nil {
-			ms, nerr := strconv.ParseInt(delay, 10, 64)
-			if nerr != nil {
+			ms, ok, big := parseMillis(delay)
+			if big {
+				return time.Time{}, badRequest("%sdelay %q is too large; use at most %d milliseconds (%s)", where, delay, maxDelayMillis, time.Duration(math.MaxInt64))
+			}
+			if !ok {
 				return time.Time{}, badRequest("%sdelay %q is not a duration; use e.g. 10s, 5m or a number of milliseconds", where, delay)
 			}
 			d = time.Duration(ms) * time.Millisecond

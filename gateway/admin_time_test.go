@@ -110,3 +110,27 @@ func TestTimeMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestDelayTooLarge: a delay of more milliseconds than a duration holds
+// is reported as too large (it overflowed and was reported as negative).
+func TestDelayTooLarge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{})
+	for _, c := range []struct{ path, body, ct string }{
+		{"/v1/topics/tl/events?delay=9223372036854775807", "x", ""},
+		{"/v1/topics/tl/events?delay=9223372036854775808", "x", ""},
+		{"/v1/topics/tl/events", `{"data":1,"delay":9223372036854775807}`, "application/json"},
+		{"/v1/topics/tl/events", `{"data":1,"delay":"1e+30"}`, "application/json"},
+	} {
+		code, b := e.do("POST", c.path, []byte(c.body), map[string]string{"Content-Type": c.ct})
+		if code != 400 || !strings.Contains(string(b), "too large") || strings.Contains(string(b), "negative") {
+			t.Errorf("%s %s: %d %s, want 400 too large", c.path, c.body, code, b)
+		}
+	}
+	if code, b := e.do("POST", "/v1/topics/tl/events?delay=-9223372036854775807", []byte("x"), nil); code != 400 || !strings.Contains(string(b), "negative") {
+		t.Errorf("a negative delay: %d %s, want 400 negative", code, b)
+	}
+	if code, b := e.do("POST", "/v1/topics/tl/events?delay=60000", []byte("x"), nil); code != 200 || !strings.Contains(string(b), `"deliver_at"`) {
+		t.Errorf("delay=60000 (a minute): %d %s", code, b)
+	}
+}

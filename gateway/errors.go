@@ -36,6 +36,9 @@ const (
 	CodeTooManyConnections   = "too_many_connections"
 	CodeTooManySubscriptions = "too_many_subscriptions"
 	CodeTooManyRequests      = "too_many_requests"
+	CodeTooManyGroups        = "too_many_groups"
+	CodeGroupOptionsConflict = "group_options_conflict"
+	CodeAckTimeout           = "ack_timeout"
 )
 
 // apiError is an error with an HTTP status and a code for the JSON body.
@@ -108,6 +111,28 @@ func (g *Gateway) classify(err error) *apiError {
 	}
 	g.metrics.redisErrors.Inc()
 	return errorf(http.StatusServiceUnavailable, CodeUnavailable, "Redis did not complete the request: %v; retry, and check /readyz", err)
+}
+
+// tooLarge reports an error met reading a body over max_body_bytes
+// (classify answers it with 413).
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// readBody reads r's whole body. A body over max_body_bytes gives the
+// *http.MaxBytesError (413); any other read error (a malformed chunked
+// encoding, a body shorter than its Content-Length, a client gone) is the
+// client's: 400, never counted as a Redis error.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		if tooLarge(err) {
+			return nil, err
+		}
+		return nil, badRequest("the request body could not be read (%v); send the whole body, with a correct Content-Length or chunked encoding", err)
+	}
+	return b, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

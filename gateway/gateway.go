@@ -46,6 +46,7 @@ const (
 	DefaultStreamWriteLimit = 10 * time.Second
 	DefaultWSMaxUnacked     = 256
 	DefaultWSMaxMessage     = 2 << 20
+	DefaultAckTimeout       = 30 * time.Second
 )
 
 // Config configures a Gateway.
@@ -76,6 +77,13 @@ type Config struct {
 	// Limits bound the streams, sessions and WebSocket operations clients
 	// may hold (see Limits; zero fields take the defaults).
 	Limits Limits
+	// AckTimeout is how long a consumer group's event handed to an SSE
+	// session or a WebSocket group subscription waits for the client's ack
+	// or nack (default 30s). An event not confirmed in time goes back to
+	// the group for redelivery, as a released one does, and the client is
+	// told (an ack_timeout event or error message): one client that never
+	// confirms does not hold the group's delivery on this server.
+	AckTimeout time.Duration
 	// Webhooks are push subscriptions started by Start.
 	Webhooks []Webhook
 	// Instance names this gateway among the instances that share a Redis:
@@ -170,6 +178,12 @@ func (c *Config) fill() error {
 	}
 	if c.SSE.ResumeWindow > MaxResumeWindow {
 		return fmt.Errorf("gateway: sse resume_window %s is too long; use at most %s (a session holds its unconfirmed events that long)", c.SSE.ResumeWindow, MaxResumeWindow)
+	}
+	if c.AckTimeout < 0 {
+		return fmt.Errorf("gateway: ack_timeout %s is negative; use a positive duration (0 takes the default, %s)", c.AckTimeout, DefaultAckTimeout)
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = DefaultAckTimeout
 	}
 	if err := c.Limits.fill(); err != nil {
 		return err

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,28 +14,36 @@ import (
 )
 
 // A groupFeed is the one consumer of the delivery engine that a process
-// runs for a consumer group of a topic (and one set of subscription
-// options: filter, max attempts), shared by every SSE session and
-// WebSocket subscription of that group in the process. Its handler hands
-// each event to a member with room in its window (round robin), waits for
-// that client's verdict, and returns it to the engine: acknowledged,
-// retried, dead-lettered, or released (ErrRelease: the member left, the
-// event goes back to the group at once for another member or instance).
-// Per-key order holds as the engine keeps it: the next event of a key is
-// handed out only when the one before it is settled.
+// runs for a consumer group of a topic, shared by every SSE session and
+// WebSocket subscription of that group in the process. Its subscription
+// options (filter, max attempts) are those of the client that started it;
+// a client asking for others while it has members is refused (409), so a
+// process runs at most one feed per (topic, group), and at most
+// Limits.MaxGroupFeeds feeds. Its handler hands each event to a member
+// with room in its window (round robin), waits for that client's verdict,
+// at most Config.AckTimeout, and returns it to the engine: acknowledged,
+// retried, dead-lettered, or released (ErrRelease: the member left or did
+// not answer in time; the event is offered again, to any member, or goes
+// to another instance). Per-key order holds as the engine keeps it: the
+// next event of a key is handed out only when the one before it is
+// settled. A worker hands out the events of its slice of a read one at a
+// time, so an event a client holds holds the events behind it: the ack
+// timeout bounds that wait.
 //
 // Goroutines: the engine's workers (GroupFeedInFlight per feed, whatever
 // the number of clients), owned by the feed's subscription; a feed stops
 // feedLinger after its last member leaves, handing back what it holds.
 type groupFeed struct {
-	st       *sessionStore
-	key      string
-	topic    string
-	group    string
-	consumer string
-	sub      *herald.Subscription // set before ready is closed
-	ready    chan struct{}        // closed once the subscription started (or failed: initErr)
-	initErr  error
+	st          *sessionStore
+	key         string
+	topic       string
+	group       string
+	consumer    string
+	filter      string
+	maxAttempts int                  // herald.DefaultMaxAttempts when the client gave none
+	sub         *herald.Subscription // set before ready is closed
+	ready       chan struct{}        // closed once the subscription started (or failed: initErr)
+	initErr     error
 
 	mu      sync.Mutex
 	members []groupMember
@@ -52,6 +60,11 @@ type groupMember interface {
 	// window; it runs with the feed's lock held, so it must not block: work
 	// that may block is returned as after, run once the lock is released.
 	offer(d *pendingDelivery) (after func(), ok bool)
+	// expire takes d back when the client did not settle it within the
+	// ack timeout, and tells the client, without blocking; it reports
+	// false when d was settled meanwhile (its verdict is, or is about to
+	// be, in d.result).
+	expire(d *pendingDelivery) bool
 	// settled is called once d's verdict was taken, before the engine gets it.
 	settled(d *pendingDelivery)
 }
@@ -67,9 +80,9 @@ type pendingDelivery struct {
 // once (its engine workers), shared by all members' windows.
 const GroupFeedInFlight = 256
 
-// feedKey names a feed: topic, group and the options that must agree.
-func feedKey(topic, group, filter string, maxAttempts int) string {
-	return topic + "\x00" + group + "\x00" + filter + "\x00" + strconv.Itoa(maxAttempts)
+// feedKey names a feed: one per topic and group.
+func feedKey(topic, group string) string {
+	return topic + "\x00" + group
 }
 
 // instanceID names this gateway's consumers in the groups, unique per process.
@@ -79,32 +92,53 @@ func instanceID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// feedFor returns the feed of (topic, group, options), starting it when
-// there is none. start, filter and maxAttempts are the subscription's
-// options (start counts only when the group is created).
+// feedFor returns the feed of (topic, group), starting it when there is
+// none. start, filter and maxAttempts are the subscription's options
+// (start counts only when the group is created); a running feed with
+// members and other options answers 409, and a new feed beyond
+// Limits.MaxGroupFeeds answers 503.
 func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start herald.Start, filter string, maxAttempts int) (*groupFeed, error) {
-	key := feedKey(topic, group, filter, maxAttempts)
+	if maxAttempts <= 0 {
+		maxAttempts = herald.DefaultMaxAttempts
+	}
+	key := feedKey(topic, group)
 	st.feedMu.Lock()
 	if st.closed {
 		st.feedMu.Unlock()
 		return nil, errorf(http.StatusServiceUnavailable, CodeShuttingDown, "the server is shutting down; reconnect in a moment")
 	}
 	if f := st.feeds[key]; f != nil && !f.isStopped() {
+		if f.filter != filter || f.maxAttempts != maxAttempts {
+			// Another set of options: the feed is replaced when nobody uses
+			// it (it was lingering), else the request is refused.
+			if !f.retireIfIdle() {
+				st.feedMu.Unlock()
+				return nil, f.conflict(filter, maxAttempts)
+			}
+		} else {
+			st.feedMu.Unlock()
+			select { // another request is starting it
+			case <-f.ready:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			if f.initErr != nil {
+				return nil, f.initErr
+			}
+			return f, nil
+		}
+	}
+	if n := st.liveFeedsLocked(); n >= st.g.cfg.Limits.MaxGroupFeeds {
 		st.feedMu.Unlock()
-		select { // another request is starting it
-		case <-f.ready:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if f.initErr != nil {
-			return nil, f.initErr
-		}
-		return f, nil
+		st.g.metrics.limited.WithLabelValues("group_feeds").Inc()
+		return nil, errorf(http.StatusServiceUnavailable, CodeTooManyGroups,
+			"the server consumes %d groups at once, its limit (limits.max_group_feeds); subscribe to a group that has clients here, try again once some groups' clients have left, or raise the limit", n)
 	}
 	// Subscribing (creating the group on every partition) happens outside
 	// the lock: a slow Redis holds up this group's clients only.
 	st.feedSeq++
-	f := &groupFeed{st: st, key: key, topic: topic, group: group, changed: make(chan struct{}), ready: make(chan struct{}),
+	f := &groupFeed{st: st, key: key, topic: topic, group: group, filter: filter, maxAttempts: maxAttempts,
+		changed: make(chan struct{}), ready: make(chan struct{}),
 		consumer: fmt.Sprintf("gw-%s-%d", st.instance, st.feedSeq)}
 	st.feeds[key] = f
 	st.feedMu.Unlock()
@@ -113,9 +147,7 @@ func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start 
 	if filter != "" {
 		opts = append(opts, herald.Filter(filter))
 	}
-	if maxAttempts > 0 {
-		opts = append(opts, herald.MaxAttempts(maxAttempts))
-	}
+	opts = append(opts, herald.MaxAttempts(maxAttempts))
 	// The feed outlives the request that started it: it stops when idle or at shutdown.
 	sub, err := st.g.c.Subscribe(context.WithoutCancel(ctx), topic, group, herald.HandlerFunc(f.handle), opts...)
 	st.feedMu.Lock()
@@ -153,6 +185,55 @@ func (st *sessionStore) feedFor(ctx context.Context, topic, group string, start 
 		st.wg.Done()
 	}()
 	return f, nil
+}
+
+// liveFeedsLocked counts the feeds in the map that are not stopping.
+func (st *sessionStore) liveFeedsLocked() int {
+	n := 0
+	for _, f := range st.feeds {
+		if !f.isStopped() {
+			n++
+		}
+	}
+	return n
+}
+
+// retireIfIdle stops the feed when it has started and has no member (it
+// lingers after its last one left); it reports whether it did.
+func (f *groupFeed) retireIfIdle() bool {
+	select {
+	case <-f.ready:
+	default:
+		return false // starting: its first member is about to join
+	}
+	f.mu.Lock()
+	idle := len(f.members) == 0 && f.idle != nil && !f.stopped
+	if idle {
+		f.stopped = true
+		f.idle.Stop()
+		f.idle = nil
+	}
+	f.mu.Unlock()
+	if idle && f.sub != nil {
+		f.sub.Stop()
+	}
+	return idle
+}
+
+// conflict is the answer to a client whose options differ from the feed's.
+func (f *groupFeed) conflict(filter string, maxAttempts int) error {
+	var diff []string
+	if f.filter != filter {
+		diff = append(diff, fmt.Sprintf("filter %q (its clients here use %q)", filter, f.filter))
+	}
+	if f.maxAttempts != maxAttempts {
+		diff = append(diff, fmt.Sprintf("max_attempts %d (its clients here use %d)", maxAttempts, f.maxAttempts))
+	}
+	return errorf(http.StatusConflict, CodeGroupOptionsConflict,
+		"group %q of topic %q has one consumer on this server, and this request asks for other options: %s; "+
+			"subscribe with the same options as the group's other clients, use another group for other options, "+
+			"or wait until its clients have left (a session ends sse.resume_window after its client disconnects)",
+		f.group, f.topic, strings.Join(diff, ", "))
 }
 
 func (f *groupFeed) isStopped() bool {
@@ -258,9 +339,19 @@ func (f *groupFeed) handle(ctx context.Context, m *herald.Message) error {
 			return herald.ErrRelease
 		}
 	}
+	timeout := time.NewTimer(f.st.g.cfg.AckTimeout)
+	defer timeout.Stop()
 	var err error
 	select {
 	case err = <-d.result:
+	case <-timeout.C:
+		err = herald.ErrRelease
+		if !member.expire(d) { // settled meanwhile: its verdict counts
+			select {
+			case err = <-d.result:
+			case <-ctx.Done():
+			}
+		}
 	case <-ctx.Done():
 		select {
 		case err = <-d.result: // a verdict that raced the stop still counts

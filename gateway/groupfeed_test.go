@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -287,4 +288,167 @@ func waitMetric(t *testing.T, e *env, line string) {
 		_, b := e.do("GET", "/metrics", nil, nil)
 		return strings.Contains(string(b), line+"\n")
 	})
+}
+
+// TestGroupFeedOnePerGroup: a group has one consumer per server whatever
+// its clients ask for. A client asking for another filter or max_attempts
+// while the group has clients here is refused with 409, naming the
+// difference, instead of getting a consumer (and its 256 workers) of its
+// own; once the group's clients are gone, other options replace the idle
+// consumer. Consumers of distinct groups are bounded by
+// limits.max_group_feeds (503).
+func TestGroupFeedOnePerGroup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{Limits: gateway.Limits{MaxGroupFeeds: 2}, SSE: gateway.SSEConfig{ResumeWindow: 100 * time.Millisecond}})
+	filter := url.QueryEscape(`type == "a"`)
+	first := e.openSSE("/v1/topics/opt/events?group=g&max_attempts=3&filter="+filter, nil)
+	info := first.next(t, "session", 5*time.Second)
+	for i := range 20 { // each used to start a consumer of its own
+		code, b := e.streamStatus(fmt.Sprintf("/v1/topics/opt/events?group=g&max_attempts=%d&filter=%s", 4+i, filter), nil)
+		if code != http.StatusConflict || !strings.Contains(string(b), gateway.CodeGroupOptionsConflict) || !strings.Contains(string(b), "max_attempts") {
+			t.Fatalf("max_attempts=%d on a group consumed with 3: %d %s, want 409 %s", 4+i, code, b, gateway.CodeGroupOptionsConflict)
+		}
+	}
+	code, b := e.streamStatus("/v1/topics/opt/events?group=g&max_attempts=3&filter="+url.QueryEscape(`type == "b"`), nil)
+	if code != http.StatusConflict || !strings.Contains(string(b), `filter \"type == \\\"b\\\"\"`) {
+		t.Fatalf("another filter: %d %s, want 409 naming the filter", code, b)
+	}
+	w := e.dialWS(t, "")
+	w.send(gateway.WSRequest{Op: "subscribe", ID: "s", Topic: "opt", Group: "g", Filter: `type == "a"`, MaxAttempts: 9})
+	if m, ok := w.recv(5 * time.Second); !ok || m.Type != "error" || m.Error == nil || m.Error.Code != gateway.CodeGroupOptionsConflict {
+		t.Fatalf("WebSocket subscription with other options: %+v, want an error %s", m, gateway.CodeGroupOptionsConflict)
+	}
+	same := e.openSSE("/v1/topics/opt/events?group=g&max_attempts=3&filter="+filter, nil)
+	if info2 := same.next(t, "session", 5*time.Second); !strings.Contains(string(info2.Data), consumerOf(t, info.Data)) {
+		t.Fatalf("same options: session %s, want the consumer of %s", info2.Data, info.Data)
+	}
+	if got := metricSum(e, "herald_group_feeds"); got != 1 {
+		t.Fatalf("herald_group_feeds %v, want 1", got)
+	}
+	// The default max_attempts (8) named or not is the same consumer.
+	dflt := e.openSSE("/v1/topics/opt/events?group=d", nil)
+	dflt.next(t, "session", 5*time.Second)
+	if code, b := e.streamStatus("/v1/topics/opt/events?group=d&max_attempts=8", nil); code != 200 {
+		t.Fatalf("max_attempts=8 on a group consumed with the default: %d %s", code, b)
+	}
+	// Two consumers run: a third group is refused.
+	code, b = e.streamStatus("/v1/topics/opt/events?group=third", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), gateway.CodeTooManyGroups) || !strings.Contains(string(b), "limits.max_group_feeds") {
+		t.Fatalf("a third group beyond max_group_feeds=2: %d %s, want 503 %s", code, b, gateway.CodeTooManyGroups)
+	}
+	if metricSum(e, "herald_limited_total", `limit="group_feeds"`) == 0 {
+		t.Fatal("the refusal is not counted in herald_limited_total")
+	}
+	// Once group g's clients are gone (sessions expired), other options
+	// take over its idle consumer at once.
+	first.close()
+	same.close()
+	_ = w.c.CloseNow()
+	redistest.WaitFor(t, 10*time.Second, "group g's sessions to expire", func() bool {
+		code, _ := e.streamStatus("/v1/topics/opt/events?group=g&max_attempts=5", nil)
+		return code == http.StatusOK
+	})
+}
+
+func consumerOf(t *testing.T, session []byte) string {
+	t.Helper()
+	var s struct{ Consumer string }
+	if err := json.Unmarshal(session, &s); err != nil || s.Consumer == "" {
+		t.Fatalf("session event %s: %v", session, err)
+	}
+	return s.Consumer
+}
+
+// TestGroupAckTimeoutKeepsOthersFlowing: a member of a group that never
+// confirms (ack=client, the default window of 256, as many events as the
+// group's consumer holds) does not stop the group's other members on this
+// server: what it holds goes back to the group after the ack timeout (and
+// it is told), and the member that acknowledges gets every event. Without
+// the timeout the events it held, and those queued behind them, never
+// came.
+func TestGroupAckTimeoutKeepsOthersFlowing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{AckTimeout: 250 * time.Millisecond})
+	stuck := e.openSSE("/v1/topics/fair/events?group=g&client=stuck", nil)
+	stuck.next(t, "session", 5*time.Second)
+	good := e.openSSE("/v1/topics/fair/events?group=g&client=good&ack=auto", nil)
+	good.next(t, "session", 5*time.Second)
+	const n = 300
+	var batch strings.Builder
+	batch.WriteString("[")
+	for i := range n {
+		if i > 0 {
+			batch.WriteString(",")
+		}
+		fmt.Fprintf(&batch, `{"data":%d}`, i)
+	}
+	batch.WriteString("]")
+	e.publish("fair", batch.String(), map[string]string{"Content-Type": "application/json"})
+	seen := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case ev, ok := <-good.events:
+			if !ok {
+				t.Fatal("the acknowledging client's stream ended")
+			}
+			if ev.Event == "" {
+				seen[ev.ID] = true
+			}
+		case <-deadline:
+			t.Fatalf("the acknowledging client got %d of %d events: the one that never confirms holds the group", len(seen), n)
+		}
+	}
+	exp := stuck.next(t, "ack_timeout", 10*time.Second)
+	var body struct {
+		Positions  []string `json:"positions"`
+		AckTimeout string   `json:"ack_timeout"`
+	}
+	if err := json.Unmarshal(exp.Data, &body); err != nil || len(body.Positions) == 0 || body.AckTimeout != "250ms" {
+		t.Fatalf("ack_timeout event %s: %v", exp.Data, err)
+	}
+	// Confirming a released event is refused: it is no longer this client's.
+	code, b := e.do("POST", "/v1/topics/fair/groups/g/ack", []byte(`{"client":"stuck","positions":["`+body.Positions[0]+`"]}`), nil)
+	if code != 200 || !strings.Contains(string(b), `"settled":0`) {
+		t.Fatalf("ack of a released event: %d %s, want nothing settled", code, b)
+	}
+	if metricSum(e, "herald_deliveries_total", `outcome="timeout"`, `via="sse"`) == 0 {
+		t.Fatal("released events are not counted as outcome=timeout")
+	}
+}
+
+// TestWebSocketAckTimeout: a WebSocket group delivery not acknowledged
+// within the ack timeout goes back to the group; the client gets an error
+// message of code ack_timeout with the position, and the event comes again.
+func TestWebSocketAckTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{AckTimeout: time.Second})
+	w := e.dialWS(t, "")
+	w.send(gateway.WSRequest{Op: "subscribe", ID: "s", Topic: "wsat", Group: "g"})
+	w.expect("subscribed")
+	e.publish("wsat", "once", nil)
+	first := w.expect("event")
+	var ev gateway.EventJSON
+	if err := json.Unmarshal(first.Event, &ev); err != nil {
+		t.Fatal(err)
+	}
+	var expired gateway.WSMessage
+	for expired.Type != "error" {
+		m, ok := w.recv(5 * time.Second)
+		if !ok {
+			t.Fatal("no ack_timeout message")
+		}
+		expired = m
+	}
+	if expired.Error.Code != gateway.CodeAckTimeout || len(expired.Positions) != 1 || expired.Positions[0].Position != ev.Position {
+		t.Fatalf("message %+v %+v, want ack_timeout for %s", expired, expired.Error, ev.Position)
+	}
+	again := w.expect("event") // redelivered, to the only member
+	var ev2 gateway.EventJSON
+	_ = json.Unmarshal(again.Event, &ev2)
+	if ev2.Position != ev.Position {
+		t.Fatalf("redelivered %s, want %s", ev2.Position, ev.Position)
+	}
+	w.send(gateway.WSRequest{Op: "ack", ID: "s", Positions: []string{ev.Position}})
+	waitPending(t, e, "wsat", "g", 0)
 }

@@ -86,7 +86,7 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 	var kick chan struct{}
 	for try := 0; ; try++ {
 		if s == nil {
-			if s, err = g.sessions.open(ctx, p.keyName(), topic, group, client, o); err != nil {
+			if s, err = g.sessions.open(ctx, p.keyName(), g.sessionQuota(r, p), topic, group, client, o); err != nil {
 				return err
 			}
 		}
@@ -128,6 +128,13 @@ func (g *Gateway) groupStream(w http.ResponseWriter, r *http.Request, p *princip
 			}
 			if s.autoAck {
 				s.confirmUpTo(d.pos)
+			}
+		}
+		if exp := s.takeExpired(); len(exp) > 0 {
+			if st.jsonEvent("", "ack_timeout", map[string]any{"positions": exp, "ack_timeout": g.cfg.AckTimeout.String(),
+				"message": "these events were not confirmed within ack_timeout and went back to the group for redelivery (perhaps to another client); " +
+					"confirming them now settles nothing: confirm each event sooner with POST /v1/topics/" + topic + "/groups/" + group + "/ack, or use ?ack=auto"}) != nil {
+				return nil
 			}
 		}
 		if full {
@@ -174,6 +181,9 @@ func (g *Gateway) handleAck(w http.ResponseWriter, r *http.Request, p *principal
 	d := json.NewDecoder(r.Body)
 	d.DisallowUnknownFields()
 	if err := d.Decode(&req); err != nil {
+		if tooLarge(err) {
+			return err
+		}
 		return badRequest("ack body: %v; send {\"client\": ID, \"up_to\": POSITION} or {\"client\": ID, \"positions\": [...]}", err)
 	}
 	if req.Client == "" || (req.UpTo == "" && len(req.Positions) == 0) {

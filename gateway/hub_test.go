@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"syscall"
 	"testing"
@@ -301,5 +302,40 @@ func TestStuckTailIsDisconnected(t *testing.T) {
 	_ = stuck.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.Copy(io.Discard, stuck); err != nil { // what was sent, then the end
 		t.Fatalf("the stuck client's connection did not end: %v", err)
+	}
+}
+
+// TestMonitorStreamTopicsWithSlash: in a monitor's topics pattern '*' matches
+// '/' too (path.Match's did not): topics=mon-s* and topics=* show the
+// topics "mon-s/a" (existing when the monitor started) and "mon-s/b/c"
+// (created after); '?' and classes still match one character.
+func TestMonitorStreamTopicsWithSlash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{})
+	e.publish("mon-s%2Fa", "x", nil)
+	prefix := e.openSSE("/v1/monitor?topics=mon-s*&skip_channels=true", nil)
+	all := e.openSSE("/v1/monitor?topics=*&skip_channels=true", nil)
+	class := e.openSSE("/v1/monitor?topics="+url.QueryEscape("mon-s?[ab]*")+"&skip_channels=true", nil)
+	for _, c := range []struct {
+		s     *sseClient
+		topic string
+	}{{prefix, "mon-s/a"}, {prefix, "mon-s/b/c"}, {all, "mon-s/a"}, {class, "mon-s/b/c"}} {
+		redistest.WaitFor(t, 10*time.Second, "the monitor to show an event of "+c.topic, func() bool {
+			e.publish(url.PathEscape(c.topic), "probe", nil)
+			for {
+				select {
+				case ev := <-c.s.events:
+					if strings.Contains(string(ev.Data), `"topic":"`+c.topic+`"`) {
+						return true
+					}
+					continue
+				case <-time.After(200 * time.Millisecond):
+				}
+				return false
+			}
+		})
+	}
+	if code, b := e.do("GET", "/v1/monitor?topics="+url.QueryEscape("mon-["), nil, nil); code != 400 {
+		t.Fatalf("a malformed pattern: %d %s, want 400", code, b)
 	}
 }

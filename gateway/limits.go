@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 )
 
@@ -14,6 +15,8 @@ const (
 	DefaultMaxWSSubscriptions = 100
 	DefaultMaxWSInFlight      = 16
 	DefaultMaxSessions        = 20000
+	DefaultMaxSessionsPerKey  = 1000
+	DefaultMaxGroupFeeds      = 100
 )
 
 // Limits bound what clients may hold in the gateway. A zero field takes its
@@ -40,10 +43,22 @@ type Limits struct {
 	// MaxSessions bounds the group sessions (SSE clients of consumer groups,
 	// connected or within their resume window) in total (default 20000).
 	MaxSessions int `yaml:"max_sessions"`
+	// MaxSessionsPerKey bounds the group sessions of one API key or, with
+	// authentication off, of one remote IP address (default 1000): a
+	// session lives sse.resume_window after its client leaves, so a client
+	// that connects and disconnects in a loop fills its own share, not the
+	// server's. Beyond it a new session is refused with 429.
+	MaxSessionsPerKey int `yaml:"max_sessions_per_key"`
+	// MaxGroupFeeds bounds the consumer groups the server consumes at once:
+	// each (topic, group) with clients has one shared consumer with a fixed
+	// pool of GroupFeedInFlight workers (default 100). Beyond it a
+	// subscription to another group is refused with 503.
+	MaxGroupFeeds int `yaml:"max_group_feeds"`
 }
 
 func (l *Limits) fill() error {
-	for _, v := range []int{l.MaxStreams, l.MaxStreamsPerKey, l.MaxStreamsPerAddr, l.MaxWSSubscriptions, l.MaxWSInFlight, l.MaxSessions} {
+	for _, v := range []int{l.MaxStreams, l.MaxStreamsPerKey, l.MaxStreamsPerAddr, l.MaxWSSubscriptions, l.MaxWSInFlight, l.MaxSessions,
+		l.MaxSessionsPerKey, l.MaxGroupFeeds} {
 		if v < 0 {
 			return fmt.Errorf("gateway: limits must not be negative (0 takes the default): %+v", *l)
 		}
@@ -59,6 +74,8 @@ func (l *Limits) fill() error {
 	def(&l.MaxWSSubscriptions, DefaultMaxWSSubscriptions)
 	def(&l.MaxWSInFlight, DefaultMaxWSInFlight)
 	def(&l.MaxSessions, DefaultMaxSessions)
+	def(&l.MaxSessionsPerKey, DefaultMaxSessionsPerKey)
+	def(&l.MaxGroupFeeds, DefaultMaxGroupFeeds)
 	return nil
 }
 
@@ -78,10 +95,7 @@ func newStreamLimiter() *streamLimiter {
 // to answer; release must be called once for an admitted stream.
 func (g *Gateway) acquireStream(r *http.Request, key string) (release func(), err error) {
 	l, lim := g.limiter, &g.cfg.Limits
-	addr := r.RemoteAddr
-	if h, _, e := net.SplitHostPort(addr); e == nil {
-		addr = h
-	}
+	addr := remoteIP(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -115,4 +129,22 @@ func (g *Gateway) acquireStream(r *http.Request, key string) (release func(), er
 			}
 		})
 	}, nil
+}
+
+// remoteIP is the IP address of r's client (its RemoteAddr without the port).
+func remoteIP(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// sessionQuota names whose share of limits.max_sessions_per_key a new
+// group session counts in: the API key's, or, with authentication off, the
+// remote address's.
+func (g *Gateway) sessionQuota(r *http.Request, p *principal) string {
+	if g.keys == nil {
+		return "address " + remoteIP(r)
+	}
+	return "API key " + strconv.Quote(p.keyName())
 }

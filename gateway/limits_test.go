@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -135,4 +137,54 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestSessionsPerKeyLimit: one API key (or, with authentication off, one
+// remote address) holds at most limits.max_sessions_per_key group
+// sessions, connected or within their resume window: connecting and
+// disconnecting in a loop fills its own share (429), not the server's;
+// other keys still get sessions, and reconnecting to a session it holds
+// is not a new one.
+func TestSessionsPerKeyLimit(t *testing.T) {
+	t.Parallel()
+	keys := []gateway.APIKey{
+		{Name: "a", SHA256: gateway.HashKey("key-a"), Subscribe: []string{"*#*"}, Admin: []string{"*"}},
+		{Name: "b", SHA256: gateway.HashKey("key-b"), Subscribe: []string{"*#*"}},
+	}
+	e := newEnv(t, gateway.Config{Keys: keys, Limits: gateway.Limits{MaxSessionsPerKey: 3}})
+	bearer := func(k string) map[string]string { return map[string]string{"Authorization": "Bearer " + k} }
+	for i := range 3 { // each session outlives its connection by the resume window (60 s)
+		if code, b := e.streamStatus(fmt.Sprintf("/v1/topics/spk/events?group=g&client=a%d", i), bearer("key-a")); code != 200 {
+			t.Fatalf("session %d of key a: %d %s", i, code, b)
+		}
+	}
+	code, b := e.streamStatus("/v1/topics/spk/events?group=g&client=a3", bearer("key-a"))
+	if code != http.StatusTooManyRequests || !strings.Contains(string(b), gateway.CodeTooManyConnections) || !strings.Contains(string(b), "limits.max_sessions_per_key") {
+		t.Fatalf("fourth session of key a: %d %s, want 429 naming limits.max_sessions_per_key", code, b)
+	}
+	if code, b := e.streamStatus("/v1/topics/spk/events?group=g&client=a1", bearer("key-a")); code != 200 {
+		t.Fatalf("reconnecting to a session key a holds: %d %s", code, b)
+	}
+	if code, b := e.streamStatus("/v1/topics/spk/events?group=g&client=b0", bearer("key-b")); code != 200 {
+		t.Fatalf("a session of key b: %d %s", code, b)
+	}
+	if _, m := e.do("GET", "/metrics", nil, bearer("key-a")); !strings.Contains(string(m), `herald_limited_total{limit="sessions_per_key"} 1`) {
+		t.Fatal("the refusal is not counted in herald_limited_total")
+	}
+
+	// Without keys, the share is the remote address's; expired sessions free it.
+	open := newEnv(t, gateway.Config{Limits: gateway.Limits{MaxSessionsPerKey: 2}, SSE: gateway.SSEConfig{ResumeWindow: 200 * time.Millisecond}})
+	for range 2 {
+		if code, b := open.streamStatus("/v1/topics/spa/events?group=g", nil); code != 200 {
+			t.Fatalf("session without keys: %d %s", code, b)
+		}
+	}
+	code, b = open.streamStatus("/v1/topics/spa/events?group=g", nil)
+	if code != http.StatusTooManyRequests || !strings.Contains(string(b), "address 127.0.0.1") {
+		t.Fatalf("third session of one address: %d %s, want 429 naming the address", code, b)
+	}
+	redistest.WaitFor(t, 10*time.Second, "expired sessions to free the address's share", func() bool {
+		code, _ := open.streamStatus("/v1/topics/spa/events?group=g", nil)
+		return code == 200
+	})
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"net/http"
-	"path"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,8 +215,8 @@ func (h *monHub) join(ctx context.Context, f herald.MonitorFilter) (*monSub, err
 	if f.Channels == "" {
 		f.Channels = "*"
 	}
-	if _, err := path.Match(f.Topics, "x"); err != nil {
-		return nil, badRequest("topics %q is not a glob pattern: %v", f.Topics, err)
+	if err := f.Validate(); err != nil {
+		return nil, badRequest("topics: %v", err)
 	}
 	sub := &monSub{f: f, ch: make(chan herald.MonitorEvent, liveBuffer), ended: make(chan struct{})}
 	h.mu.Lock()
@@ -286,8 +285,7 @@ func (h *monHub) run(events <-chan herald.MonitorEvent, cancel context.CancelFun
 func (s *monSub) match(ev *herald.MonitorEvent) bool {
 	switch ev.Kind {
 	case "event":
-		ok, _ := path.Match(s.f.Topics, ev.Topic)
-		return !s.f.SkipTopics && ok
+		return !s.f.SkipTopics && s.f.MatchTopic(ev.Topic) // '*' matches '/' too
 	case "message":
 		return !s.f.SkipChannels && globMatch(s.f.Channels, ev.Channel)
 	}

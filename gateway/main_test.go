@@ -216,3 +216,27 @@ func metricSum(e *env, name string, labels ...string) float64 {
 	}
 	return sum
 }
+
+// streamStatus opens a stream and returns its status: for 200 it closes
+// the stream as soon as the headers arrive (no body); otherwise it returns
+// the error body too.
+func (e *env) streamStatus(path string, hdr map[string]string) (int, []byte) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.url+path, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return resp.StatusCode, nil
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}

@@ -78,7 +78,7 @@ func newMetrics(reg *prometheus.Registry, g *Gateway) (*metrics, error) {
 	m.hubLagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_hub_lagged_total",
 		Help: "Times a live tail's buffer was full: it caught up by position from Redis."})
 	m.groupFeeds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_group_feeds",
-		Help: "Shared group consumers running (one per topic, group and options in the process)."})
+		Help: "Shared group consumers running (one per topic and group in the process)."})
 	m.sessions = prometheus.NewGauge(prometheus.GaugeOpts{Name: "herald_group_sessions",
 		Help: "SSE group sessions (connected, or waiting for their client within the resume window)."})
 	m.windowFull = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_window_full_total",

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"io"
 	"mime"
 	"net/http"
 	"regexp"
@@ -38,7 +37,7 @@ var traceparentRE = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[
 // content type: CloudEvents structured, batch or binary mode, the Herald
 // JSON envelope (one object or an array), or a plain body (one event).
 func (g *Gateway) decodeRequestEvents(r *http.Request) ([]herald.Event, error) {
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +278,7 @@ func (g *Gateway) handleBroadcast(w http.ResponseWriter, r *http.Request, _ *pri
 	if err := validChannel(ch); err != nil {
 		return err
 	}
-	body, err := io.ReadAll(r.Body)
+	body, err := readBody(r)
 	if err != nil {
 		return err
 	}

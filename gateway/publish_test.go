@@ -1,8 +1,12 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -158,4 +162,59 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			t.Errorf("openapi.json lacks %s", r)
 		}
 	}
+}
+
+// TestBodyReadErrors: a body that cannot be read (a malformed chunked
+// encoding) is the client's error, 400, not a Redis one (it used to answer
+// 503 "Redis did not complete" and count in herald_redis_errors_total);
+// a body over max_body_bytes is 413 on every endpoint that reads one.
+func TestBodyReadErrors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, gateway.Config{MaxBodyBytes: 64})
+	for _, path := range []string{"/v1/topics/bodyerr/events", "/v1/channels/bodyerr/messages"} {
+		code, b := rawChunked(t, e, path)
+		if code != http.StatusBadRequest || !strings.Contains(string(b), gateway.CodeInvalidRequest) {
+			t.Errorf("POST %s with a malformed chunked body: %d %s, want 400 %s", path, code, b, gateway.CodeInvalidRequest)
+		}
+	}
+	if got := metricSum(e, "herald_redis_errors_total"); got != 0 {
+		t.Errorf("herald_redis_errors_total %v after body read errors, want 0", got)
+	}
+	big := []byte(`{"partitions": 1, "max_age": "` + strings.Repeat("1", 200) + `s"}`)
+	e.publish("bodyerr", "x", nil)
+	for _, c := range []struct{ method, path string }{
+		{"PUT", "/v1/topics/bodyerr"},
+		{"POST", "/v1/topics/bodyerr/groups/g/ack"},
+		{"POST", "/v1/topics/bodyerr/deadletters/redrive"},
+		{"POST", "/v1/topics/bodyerr/events"},
+		{"POST", "/v1/channels/bodyerr/messages"},
+	} {
+		code, b := e.do(c.method, c.path, big, map[string]string{"Content-Type": "application/json"})
+		if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), gateway.CodePayloadTooLarge) {
+			t.Errorf("%s %s with a body over max_body_bytes: %d %s, want 413 %s", c.method, c.path, code, b, gateway.CodePayloadTooLarge)
+		}
+	}
+}
+
+// rawChunked POSTs a body with a malformed chunk size and returns the answer.
+func rawChunked(t *testing.T, e *env, path string) (int, []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(e.url, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	req := "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"5\r\nhello\r\nzz\r\nbroken\r\n0\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }

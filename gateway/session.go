@@ -41,6 +41,7 @@ type session struct {
 	st                   *sessionStore
 	key                  string
 	owner                string // name of the API key that created it ("" without keys)
+	quota                string // whose limits.max_sessions_per_key share it counts in (sessionQuota)
 	topic, group, client string
 	feed                 *groupFeed
 	window               int
@@ -56,16 +57,18 @@ type session struct {
 	kick    chan struct{} // closed to make the attached connection leave
 	expiry  *time.Timer
 	stopped bool
-	full    bool // the window was full when last sent to (window_full said so)
+	full    bool     // the window was full when last sent to (window_full said so)
+	expired []string // positions sent and released by the ack timeout, not yet told to the client
 }
 
 type sessionStore struct {
 	g        *Gateway
 	instance string
 
-	mu     sync.Mutex
-	byKey  map[string]*session
-	closed bool
+	mu      sync.Mutex
+	byKey   map[string]*session
+	byQuota map[string]int // live sessions per sessionQuota
+	closed  bool
 
 	feedMu  sync.Mutex
 	feeds   map[string]*groupFeed
@@ -78,7 +81,7 @@ func newSessionStore(g *Gateway) *sessionStore {
 	if id == "" {
 		id = instanceID()
 	}
-	return &sessionStore{g: g, instance: id, byKey: map[string]*session{}, feeds: map[string]*groupFeed{}}
+	return &sessionStore{g: g, instance: id, byKey: map[string]*session{}, byQuota: map[string]int{}, feeds: map[string]*groupFeed{}}
 }
 
 func sessionKey(topic, group, client string) string { return topic + "\x00" + group + "\x00" + client }
@@ -126,8 +129,9 @@ type sessionOptions struct {
 }
 
 // open returns the session of the client, creating it (and joining the
-// group's feed) when there is none.
-func (st *sessionStore) open(ctx context.Context, owner, topic, group, client string, o sessionOptions) (*session, error) {
+// group's feed) when there is none. quota names the share of
+// limits.max_sessions_per_key a new session counts in (sessionQuota).
+func (st *sessionStore) open(ctx context.Context, owner, quota, topic, group, client string, o sessionOptions) (*session, error) {
 	key := sessionKey(topic, group, client)
 	st.mu.Lock()
 	if st.closed {
@@ -147,13 +151,32 @@ func (st *sessionStore) open(ctx context.Context, owner, topic, group, client st
 		return nil, errorf(http.StatusServiceUnavailable, CodeTooManyConnections,
 			"the server holds %d group sessions, its limit (limits.max_sessions); try again later", st.g.cfg.Limits.MaxSessions)
 	}
+	if n := st.byQuota[quota]; n >= st.g.cfg.Limits.MaxSessionsPerKey {
+		st.mu.Unlock()
+		st.g.metrics.limited.WithLabelValues("sessions_per_key").Inc()
+		return nil, errorf(http.StatusTooManyRequests, CodeTooManyConnections,
+			"%s holds %d group sessions, its limit (limits.max_sessions_per_key); a session lives sse.resume_window (%s) after its client leaves: "+
+				"reconnect with the same ?client= or Last-Event-ID instead of opening new sessions, or try again later",
+			quota, n, st.g.cfg.SSE.ResumeWindow)
+	}
+	// The place in the quota is taken now, so that concurrent requests
+	// cannot all pass the check; the session keeps it, or it is given back.
+	st.byQuota[quota]++
 	st.mu.Unlock()
+	kept := false
+	defer func() {
+		if !kept {
+			st.mu.Lock()
+			st.releaseQuotaLocked(quota)
+			st.mu.Unlock()
+		}
+	}()
 	for range 3 {
 		f, err := st.feedFor(ctx, topic, group, o.start, o.filter, o.maxAttempts)
 		if err != nil {
 			return nil, err
 		}
-		s := &session{st: st, key: key, owner: owner, topic: topic, group: group, client: client, feed: f,
+		s := &session{st: st, key: key, owner: owner, quota: quota, topic: topic, group: group, client: client, feed: f,
 			window: o.window, autoAck: o.autoAck, wake: make(chan struct{}, 1)}
 		st.mu.Lock()
 		if other := st.byKey[key]; other != nil { // created meanwhile
@@ -166,6 +189,7 @@ func (st *sessionStore) open(ctx context.Context, owner, topic, group, client st
 		st.byKey[key] = s
 		st.mu.Unlock()
 		if f.join(s) {
+			kept = true // stop gives it back
 			st.g.metrics.sessions.Inc()
 			return s, nil
 		}
@@ -174,6 +198,13 @@ func (st *sessionStore) open(ctx context.Context, owner, topic, group, client st
 		st.mu.Unlock()
 	}
 	return nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "the group's consumer is restarting; reconnect in a moment")
+}
+
+// releaseQuotaLocked takes a session that ended out of its quota's count.
+func (st *sessionStore) releaseQuotaLocked(quota string) {
+	if st.byQuota[quota]--; st.byQuota[quota] <= 0 {
+		delete(st.byQuota, quota)
+	}
 }
 
 // closeAll stops every session and feed (shutdown): held events go back
@@ -227,6 +258,48 @@ func (s *session) settled(d *pendingDelivery) {
 		s.full = false
 		s.signal()
 	}
+}
+
+// expire takes back d, which the client did not confirm within the ack
+// timeout (groupMember): it reports false when d was settled meanwhile.
+// The client is told, with an ack_timeout event, which events it sent
+// went back to the group.
+func (s *session) expire(d *pendingDelivery) bool {
+	s.mu.Lock()
+	sent := holds(s.sent, d) || holds(s.resend, d)
+	if !sent && !holds(s.queue, d) {
+		s.mu.Unlock()
+		return false
+	}
+	s.resend = without(s.resend, d)
+	s.queue = without(s.queue, d)
+	s.sent = without(s.sent, d)
+	if sent && s.gen != 0 && len(s.expired) < s.window {
+		s.expired = append(s.expired, d.pos)
+	}
+	s.mu.Unlock()
+	s.st.g.metrics.delivered.WithLabelValues(s.topic, s.group, "sse", herald.OutcomeTimeout).Inc()
+	s.signal()
+	return true
+}
+
+// takeExpired returns (and forgets) the positions released by the ack
+// timeout since the last call.
+func (s *session) takeExpired() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.expired
+	s.expired = nil
+	return e
+}
+
+func holds(ds []*pendingDelivery, d *pendingDelivery) bool {
+	for _, x := range ds {
+		if x == d {
+			return true
+		}
+	}
+	return false
 }
 
 func without(ds []*pendingDelivery, d *pendingDelivery) []*pendingDelivery {
@@ -330,6 +403,7 @@ func (s *session) stop() {
 	s.st.mu.Lock()
 	if s.st.byKey[s.key] == s {
 		delete(s.st.byKey, s.key)
+		s.st.releaseQuotaLocked(s.quota)
 		s.st.g.metrics.sessions.Dec()
 	}
 	s.st.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/heraldbus/herald"
 )
 
@@ -269,8 +271,11 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 	defer done()
 	beat := time.NewTicker(g.cfg.SSE.Heartbeat)
 	defer beat.Stop()
-	sent := g.metrics.sent.WithLabelValues(topic, "", "sse")
-	latency := g.metrics.deliveryLatency.WithLabelValues(topic, "sse")
+	// The topic's series are made at its first event: a tail of a topic
+	// that does not exist (yet) adds none, so requests for made-up names
+	// cannot grow /metrics.
+	var sent prometheus.Counter
+	var latency prometheus.Observer
 	var s *sseStream
 	// The stream starts (headers sent) once the tail has joined the
 	// topic's feed: an event published after the client saw the headers
@@ -284,6 +289,10 @@ func (g *Gateway) tailStream(w http.ResponseWriter, r *http.Request, topic strin
 		return nil
 	}
 	err = g.tail(ctx, topic, start, beat.C, func() error { return s.heartbeat() }, func(fe *feedEvent) error {
+		if sent == nil {
+			sent = g.metrics.sent.WithLabelValues(topic, "", "sse")
+			latency = g.metrics.deliveryLatency.WithLabelValues(topic, "sse")
+		}
 		sent.Inc()
 		traceDelivery(g.c, &fe.msg, "sse") // tracing.go: nothing when tracing is off
 		if !fe.msg.Time.IsZero() {

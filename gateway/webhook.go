@@ -290,10 +290,14 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 	hd.Set("Herald-Group", m.Group)
 	hd.Set("Herald-Position", m.Pos().String())
 	hd.Set("Herald-Attempt", strconv.Itoa(m.Attempt))
-	hd.Set("Herald-Event-Id", eventID(m))
-	if tp := m.Headers["traceparent"]; tp != "" {
+	// An event id may hold any byte, a header value may not (a CR or LF
+	// fails every POST): it is percent-encoded as ce-id is in binary mode
+	// (space, '"', '%' and bytes outside printable ASCII).
+	hd.Set("Herald-Event-Id", ceHeaderEscape(eventID(m)))
+	// Trace context stored by another producer is passed on only when valid.
+	if tp := m.Headers["traceparent"]; traceparentRE.MatchString(tp) {
 		hd.Set("traceparent", tp)
-		if ts := m.Headers["tracestate"]; ts != "" {
+		if ts := m.Headers["tracestate"]; ts != "" && printableASCII(ts) {
 			hd.Set("tracestate", ts)
 		}
 	}
@@ -330,4 +334,15 @@ func (h *webhookRunner) post(ctx context.Context, m *herald.Message) error {
 		h.g.metrics.delivered.WithLabelValues(m.Topic, m.Group, "webhook", herald.OutcomeError).Inc()
 		return herald.Permanent(fmt.Errorf("webhook %s: POST %s answered %d (permanent: not retried)", h.cfg.Name, h.target, c))
 	}
+}
+
+// printableASCII reports a string of printable ASCII and spaces only, safe
+// as a header value as it is.
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

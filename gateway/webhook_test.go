@@ -142,3 +142,37 @@ func TestWebhookPermanentRejection(t *testing.T) {
 		t.Fatalf("target called %d times, want 3 (no retries of a 400)", calls)
 	}
 }
+
+// TestWebhookEventIDWithControlBytes: an event id holding CR and LF (which
+// a header value may not) is percent-encoded in Herald-Event-Id, as ce-id
+// is in binary mode; the POST goes out and is acknowledged, where it used
+// to fail every time and end dead-lettered.
+func TestWebhookEventIDWithControlBytes(t *testing.T) {
+	t.Parallel()
+	ids := make(chan string, 10)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ids <- r.Header.Get("Herald-Event-Id")
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+	e := newEnv(t, gateway.Config{Webhooks: []gateway.Webhook{{Name: "crlf", Topic: "whcrlf", URL: "http://" + l.Addr().String() + "/hook",
+		Backoff: 20 * time.Millisecond, MaxAttempts: 2}}})
+	e.publish("whcrlf", `{"id":"evil\r\nX-Injected: 1 %\"","data":1}`, map[string]string{"Content-Type": "application/json"})
+	select {
+	case id := <-ids:
+		if want := `evil%0D%0AX-Injected:%201%20%25%22`; id != want {
+			t.Fatalf("Herald-Event-Id %q, want %q", id, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook was not called: the POST with the event id failed")
+	}
+	waitPending(t, e, "whcrlf", "webhook-crlf", 0)
+	if _, b := e.do("GET", "/v1/topics/whcrlf/deadletters?group=webhook-crlf", nil, nil); strings.Contains(string(b), "evil") {
+		t.Fatalf("the event was dead-lettered: %s", b)
+	}
+}

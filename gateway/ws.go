@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -519,6 +520,36 @@ func (m *wsMember) settled(d *pendingDelivery) {
 	}
 	c.mu.Unlock()
 	<-c.slots
+}
+
+// expire implements groupMember: d was not acknowledged within the ack
+// timeout. The client is told with an error message of code ack_timeout
+// naming the position, unless its outgoing buffer is full (it is not
+// reading: the write timeout ends it).
+func (m *wsMember) expire(d *pendingDelivery) bool {
+	c := m.c
+	c.mu.Lock()
+	k := m.id + "\x00" + d.pos
+	mine := c.pending[k] == d
+	if mine {
+		delete(c.pending, k)
+	}
+	c.mu.Unlock()
+	if !mine {
+		return false
+	}
+	c.g.metrics.delivered.WithLabelValues(m.feed.topic, m.feed.group, "ws", herald.OutcomeTimeout).Inc()
+	b, err := json.Marshal(WSMessage{Type: "error", ID: m.id,
+		Positions: []PositionJSON{{Position: d.pos, Partition: d.msg.Partition, StreamID: d.msg.Position, EventID: d.msg.ID}},
+		Error: &errorDetail{Code: CodeAckTimeout, Message: fmt.Sprintf("event %s was not acknowledged within %s (ack_timeout) and went back to the group for redelivery; "+
+			"acknowledging it now answers an error: ack each event sooner", d.pos, c.g.cfg.AckTimeout)}})
+	if err == nil {
+		select {
+		case c.out <- b:
+		default:
+		}
+	}
+	return true
 }
 
 // release hands d back to the group unless the client settled it.

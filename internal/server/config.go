@@ -78,6 +78,11 @@ type Config struct {
 	MaxBatch          int           `yaml:"max_batch"`
 	// ShutdownTimeout bounds a graceful shutdown (default 30s).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// AckTimeout is how long an event of a consumer group, handed to an
+	// SSE session or a WebSocket group subscription, waits for the
+	// client's ack before it goes back to the group (default 30s; see
+	// gateway.Config.AckTimeout).
+	AckTimeout time.Duration `yaml:"ack_timeout"`
 	// LogLevel is debug, info, warn or error; LogFormat text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
@@ -282,6 +287,7 @@ func (c *Config) fill() error {
 	def(&c.WriteTimeout, DefaultWriteTimeout)
 	def(&c.IdleTimeout, DefaultIdleTimeout)
 	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&c.AckTimeout, gateway.DefaultAckTimeout)
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}

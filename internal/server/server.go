@@ -111,7 +111,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	}
 	s.gw, err = gateway.New(gateway.Config{Client: s.client, Router: router, Keys: s.cfg.Keys, CORS: s.cfg.CORS, AllowedHosts: hosts, Instance: instance,
 		MaxBodyBytes: s.cfg.MaxBodyBytes, MaxBatch: s.cfg.MaxBatch, SSE: s.cfg.SSE, WebSocket: s.cfg.WebSocket, Limits: s.cfg.Limits,
-		Webhooks: hooks, Logger: s.log, Ready: s.engine.ready, Live: s.engine.live})
+		AckTimeout: s.cfg.AckTimeout, Webhooks: hooks, Logger: s.log, Ready: s.engine.ready, Live: s.engine.live})
 	if err != nil {
 		return fmt.Errorf("%w: %v", herald.ErrInvalid, err)
 	}

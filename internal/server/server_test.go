@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/gateway"
 	"github.com/heraldbus/herald/internal/redistest"
 	"github.com/heraldbus/herald/internal/server"
 )
@@ -262,4 +263,23 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestLoadGroupBounds: the settings that bound group delivery (ack_timeout,
+// limits.max_sessions_per_key, limits.max_group_feeds) are read from the
+// config file; ack_timeout defaults to the gateway's.
+func TestLoadGroupBounds(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "herald.yaml")
+	_ = os.WriteFile(path, []byte("ack_timeout: 5s\nlimits:\n  max_sessions_per_key: 7\n  max_group_feeds: 3\n"), 0o600)
+	cfg, err := server.Load(path, func(string) string { return "" }, server.Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AckTimeout != 5*time.Second || cfg.Limits.MaxSessionsPerKey != 7 || cfg.Limits.MaxGroupFeeds != 3 {
+		t.Fatalf("ack_timeout %s, max_sessions_per_key %d, max_group_feeds %d", cfg.AckTimeout, cfg.Limits.MaxSessionsPerKey, cfg.Limits.MaxGroupFeeds)
+	}
+	cfg, err = server.Load("", func(string) string { return "" }, server.Overrides{})
+	if err != nil || cfg.AckTimeout != gateway.DefaultAckTimeout {
+		t.Fatalf("default ack_timeout %s (%v), want %s", cfg.AckTimeout, err, gateway.DefaultAckTimeout)
+	}
 }
