@@ -215,8 +215,8 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 		b.Confirmed = w.lane[lane].confirmed
 		w.mu.Unlock()
 		fence := &w.lane[lane].fence
-		switch {
-		case way == wayPlain:
+		switch way {
+		case wayPlain:
 			var n int64
 			if replicated {
 				n = int64(w.c.cfg.Replicas)
@@ -227,7 +227,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 				attempt--
 				continue
 			}
-		case way == wayMulti:
+		case wayMulti:
 			res, err = w.c.db.AppendMulti(ctx, fence, b)
 		default:
 			// A plain append of this lane lost earlier (and given up) may
