@@ -109,6 +109,7 @@ type Listener struct {
 	done    chan struct{}
 	ready   chan struct{} // closed after the first subscription
 	gaps    atomic.Int64
+	tries   atomic.Int64 // failed connection attempts (pickNode rotates by them)
 	recv    atomic.Int64
 	lastErr atomic.Pointer[error]
 }
@@ -163,14 +164,20 @@ func (l *Listener) Gaps() int64 { return l.gaps.Load() }
 // Received is the number of messages received.
 func (l *Listener) Received() int64 { return l.recv.Load() }
 
-// Close unsubscribes and stops the Listener. It is idempotent.
+// Close unsubscribes and stops the Listener. It is idempotent, and may be
+// called from OnGap.
 func (l *Listener) Close() error {
 	l.cancel()
 	<-l.done
 	return nil
 }
 
-// Subscribe adds channels.
+// Subscribe adds channels. It waits for Redis's confirmation, which comes
+// behind the messages already on the connection: when Messages is full and
+// the goroutine that reads it is the one calling Subscribe, only ctx ends
+// the wait, so call it from another goroutine or with a ctx that ends.
+// Without a connection (while the Listener reconnects) it records the
+// change, which the new connection gets before it delivers anything.
 func (l *Listener) Subscribe(ctx context.Context, channels ...string) error {
 	return l.change(ctx, channels, l.channels, true, (*rdb.PubSubConn).Subscribe)
 }
@@ -262,12 +269,14 @@ func (l *Listener) run() {
 		})
 		if err != nil {
 			l.lastErr.Store(&err)
+			l.tries.Add(1)
 			b.wait(l.ctx)
 			continue
 		}
 		if err := l.subscribeAll(conn); err != nil {
 			conn.Close()
 			l.lastErr.Store(&err)
+			l.tries.Add(1)
 			if gapStart.IsZero() && !first {
 				gapStart = time.Now()
 			}
@@ -275,9 +284,6 @@ func (l *Listener) run() {
 			continue
 		}
 		b.reset()
-		l.mu.Lock()
-		l.conn = conn
-		l.mu.Unlock()
 		if first {
 			first = false
 			close(l.ready)
@@ -286,7 +292,18 @@ func (l *Listener) run() {
 			l.gaps.Add(1)
 			l.c.log.Warn("listener reconnected; messages published during the gap are lost", "gap", g.End.Sub(g.Start), "err", g.Err)
 			if l.cfg.OnGap != nil {
-				l.cfg.OnGap(g)
+				// On a goroutine of its own, so that OnGap may call Close
+				// (which waits for this one to end); the next reconnect
+				// waits for it, unless the Listener is closing.
+				ran := make(chan struct{})
+				go func() {
+					defer close(ran)
+					l.cfg.OnGap(g)
+				}()
+				select {
+				case <-ran:
+				case <-l.ctx.Done():
+				}
 			}
 			gapStart = time.Time{}
 		}
@@ -303,33 +320,69 @@ func (l *Listener) run() {
 	}
 }
 
+// subscribeAll subscribes conn to the Listener's channels and patterns and
+// then makes conn the Listener's connection. Subscribe and Unsubscribe
+// calls made meanwhile changed only the sets (the Listener had no
+// connection): what they changed is applied to conn before it is installed,
+// until the sets and conn agree.
 func (l *Listener) subscribeAll(conn *rdb.PubSubConn) error {
-	l.mu.Lock()
-	chs := keys(l.channels)
-	pats := keys(l.patterns)
-	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(l.ctx, 5*time.Second)
 	defer cancel()
-	if len(chs) > 0 {
-		if err := conn.Subscribe(ctx, chs...); err != nil {
-			return err
+	done := [2]map[string]bool{{}, {}} // channels and patterns conn is subscribed to
+	for {
+		l.mu.Lock()
+		var add, drop [2][]string
+		for i, set := range [2]map[string]bool{l.channels, l.patterns} {
+			for n := range set {
+				if !done[i][n] {
+					add[i] = append(add[i], n)
+				}
+			}
+			for n := range done[i] {
+				if !set[n] {
+					drop[i] = append(drop[i], n)
+				}
+			}
+		}
+		if len(add[0])+len(add[1])+len(drop[0])+len(drop[1]) == 0 {
+			l.conn = conn
+			l.mu.Unlock()
+			return nil
+		}
+		l.mu.Unlock()
+		for i, op := range [2][2]func(*rdb.PubSubConn, context.Context, ...string) error{
+			{(*rdb.PubSubConn).Subscribe, (*rdb.PubSubConn).Unsubscribe},
+			{(*rdb.PubSubConn).PSubscribe, (*rdb.PubSubConn).PUnsubscribe},
+		} {
+			if len(add[i]) > 0 {
+				sort.Strings(add[i])
+				if err := op[0](conn, ctx, add[i]...); err != nil {
+					return err
+				}
+				for _, n := range add[i] {
+					done[i][n] = true
+				}
+			}
+			if len(drop[i]) > 0 {
+				if err := op[1](conn, ctx, drop[i]...); err != nil {
+					return err
+				}
+				for _, n := range drop[i] {
+					delete(done[i], n)
+				}
+			}
 		}
 	}
-	if len(pats) > 0 {
-		if err := conn.PSubscribe(ctx, pats...); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // pickNode chooses the node to subscribe on: any reachable node works for
 // classic pub/sub, which a cluster broadcasts to every node. It rotates
-// after each loss.
+// after each loss and after each failed attempt, so that a node that does
+// not answer at all cannot hold every retry.
 func (l *Listener) pickNode() (string, error) {
 	ctx, cancel := context.WithTimeout(l.ctx, 2*time.Second)
 	defer cancel()
-	addr, err := l.c.db.PickNode(ctx, int(l.gaps.Load()))
+	addr, err := l.c.db.PickNode(ctx, int(l.gaps.Load()+l.tries.Load()))
 	if err != nil {
 		return "", fmt.Errorf("herald: no Redis node answered: %w", err)
 	}

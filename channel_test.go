@@ -2,6 +2,7 @@ package herald_test
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,5 +138,88 @@ func TestMonitorSeesNewTopics(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("monitor did not pick up the new topic")
+	}
+}
+
+// Channels subscribed while the Listener reconnects (it has no connection)
+// are subscribed on the new connection, and those unsubscribed meanwhile
+// are not: the sets and the connection agree once it is back.
+func TestListenerChangesDuringReconnect(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Own(t, redisproc.Options{})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, time.Minute)
+	l, err := c.Listen(ctx, herald.ListenConfig{Channels: []string{"keep", "drop"}, Buffer: 1 << 14})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for range l.Messages() { // confirmations: read, so that they never fill the buffer
+		}
+	}()
+	const n = 200
+	names := make([]string, n)
+	for round := range 3 {
+		if _, err := redisproc.Command(srv.Addr(), time.Second, "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+			t.Fatal(err)
+		}
+		for i := range names {
+			names[i] = fmt.Sprintf("r%d-%d", round, i)
+			if err := l.Subscribe(ctx, names[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if round == 0 {
+			if err := l.Unsubscribe(ctx, "drop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 20*time.Second, "every channel subscribed after the reconnect", func() bool {
+			subs, err := c.NumSub(ctx, append([]string{"keep", "drop"}, names...)...)
+			if err != nil || subs["keep"] != 1 || subs["drop"] != 0 {
+				return false
+			}
+			for _, name := range names {
+				if subs[name] != 1 {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+// OnGap may close its Listener.
+func TestListenerClosedFromOnGap(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Own(t, redisproc.Options{})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := ctxT(t, time.Minute)
+	var l *herald.Listener
+	ready := make(chan struct{})
+	l, err = c.Listen(ctx, herald.ListenConfig{Channels: []string{"news"}, OnGap: func(herald.Gap) {
+		<-ready
+		_ = l.Close()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(ready)
+	if _, err := redisproc.Command(srv.Addr(), time.Second, "CLIENT", "KILL", "TYPE", "pubsub"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("a Listener closed from OnGap did not stop")
 	}
 }

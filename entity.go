@@ -70,6 +70,9 @@ func (c *Client) Append(ctx context.Context, stream string, expectedVersion int6
 		if ev.Time.IsZero() {
 			ev.Time = now // the stream id carries the version, not the time
 		}
+		if err := validHeaders(&ev); err != nil {
+			return 0, fmt.Errorf("event %d: %w", i, err)
+		}
 		if n := codec.Size((*codec.Event)(&ev)); n > DefaultMaxEventBytes {
 			return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, n, DefaultMaxEventBytes)
 		}

@@ -344,3 +344,24 @@ func consumerNames(t *testing.T, c *Client, stream string) map[string]bool {
 	}
 	return out
 }
+
+// An event with more headers than a script can pass on is refused before
+// anything of its batch is written.
+func TestEntityAppendRefusesTooManyHeaders(t *testing.T) {
+	c := testClient(t, 1)
+	ctx := context.Background()
+	many := Event{Data: []byte("x"), Headers: map[string]string{}}
+	for i := range maxHeaders + 1 {
+		many.Headers[fmt.Sprintf("h%d", i)] = "v"
+	}
+	if _, err := c.Append(ctx, "acct", 0, Event{Data: []byte("small")}, many); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("append with %d headers: %v, want ErrInvalid", len(many.Headers), err)
+	}
+	evs, err := c.Read(ctx, "acct", 0)
+	if err != nil || len(evs) != 0 {
+		t.Fatalf("after the refused append the stream holds %d events (%v), want 0", len(evs), err)
+	}
+	if _, err := c.Publish(ctx, "t", many); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("publish with %d headers: %v, want ErrInvalid", len(many.Headers), err)
+	}
+}

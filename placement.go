@@ -37,10 +37,8 @@ func (t *topic) place(topicName string, o publishOptions, ev *Event, keyless *in
 	} else {
 		ev.ID = newID()
 	}
-	for name := range ev.Headers {
-		if !codec.ValidHeaderName(name) {
-			return 0, "", invalid("header name %q: use 1-256 printable ASCII characters without spaces", name)
-		}
+	if err := validHeaders(ev); err != nil {
+		return 0, "", err
 	}
 	if n := codec.Size((*codec.Event)(ev)); n > t.cfg.MaxEventBytes {
 		return 0, "", fmt.Errorf("%w: %d bytes, the limit of topic %q is %d (TopicConfig.MaxEventBytes)", ErrTooLarge, n, topicName, t.cfg.MaxEventBytes)
@@ -171,3 +169,23 @@ var clockBase = time.Now()
 
 // nanotime is a monotonic clock reading in nanoseconds.
 func nanotime() int64 { return int64(time.Since(clockBase)) }
+
+// maxHeaders bounds the headers of one event. Redis's scripts pass an
+// entry's fields to XADD as one argument list, which Lua caps at about
+// 8,000 values: an event with more fields could not be retried, dead-
+// lettered or moved from the delay queue, and a batch holding one would
+// be written in part.
+const maxHeaders = 1000
+
+// validHeaders checks the header names of ev and their number.
+func validHeaders(ev *Event) error {
+	if len(ev.Headers) > maxHeaders {
+		return invalid("event has %d headers; use at most %d (put the rest in Data)", len(ev.Headers), maxHeaders)
+	}
+	for name := range ev.Headers {
+		if !codec.ValidHeaderName(name) {
+			return invalid("header name %q: use 1-256 printable ASCII characters without spaces", name)
+		}
+	}
+	return nil
+}

@@ -10,7 +10,15 @@ if #last > 0 then
   version = tonumber(string.match(last[1][1], '^0%-(%d+)$') or '-1')
 end
 if version ~= tonumber(ARGV[1]) then return {0, version} end
+-- Every event's field count is checked before the first XADD: a script is
+-- not rolled back, and unpack refuses more than ~8,000 values.
 local i = 3
+for _ = 1, tonumber(ARGV[2]) do
+  local m = tonumber(ARGV[i])
+  if m > 7900 then return redis.error_reply('ERR an event has ' .. m .. ' field strings; at most 7900') end
+  i = i + 1 + m
+end
+i = 3
 for _ = 1, tonumber(ARGV[2]) do
   local m = tonumber(ARGV[i])
   version = version + 1
