@@ -10,14 +10,17 @@
 package celexpr
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 )
 
@@ -34,6 +37,7 @@ type Program struct {
 	src      string
 	prg      cel.Program
 	usesData bool
+	loops    bool // has a looping macro: evaluated under EvalTimeout
 }
 
 var (
@@ -94,12 +98,31 @@ func Compile(expr string) (*Program, error) {
 		return nil, &CompileError{Expr: expr, Line: 1, Column: 1,
 			Message: fmt.Sprintf("the condition yields %s, not bool; compare it, e.g. (%s) != \"\"", ast.OutputType(), expr)}
 	}
-	prg, err := e.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	loops := loopMacro.MatchString(expr)
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if loops {
+		opts = append(opts, cel.InterruptCheckFrequency(64))
+	}
+	prg, err := e.Program(ast, opts...)
 	if err != nil {
 		return nil, &CompileError{Expr: expr, Line: 1, Column: 1, Message: err.Error()}
 	}
-	return &Program{src: expr, prg: prg, usesData: strings.Contains(expr, "data")}, nil
+	return &Program{src: expr, prg: prg, usesData: strings.Contains(expr, "data"), loops: loops}, nil
 }
+
+// EvalTimeout bounds one evaluation of a condition that loops (the
+// macros all, exists, exists_one, map and filter, the only loops in CEL):
+// one that runs longer on an event, such as a comprehension nested in
+// another over a large payload, stops (checked every 64 iterations) and
+// counts as an evaluation error (no match). The payload comes from
+// publishers; without a bound one event could hold a subscriber's worker
+// for hours. A condition without a loop costs in proportion to its size
+// and needs no bound. (CEL's own cost limit was measured first: its
+// tracker made a single scan of a 20,000-element list take 430 ms.)
+const EvalTimeout = 250 * time.Millisecond
+
+// loopMacro finds a call of a looping macro in a condition's source.
+var loopMacro = regexp.MustCompile(`\b(all|exists|exists_one|map|filter)\s*\(`)
 
 // String returns the source expression.
 func (p *Program) String() string { return p.src }
@@ -110,7 +133,15 @@ var ErrEval = errors.New("celexpr: evaluation failed")
 // Match evaluates the condition. A missing field or any evaluation error
 // yields false together with an error wrapping ErrEval, for counting.
 func (p *Program) Match(a *Activation) (bool, error) {
-	out, _, err := p.prg.Eval(a)
+	var out ref.Val
+	var err error
+	if p.loops {
+		ctx, cancel := context.WithTimeout(context.Background(), EvalTimeout)
+		out, _, err = p.prg.ContextEval(ctx, a)
+		cancel()
+	} else {
+		out, _, err = p.prg.Eval(a)
+	}
 	if err != nil {
 		return false, fmt.Errorf("%w: %v", ErrEval, err)
 	}
