@@ -22,8 +22,10 @@ import (
 // group receives it as it receives any other event.
 
 // Delay publishes the event d from now instead of at once: it is appended
-// to the topic, and so delivered to every group, once d has passed (by the
-// Redis server's clock). The returned Position has the partition and an
+// to the topic, and so delivered to every group, once d has passed. The due
+// time is this machine's now + d, and Redis moves the event when its clock
+// reaches it: keep the clocks in sync (NTP), or a Redis clock ahead of this
+// machine's delivers early by as much. The returned Position has the partition and an
 // empty ID (the event has no stream position yet); list and cancel the
 // event by its id (set Event.ID to know it, or use Client.Schedule). A
 // negative d is refused. Scheduling is idempotent by event id: scheduling
@@ -307,7 +309,11 @@ func (m *delayMover) run() {
 }
 
 // moveOnce moves what is due on every partition and returns the earliest
-// due time left (math.MaxInt64: none known).
+// due time left (math.MaxInt64: none known), on this machine's clock: Redis
+// judges what is due by its own, so the wait is the time from Redis's now
+// to the next due time (with Redis's clock behind this one, a wait for the
+// due time on this clock would end before Redis sees it due, and the mover
+// would call again at once until it does).
 func (m *delayMover) moveOnce() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), delayCallTime)
 	defer cancel()
@@ -320,8 +326,10 @@ func (m *delayMover) moveOnce() int64 {
 			}
 		case r.Moved == delayMoveMax:
 			next = 0 // more are due: go again at once
-		case r.NextDueMS >= 0 && r.NextDueMS < next:
-			next = r.NextDueMS
+		case r.NextDueMS >= 0:
+			if at := time.Now().UnixMilli() + r.NextDueMS - r.NowMS; at < next {
+				next = at
+			}
 		}
 	}
 	return next

@@ -58,6 +58,7 @@ func (db *DB) ScheduleAdd(ctx context.Context, pk PartKeys, ids []string, dueMS 
 type MoveResult struct {
 	Moved     int64
 	NextDueMS int64 // -1: nothing left
+	NowMS     int64 // the server's time when it answered (NextDueMS is on its clock)
 	Err       error
 }
 
@@ -73,8 +74,8 @@ func (db *DB) MoveDue(ctx context.Context, parts []PartKeys, limit, maxLen int64
 	out := make([]MoveResult, len(parts))
 	for i, r := range db.evalMulti(ctx, "schedule_move", execs) {
 		arr, err := r.ToArray()
-		if err == nil && len(arr) != 2 {
-			err = fmt.Errorf("schedule_move: %d replies, want 2", len(arr))
+		if err == nil && len(arr) != 3 {
+			err = fmt.Errorf("schedule_move: %d replies, want 3", len(arr))
 		}
 		if err != nil {
 			out[i] = MoveResult{NextDueMS: -1, Err: err}
@@ -82,6 +83,7 @@ func (db *DB) MoveDue(ctx context.Context, parts []PartKeys, limit, maxLen int64
 		}
 		out[i].Moved, _ = arr[0].AsInt64()
 		out[i].NextDueMS, _ = arr[1].AsInt64()
+		out[i].NowMS, _ = arr[2].AsInt64()
 	}
 	return out
 }

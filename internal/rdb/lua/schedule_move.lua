@@ -7,7 +7,8 @@
 -- ARGV[1]  most events to move     ARGV[2] MAXLEN ~ of the stream (0 = none)
 -- Due is judged by the server's clock (TIME), so that movers on machines whose clocks
 -- disagree still move nothing early by Redis's time.
--- Returns {moved, due time of the next event in ms or -1 when none is left}.
+-- Returns {moved, due time of the next event in ms or -1 when none is left, the server's
+-- time in ms} (a mover waits next - now by its own clock: the clocks may disagree).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[1])
@@ -25,5 +26,5 @@ for _, id in ipairs(due) do
   redis.call('HDEL', KEYS[2], id)
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {#due, -1} end
-return {#due, tonumber(nxt[2])}
+if #nxt == 0 then return {#due, -1, now} end
+return {#due, tonumber(nxt[2]), now}
