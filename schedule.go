@@ -318,7 +318,11 @@ func (m *delayMover) moveOnce() int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), delayCallTime)
 	defer cancel()
 	next := int64(math.MaxInt64)
-	for _, r := range m.c.db.MoveDue(ctx, m.t.parts, delayMoveMax, m.t.cfg.MaxLen) {
+	minID := ""
+	if m.t.cfg.MaxAge > 0 { // as a publish trims (writer.go)
+		minID = fmt.Sprintf("%d-0", time.Now().Add(-m.t.cfg.MaxAge).UnixMilli())
+	}
+	for _, r := range m.c.db.MoveDue(ctx, m.t.parts, delayMoveMax, m.t.cfg.MaxLen, minID) {
 		switch {
 		case r.Err != nil:
 			if m.alive() {

@@ -277,3 +277,39 @@ func TestClusterDelayedEventsOfAllPartitionsArrive(t *testing.T) {
 		}
 	}
 }
+
+// A topic fed only by delayed events is trimmed by its MaxAge, as one fed
+// by publishes is: the mover trims the stream after it moves events.
+func TestDelayedEventsTrimmedByMaxAge(t *testing.T) {
+	t.Parallel()
+	c := newClient(t)
+	ctx := ctxT(t, time.Minute)
+	if err := c.CreateTopic(ctx, "aged", herald.TopicConfig{Partitions: 1, MaxAge: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	length := func() int64 {
+		ti, err := c.TopicInfo(ctx, "aged")
+		if err != nil {
+			return -1
+		}
+		return ti.Length
+	}
+	evs := make([]herald.Event, 100)
+	for i := range evs {
+		evs[i] = herald.Event{Data: []byte("old")}
+	}
+	for range 10 {
+		if _, err := c.PublishBatch(ctx, "aged", evs, herald.Delay(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "1,000 delayed events moved to the stream", func() bool { return length() == 1000 })
+	time.Sleep(1100 * time.Millisecond) // not a condition: the events age past MaxAge
+	if _, err := c.Publish(ctx, "aged", herald.Event{Data: []byte("new")}, herald.Delay(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the aged events trimmed when the next delayed event was moved", func() bool {
+		n := length()
+		return n >= 1 && n < 200
+	})
+}

@@ -63,11 +63,13 @@ type MoveResult struct {
 }
 
 // MoveDue moves the due delayed events of every given partition to its
-// stream (schedule_move.lua, pipelined: one round trip per node).
+// stream (schedule_move.lua, pipelined: one round trip per node), then
+// trims each stream that took events by MAXLEN ~ maxLen (0: none) and
+// MINID ~ minID ("": none), as a publish would.
 // Due is judged by the Redis server's clock.
-func (db *DB) MoveDue(ctx context.Context, parts []PartKeys, limit, maxLen int64) []MoveResult {
+func (db *DB) MoveDue(ctx context.Context, parts []PartKeys, limit, maxLen int64, minID string) []MoveResult {
 	execs := make([]rueidis.LuaExec, len(parts))
-	args := []string{strconv.FormatInt(limit, 10), strconv.FormatInt(maxLen, 10)}
+	args := []string{strconv.FormatInt(limit, 10), strconv.FormatInt(maxLen, 10), minID}
 	for i, pk := range parts {
 		execs[i] = rueidis.LuaExec{Keys: []string{pk.Delay(), pk.DelayData(), pk.Stream}, Args: args}
 	}

@@ -5,6 +5,7 @@
 -- KEYS[2]  the delayed events' payloads (hash)            {tag}:delay:d
 -- KEYS[3]  the partition stream                           {tag}:s
 -- ARGV[1]  most events to move     ARGV[2] MAXLEN ~ of the stream (0 = none)
+-- ARGV[3]  MINID ~ of the stream after a move ("" = none: the topic has no MaxAge)
 -- Due is judged by the server's clock (TIME), so that movers on machines whose clocks
 -- disagree still move nothing early by Redis's time.
 -- Returns {moved, due time of the next event in ms or -1 when none is left, the server's
@@ -24,6 +25,9 @@ for _, id in ipairs(due) do
   end
   redis.call('ZREM', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
+end
+if #due > 0 and ARGV[3] and ARGV[3] ~= '' then
+  redis.call('XTRIM', KEYS[3], 'MINID', '~', ARGV[3])
 end
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt == 0 then return {#due, -1, now} end
