@@ -195,12 +195,15 @@ func (db *DB) ScheduledRetries(ctx context.Context, pk PartKeys, group string) (
 	return db.c.Do(ctx, db.c.B().Zcard().Key(pk.Schedule(group)).Build()).AsInt64()
 }
 
-// DestroyGroup removes a group from a partition, with its retry keys.
+// DestroyGroup removes a group from a partition, with its retry keys and
+// its retention loss counters (a group made again under the name starts
+// from none).
 func (db *DB) DestroyGroup(ctx context.Context, pk PartKeys, group string) error {
 	cmds := rueidis.Commands{
 		db.c.B().XgroupDestroy().Key(pk.Stream).Group(group).Build(),
 		db.c.B().Del().Key(pk.Retry(group)).Build(),
 		db.c.B().Del().Key(pk.Schedule(group)).Build(),
+		db.c.B().Hdel().Key(pk.Losses()).Field("p:"+group, "u:"+group, "w:"+group).Build(),
 	}
 	for _, r := range db.c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !isNoSuchKey(err) {
