@@ -389,11 +389,3 @@ func (l *Listener) pickNode() (string, error) {
 	return addr, nil
 }
 
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
