@@ -388,4 +388,3 @@ func (l *Listener) pickNode() (string, error) {
 	}
 	return addr, nil
 }
-
