@@ -528,14 +528,7 @@ func (m *wsMember) settled(d *pendingDelivery) {
 // reading: the write timeout ends it).
 func (m *wsMember) expire(d *pendingDelivery) bool {
 	c := m.c
-	c.mu.Lock()
-	k := m.id + "\x00" + d.pos
-	mine := c.pending[k] == d
-	if mine {
-		delete(c.pending, k)
-	}
-	c.mu.Unlock()
-	if !mine {
+	if !m.take(d) {
 		return false
 	}
 	c.g.metrics.delivered.WithLabelValues(m.feed.topic, m.feed.group, "ws", herald.OutcomeTimeout).Inc()
@@ -552,17 +545,23 @@ func (m *wsMember) expire(d *pendingDelivery) bool {
 	return true
 }
 
-// release hands d back to the group unless the client settled it.
-func (m *wsMember) release(d *pendingDelivery) {
+// take removes d from the client's unsettled deliveries; false when the
+// client settled it already.
+func (m *wsMember) take(d *pendingDelivery) bool {
 	c := m.c
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	k := m.id + "\x00" + d.pos
-	mine := c.pending[k] == d
-	if mine {
-		delete(c.pending, k)
+	if c.pending[k] != d {
+		return false
 	}
-	c.mu.Unlock()
-	if mine {
+	delete(c.pending, k)
+	return true
+}
+
+// release hands d back to the group unless the client settled it.
+func (m *wsMember) release(d *pendingDelivery) {
+	if m.take(d) {
 		d.result <- herald.ErrRelease
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/rueidis"
-
 	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redisproc"
 	"github.com/heraldbus/herald/internal/redistest"
@@ -62,23 +60,8 @@ func TestPlainRecoveryCutShortScansAgain(t *testing.T) {
 // context ends, instead of waiting for one for ever, and appends once one
 // is free again.
 func TestPlainAppendPoolFull(t *testing.T) {
-	srv := redistest.Own(t, redisproc.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	opt, err := rdb.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d", srv.Port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache, opt.BlockingPoolSize = true, 1
-	cl, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "full"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, cl, ctx := onePoolConnDB(t)
+	var err error
 	pk := db.Keys.Part("t/0")
 	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 1),
 		Fields: [][]string{{"i", "e1", "d", "x"}}}

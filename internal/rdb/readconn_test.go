@@ -381,23 +381,8 @@ func TestMovedAddr(t *testing.T) {
 // A reader of a given client whose pool has no connection free waits
 // for one only as long as its context lasts.
 func TestReadConnGivenClientPoolFull(t *testing.T) {
-	srv := redistest.Own(t, redisproc.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	opt, err := rdb.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d", srv.Port))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache, opt.BlockingPoolSize = true, 1
-	cl, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "full"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, cl, ctx := onePoolConnDB(t)
+	var err error
 	pk := db.Keys.Part("t/0")
 	want := fill(t, ctx, db, pk)
 	held, release := cl.Dedicate() // the pool's one connection
@@ -416,4 +401,28 @@ func TestReadConnGivenClientPoolFull(t *testing.T) {
 	if got := readAll(t, ctx, db, pk, "c", len(want)); len(got) != len(want) {
 		t.Fatalf("read %d entries once the pool had a connection again, want %d", len(got), len(want))
 	}
+}
+
+// onePoolConnDB is a DB given a client (its own server) whose pool holds
+// one connection.
+func onePoolConnDB(t *testing.T) (*rdb.DB, rueidis.Client, context.Context) {
+	t.Helper()
+	srv := redistest.Own(t, redisproc.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	opt, err := rdb.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d", srv.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache, opt.BlockingPoolSize = true, 1
+	cl, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "full"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, cl, ctx
 }
