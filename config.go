@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/rueidis"
 	"go.opentelemetry.io/otel/propagation"
@@ -253,7 +254,8 @@ func ValidateName(kind, name string) error {
 		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/' {
 			continue
 		}
-		return invalid("%s name %q has %q at byte %d; use only letters, digits, '.', '-', '_' and '/'", kind, name, string(rune(c)), i)
+		r, _ := utf8.DecodeRuneInString(name[i:]) // the character, not its first byte
+		return invalid("%s name %q has %q at byte %d; use only letters, digits, '.', '-', '_' and '/'", kind, name, string(r), i)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package herald
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,14 @@ func TestIDsConcurrentUnique(t *testing.T) {
 				t.Fatalf("ids of one goroutine out of order: %s after %s", id, ids[j-1])
 			}
 		}
+	}
+}
+
+// A name with a character outside the allowed set is refused, naming the
+// character (not the first byte of its UTF-8 encoding).
+func TestValidateNameNamesTheCharacter(t *testing.T) {
+	err := ValidateName("topic", "тема")
+	if err == nil || !strings.Contains(err.Error(), `"т" at byte 0`) {
+		t.Fatalf("ValidateName(тема) = %v, want it to name \"т\" at byte 0", err)
 	}
 }

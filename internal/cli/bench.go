@@ -48,11 +48,11 @@ under --namespace with a unique name, and deletes them at the end.`,
   herald bench e2e --rate 5000 --duration 10s
   herald bench consume --redis redis://127.0.0.1:6379 --output json`,
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: benchrun.Modes,
+		ValidArgs: append(slices.Clone(benchrun.Modes), "delay"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			mode := args[0]
 			if !slices.Contains(benchrun.Modes, mode) && mode != "delay" {
-				return usage("unknown benchmark %q; use one of: %s", mode, strings.Join(benchrun.Modes, ", "))
+				return usage("unknown benchmark %q; use one of: %s, delay, gateway", mode, strings.Join(benchrun.Modes, ", "))
 			}
 			for _, f := range []struct {
 				name string
@@ -116,7 +116,8 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
 	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
 	cmd.AddCommand(benchGatewayCmd(e)) // internal/cli/bench_gateway.go
-	return cmd
+	// Runs for --duration per phase: no --timeout.
+	return untimed(cmd)
 }
 
 // redisHost shows where a URL points without its credentials.

@@ -70,6 +70,7 @@ when standard output is not a terminal; --raw or --no-raw forces one form.`,
 			}
 			return ro.check()
 		}}
+	subcommands(cmd)
 	cmd.PersistentFlags().BoolVar(&ro.raw, "raw", false, "raw replies (one element per line, unquoted) even on a terminal")
 	cmd.PersistentFlags().BoolVar(&ro.noRaw, "no-raw", false, "formatted replies even when output is not a terminal")
 	cmd.AddCommand(channelPublishCmd(e, ro), channelSubscribeCmd(e, ro, false), channelSubscribeCmd(e, ro, true),
@@ -91,11 +92,11 @@ func channelPublishCmd(e *env, ro *rawOpts) *cobra.Command {
 		Example: `  herald channel publish mychannel "Hello World!"`,
 		Args:    cobra.ExactArgs(2),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			n, err := c.Broadcast(cmd.Context(), args[0], []byte(args[1]))
 			if err != nil {
 				return err
@@ -127,11 +128,18 @@ func channelSubscribeCmd(e *env, ro *rawOpts, patterns bool) *cobra.Command {
 			if count < 0 {
 				return usage("--count %d is negative", count)
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
-			defer c.Close()
+			var l *herald.Listener
+			// One bound for both: a Redis that stopped answering must not hold Ctrl-C.
+			defer closeBounded(func() error {
+				if l != nil {
+					l.Close()
+				}
+				return c.Close()
+			})
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			cfg := herald.ListenConfig{Channels: args, OnGap: func(g herald.Gap) {
@@ -144,11 +152,10 @@ func channelSubscribeCmd(e *env, ro *rawOpts, patterns bool) *cobra.Command {
 			if !e.json() && !raw {
 				fmt.Fprintln(e.io.Out, "Reading messages... (press Ctrl-C to quit)")
 			}
-			l, err := c.Listen(ctx, cfg)
+			l, err = c.Listen(ctx, cfg)
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
-			defer l.Close()
 			got := 0
 			for {
 				select {
@@ -169,7 +176,7 @@ func channelSubscribeCmd(e *env, ro *rawOpts, patterns bool) *cobra.Command {
 			}
 		})}
 	cmd.Flags().IntVarP(&count, "count", "c", 0, "exit after N messages (0: until interrupted)")
-	return cmd
+	return untimed(cmd) // runs until interrupted: no --timeout
 }
 
 func printChannelMessage(e *env, raw bool, m herald.ChannelMessage) {
@@ -207,11 +214,11 @@ func printChannelMessage(e *env, raw bool, m herald.ChannelMessage) {
 func channelNumsubCmd(e *env, ro *rawOpts) *cobra.Command {
 	return &cobra.Command{Use: "numsub CHANNEL...", Short: "Subscribers per channel (summed over every cluster node)", Args: cobra.MinimumNArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			m, err := c.NumSub(cmd.Context(), args...)
 			if err != nil {
 				return err
@@ -239,11 +246,11 @@ func channelListCmd(e *env, ro *rawOpts) *cobra.Command {
 			if len(args) == 1 {
 				pattern = args[0]
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			chs, err := c.Channels(cmd.Context(), pattern)
 			if err != nil {
 				return err
@@ -274,11 +281,11 @@ func channelListCmd(e *env, ro *rawOpts) *cobra.Command {
 func channelNumpatCmd(e *env, ro *rawOpts) *cobra.Command {
 	return &cobra.Command{Use: "numpat", Short: "Pattern subscriptions (summed over every cluster node)", Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			n, err := c.NumPat(cmd.Context())
 			if err != nil {
 				return err

@@ -8,13 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/heraldbus/herald"
+	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/server"
 )
 
@@ -39,13 +44,62 @@ func namedArgs(kinds ...string) cobra.PositionalArgs {
 		}
 		for i, k := range kinds {
 			if k != "" {
-				if err := herald.ValidateName(k, args[i]); err != nil {
+				if err := validateName(k, args[i]); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
+}
+
+// validateName is herald.ValidateName naming the first character that is
+// not allowed, where herald.ValidateName names only its first byte
+// ("тема" has "Ñ" at byte 0).
+func validateName(kind, name string) error {
+	err := herald.ValidateName(kind, name)
+	if err == nil || len(name) > herald.MaxTopicNameLen {
+		return err
+	}
+	for i := 0; i < len(name); i++ {
+		if herald.ValidateName(kind, name[i:i+1]) == nil {
+			continue // an allowed character
+		}
+		if name[i] < utf8.RuneSelf {
+			return err // an ASCII character: named right
+		}
+		_, size := utf8.DecodeRuneInString(name[i:]) // not UTF-8: the byte, quoted as "\xd1"
+		return fmt.Errorf("%w: %s name %q has %q at byte %d; use only letters, digits, '.', '-', '_' and '/'",
+			herald.ErrInvalid, kind, name, name[i:i+size], i)
+	}
+	return err
+}
+
+// subcommands makes cmd a group of subcommands: without one it prints its
+// help; with an unknown one it fails (exit 2) naming it and the valid ones.
+func subcommands(cmd *cobra.Command) *cobra.Command {
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return c.Help()
+		}
+		var names []string
+		for _, sub := range c.Commands() {
+			if sub.IsAvailableCommand() && sub.Name() != "help" {
+				names = append(names, sub.Name())
+			}
+		}
+		hint := ""
+		if c.SuggestionsMinimumDistance <= 0 {
+			c.SuggestionsMinimumDistance = 2 // cobra's default, which it sets on the root only
+		}
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, " or "))
+		}
+		return usage("unknown command %q for %q%s; use one of: %s\nRun '%s --help' for usage",
+			args[0], c.CommandPath(), hint, strings.Join(names, ", "), c.CommandPath())
+	}
+	return cmd
 }
 
 // ExitCode maps an error from Run to a process exit code: 0 ok, 2 bad input
@@ -74,13 +128,70 @@ type env struct {
 	redisURL  string
 	namespace string
 	output    string
+	deadline  deadline // --timeout (timeout.go)
 }
 
 func (e *env) json() bool { return e.output == "json" }
 
-// client connects with the global flags.
-func (e *env) client() (*herald.Client, error) {
-	return herald.New(context.Background(), herald.Config{URL: e.url(), Namespace: e.namespace})
+// client connects with the global flags. ctx bounds the connecting (the
+// command's context: --timeout, Ctrl-C); it is not kept.
+func (e *env) client(ctx context.Context) (*herald.Client, error) {
+	u := e.url()
+	if err := checkRedisURL(u); err != nil {
+		return nil, err
+	}
+	e.deadline.setAddr(redisHost(u))
+	return herald.New(ctx, herald.Config{URL: u, Namespace: e.namespace})
+}
+
+// checkRedisURL refuses a Redis URL that does not parse or names a port out
+// of range (bad input, exit 2), before anything dials it.
+func checkRedisURL(u string) error {
+	opt, err := rdb.ParseURL(u)
+	if err != nil {
+		return &UsageError{Err: fmt.Errorf("%w: %v", herald.ErrInvalid, err)}
+	}
+	for _, a := range opt.InitAddress {
+		_, port, _ := net.SplitHostPort(a)
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return &UsageError{Err: fmt.Errorf("%w: invalid Redis URL %q: port %s is out of range; use a port from 1 to 65535, e.g. redis://127.0.0.1:6379",
+				herald.ErrInvalid, u, port)}
+		}
+	}
+	return nil
+}
+
+// interrupted returns err, or nil when the command was interrupted (Ctrl-C,
+// SIGTERM): a command that runs until interrupted exits 0 then, even while
+// it was still connecting (docs/cli.md, exit codes).
+func interrupted(cmd *cobra.Command, err error) error {
+	if cmd.Context().Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// closeWait bounds how long a command waits for its client to close: a
+// Redis that stopped answering must not hold the exit.
+const closeWait = 2 * time.Second
+
+// closeClient closes c, waiting at most closeWait. Commands close after
+// their calls have returned, so nothing they published is left unsent.
+func closeClient(c *herald.Client) { closeBounded(c.Close) }
+
+// closeBounded calls closeFn, waiting at most closeWait for it.
+func closeBounded(closeFn func() error) {
+	done := make(chan struct{})
+	go func() {
+		_ = closeFn()
+		close(done)
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 // url is the engine URL with HERALD_REDIS_PASSWORD applied when it has no
@@ -148,13 +259,15 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return &UsageError{Err: err}
 	}
 	defer stopTracing()
-	root := newRoot(ctx, stdio, red)
+	root, e := newRoot(ctx, stdio, red)
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()
 	if f := root.PersistentFlags().Lookup("redis"); f != nil {
 		red.add(f.Value.String(), false)
 	}
-	return red.error(runResult(cmd, err, out))
+	err = e.deadline.explain(runResult(cmd, err, out)) // timeout.go
+	e.deadline.release()
+	return red.error(err)
 }
 
 func runResult(cmd *cobra.Command, err error, out *stickyWriter) error {
@@ -196,10 +309,11 @@ func wrap(f func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 func NewRoot(ctx context.Context, stdio IO) *cobra.Command {
 	red := &redactor{}
 	red.addEnv()
-	return newRoot(ctx, stdio, red)
+	root, _ := newRoot(ctx, stdio, red)
+	return root
 }
 
-func newRoot(ctx context.Context, stdio IO, red *redactor) *cobra.Command {
+func newRoot(ctx context.Context, stdio IO, red *redactor) (*cobra.Command, *env) {
 	e := &env{io: stdio, red: red}
 	root := &cobra.Command{
 		Use:   "herald",
@@ -216,7 +330,7 @@ func newRoot(ctx context.Context, stdio IO, red *redactor) *cobra.Command {
 			if cmd.Flags().Changed("redis") || os.Getenv("HERALD_REDIS_URL") != "" {
 				e.redisURL = withPassword(e.redisURL, os.Getenv("HERALD_REDIS_PASSWORD"))
 			}
-			return nil
+			return e.deadline.start(cmd) // --timeout for one-shot commands (timeout.go)
 		},
 		// Without a command: the help (after the flags were checked).
 		Args: cobra.NoArgs,
@@ -236,17 +350,25 @@ func newRoot(ctx context.Context, stdio IO, red *redactor) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&e.redisURL, "redis", defURL,
 		"Redis URL (env HERALD_REDIS_URL); a password in it wins over HERALD_REDIS_PASSWORD")
-	root.PersistentFlags().Lookup("redis").DefValue = redactURL(defURL) // --help never shows the password
-	root.Version = readVersion().String()                               // herald --version (version.go)
+	root.PersistentFlags().Lookup("redis").DefValue = redactValue(defURL) // --help never shows the password
+	root.Version = readVersion().String()                                 // herald --version (version.go)
 	root.SetVersionTemplate("herald {{.Version}}\n")
 	root.PersistentFlags().StringVar(&e.namespace, "namespace", defNS, "key namespace (env HERALD_NAMESPACE)")
 	root.PersistentFlags().StringVarP(&e.output, "output", "o", "text", "output format: text or json")
+	root.PersistentFlags().DurationVar(&e.deadline.timeout, "timeout", DefaultTimeout,
+		"how long a one-shot command may wait for Redis (0: no limit); not for subscribe, monitor, channel subscribe, serve, bench, cluster, doctor")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &UsageError{Err: fmt.Errorf("%v\nRun '%s --help' for usage", err, cmd.CommandPath())}
 	})
 	root.AddCommand(publishCmd(e), subscribeCmd(e), topicsCmd(e), topicCmd(e), groupsCmd(e), eventsCmd(e), dlqCmd(e),
 		channelCmd(e), monitorCmd(e), routeCmd(e), entityAppendCmd(e), entityReadCmd(e), benchCmd(e), clusterCmd(e), doctorCmd(e), serveCmd(e), versionCmd(e),
 		scheduledCmd(e), groupCmd(e)) // internal/cli/scheduled.go, group_seek.go
+	root.InitDefaultCompletionCmd() // now, to make it a group as the others (cobra adds it when it runs)
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			subcommands(c)
+		}
+	}
 	addCompletions(root, e) // completion.go: topic and group names from Redis
-	return root
+	return root, e
 }

@@ -29,6 +29,7 @@ joins them with CLUSTER MEET, ADDSLOTSRANGE and REPLICATE, waits until the clust
 and records ports, pids and node ids in DIR/cluster.json. 'down', 'kill' and 'restart' act
 only on the pids recorded there. 'status' and 'failover' also work on any cluster named with
 --redis.`}
+	subcommands(untimed(cmd)) // each subcommand has its own bounds (--timeout of failover and restart is theirs)
 	cmd.PersistentFlags().StringVar(&dir, "dir", DefaultClusterDir, "directory of the cluster's state file (cluster.json) and data")
 	cmd.AddCommand(clusterUpCmd(e, &dir), clusterStatusCmd(e, &dir), clusterDownCmd(e, &dir),
 		clusterFailoverCmd(e, &dir), clusterKillCmd(e, &dir), clusterRestartCmd(e, &dir))
@@ -134,8 +135,8 @@ their data and node ids (after 'down', or a 'kill'), and only prints it when all
 // openDB connects to Redis for the cluster and doctor commands; a
 // malformed URL is a usage error.
 func openDB(ctx context.Context, url string) (*rdb.DB, error) {
-	if _, err := rdb.ParseURL(url); err != nil {
-		return nil, usage("%v", err)
+	if err := checkRedisURL(url); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

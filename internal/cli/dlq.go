@@ -9,18 +9,18 @@ import (
 )
 
 func dlqCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "dlq", Short: "List, redrive or delete dead letters"}
+	cmd := subcommands(&cobra.Command{Use: "dlq", Short: "List, redrive or delete dead letters"})
 	var lf, rf, df filterFlags
 	list := &cobra.Command{Use: "list TOPIC", Short: "List dead letters", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			if err := lf.check(); err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			dls, err := c.DeadLetters(cmd.Context(), args[0], lf.filter())
 			if err != nil {
 				return err
@@ -44,11 +44,11 @@ func dlqCmd(e *env) *cobra.Command {
 			if err := rf.check(); err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			n, err := c.RedriveDeadLetters(cmd.Context(), args[0], rf.filter())
 			if err != nil {
 				return err
@@ -64,11 +64,11 @@ func dlqCmd(e *env) *cobra.Command {
 			if err := df.check(); err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			n, err := c.DeleteDeadLetters(cmd.Context(), args[0], df.filter())
 			if err != nil {
 				return err

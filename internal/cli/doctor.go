@@ -62,7 +62,7 @@ func (r *doctorReport) add(level, check, node, msg, fix string) {
 }
 
 func doctorCmd(e *env) *cobra.Command {
-	return &cobra.Command{Use: "doctor", Short: "Check a Redis deployment (standalone or cluster) for Herald; exit 1 on errors",
+	return untimed(&cobra.Command{Use: "doctor", Short: "Check a Redis deployment (standalone or cluster) for Herald; exit 1 on errors",
 		Long: `Check the deployment named by --redis (a standalone server, or cluster seeds) for what Herald
 needs, on every node, and print each finding with its fix:
 
@@ -80,7 +80,7 @@ Exits 1 when any finding is an error (or Redis cannot be reached), 0 otherwise.`
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			rep := doctorReport{URL: redactURL(e.redisURL), Findings: []finding{}}
+			rep := doctorReport{URL: redactValue(e.redisURL), Findings: []finding{}}
 			db, err := openDB(ctx, e.redisURL)
 			if err != nil {
 				if _, ok := err.(*UsageError); ok {
@@ -104,7 +104,7 @@ Exits 1 when any finding is an error (or Redis cannot be reached), 0 otherwise.`
 				return fmt.Errorf("doctor found %d error(s) in %s; apply the fixes above and run 'herald doctor' again", rep.Errors, e.redisURL)
 			}
 			return nil
-		})}
+		})}) // bounded by its own 30 s, and reports an unreachable node instead of failing
 }
 
 // diagnose runs every check on every node the client knows.

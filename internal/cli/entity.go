@@ -6,8 +6,6 @@ import (
 	"strconv"
 
 	"github.com/spf13/cobra"
-
-	"github.com/heraldbus/herald"
 )
 
 // Entity streams (event sourcing): herald append and herald read.
@@ -29,18 +27,18 @@ appended first, nothing is written and the command fails with the current versio
 			if expect < 0 {
 				return usage("--expect %d is negative; use 0 for a new stream", expect)
 			}
-			if err := herald.ValidateName("stream", args[0]); err != nil {
+			if err := validateName("stream", args[0]); err != nil {
 				return err
 			}
 			ev, err := f.event([]byte(args[1]))
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			v, err := c.Append(cmd.Context(), args[0], expect, ev)
 			if err != nil {
 				return err
@@ -64,11 +62,11 @@ func entityReadCmd(e *env) *cobra.Command {
 			if from < 0 {
 				return usage("--from %d is negative", from)
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			evs, err := c.Read(cmd.Context(), args[0], from)
 			if err != nil {
 				return err

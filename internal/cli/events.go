@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -16,8 +18,20 @@ type filterFlags struct {
 	ids             []string
 }
 
+// filter is the query of the flags. Dead letters selected by --id are
+// looked for in their partitions only, so that a partition that does not
+// exist is an error (exit 2), as with --partition.
 func (f *filterFlags) filter() herald.Query {
-	return herald.Query{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
+	q := herald.Query{From: f.from, To: f.to, Limit: f.limit, Group: f.group, Partitions: f.partitions, IDs: f.ids}
+	if len(q.Partitions) == 0 && len(q.IDs) > 0 {
+		for _, id := range q.IDs {
+			if p, err := herald.ParsePosition(id); err == nil && !slices.Contains(q.Partitions, p.Partition) {
+				q.Partitions = append(q.Partitions, p.Partition)
+			}
+		}
+		slices.Sort(q.Partitions)
+	}
+	return q
 }
 
 // check refuses bad flags before anything connects.
@@ -25,7 +39,24 @@ func (f *filterFlags) check() error {
 	if f.limit <= 0 {
 		return usage("--limit %d: use a positive number", f.limit)
 	}
-	return f.filter().Validate()
+	if f.group != "" {
+		if err := validateName("group", f.group); err != nil {
+			return err
+		}
+	}
+	q := f.filter()
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	if len(f.partitions) > 0 {
+		for _, id := range q.IDs {
+			if p, _ := herald.ParsePosition(id); !slices.Contains(f.partitions, p.Partition) {
+				return usage("--id %s is on partition %d, which --partition %s leaves out; drop --partition or add %d to it",
+					id, p.Partition, strings.Trim(strings.Join(strings.Fields(fmt.Sprint(f.partitions)), ","), "[]"), p.Partition)
+			}
+		}
+	}
+	return nil
 }
 
 func (f *filterFlags) bind(cmd *cobra.Command, dead bool) {
@@ -47,11 +78,11 @@ func eventsCmd(e *env) *cobra.Command {
 			if err := f.check(); err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			evs, err := c.Events(cmd.Context(), args[0], f.filter())
 			if err != nil {
 				return err

@@ -25,11 +25,11 @@ how long the lease has left, the entries pending (delivered, not acknowledged) a
   herald group info orders billing --output json`,
 		Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			gs, err := c.Groups(cmd.Context(), args[0])
 			if err != nil {
 				return err

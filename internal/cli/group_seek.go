@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -11,7 +12,7 @@ import (
 )
 
 func groupCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "group", Short: "Create, delete or move (seek) a consumer group"}
+	cmd := subcommands(&cobra.Command{Use: "group", Short: "Create, delete or move (seek) a consumer group"})
 	var to, from string
 	seek := &cobra.Command{Use: "seek TOPIC GROUP --to beginning|end|POSITION|RFC3339", Short: "Move a group: replay from a time or position, or skip to the end",
 		Long: `Move a consumer group on every partition of TOPIC (a POSITION <partition>/<ms>-<seq>
@@ -31,11 +32,11 @@ continue from the new point.`,
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			res, err := c.SeekGroup(cmd.Context(), args[0], args[1], target)
 			if err != nil {
 				return err
@@ -61,11 +62,11 @@ continue from the new point.`,
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			if err := c.CreateGroup(cmd.Context(), args[0], args[1], target); err != nil {
 				return err
 			}
@@ -77,14 +78,22 @@ continue from the new point.`,
 	create.Flags().StringVar(&from, "from", "end", "beginning, end, <partition>/<ms>-<seq>, or an RFC 3339 time")
 	del := &cobra.Command{Use: "delete TOPIC GROUP", Short: "Delete a consumer group with its pending entries and retries", Args: namedArgs("topic", "group"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			if err := herald.ValidateName("group", args[1]); err != nil {
+			if err := validateName("group", args[1]); err != nil {
 				return err
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
+			gs, err := c.Groups(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(gs, func(g herald.GroupInfo) bool { return g.Name == args[1] }) {
+				return fmt.Errorf("%w: group %q does not exist on topic %s; nothing was deleted ('herald groups %s' lists its groups)",
+					herald.ErrGroupNotFound, args[1], args[0], args[0])
+			}
 			if err := c.DeleteGroup(cmd.Context(), args[0], args[1]); err != nil {
 				return err
 			}

@@ -11,11 +11,11 @@ import (
 func groupsCmd(e *env) *cobra.Command {
 	return &cobra.Command{Use: "groups TOPIC", Short: "List the consumer groups of a topic", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			gs, err := c.Groups(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -29,11 +29,11 @@ are merged, each labelled with its node.`,
 			if count < 0 {
 				return usage("--count %d is negative", count)
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
-			defer c.Close()
+			defer closeClient(c)
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
 			n := 0
@@ -60,7 +60,7 @@ are merged, each labelled with its node.`,
 			}
 			evs, err := c.Monitor(ctx, f)
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
 			for ev := range evs {
 				e.emit(ev, func(w io.Writer) { monitorLine(w, ev) })
@@ -75,7 +75,7 @@ are merged, each labelled with its node.`,
 	fl.StringVar(&channel, "channel", "", "glob pattern of channels to show (default all; alone: no topics)")
 	fl.IntVarP(&count, "count", "c", 0, "exit after N lines")
 	fl.BoolVar(&raw, "raw", false, "Redis MONITOR of every node, merged and labelled")
-	return cmd
+	return untimed(cmd) // runs until interrupted or --count: no --timeout
 }
 
 func monitorLine(w io.Writer, ev herald.MonitorEvent) {

@@ -201,3 +201,35 @@ func TestSubscribeReportsDisconnectAndReconnect(t *testing.T) {
 	pub("two")
 	redistest.WaitFor(t, 15*time.Second, "an event after the reconnect", func() bool { return sub.has(`"two"`) })
 }
+
+// A password holding '/', ' ', '@', ':' or an escape is hidden as well, in
+// every URL scheme: in --help (HERALD_REDIS_URL as the default), in errors
+// and in doctor's report.
+func TestPasswordOfAnyCharactersNeverPrinted(t *testing.T) {
+	t.Parallel()
+	// The parts of a password are hidden too: url.Parse quotes the part
+	// before a '/' in its error ("invalid port \":PREFIX\" after host").
+	for _, pw := range []string{"PREFIX/cdSECRETX", "PREFIX cdSECRETX", "PREFIX@cdSECRETX", "PREFIX:cdSECRETX", "PREFIX%2FcdSECRETX"} {
+		for _, u := range []string{"redis://:PW@127.0.0.1:1", "rediss://user:PW@127.0.0.1:1", "redis+sentinel://:PW@127.0.0.1:1/mymaster",
+			"redis+cluster://:PW@127.0.0.1:1,127.0.0.1:2"} {
+			u := strings.ReplaceAll(u, "PW", pw)
+			t.Run(u, func(t *testing.T) {
+				t.Parallel()
+				for _, c := range []struct {
+					env  []string
+					args []string
+				}{
+					{[]string{"HERALD_REDIS_URL=" + u}, []string{"--help"}},
+					{[]string{"HERALD_REDIS_URL=" + u}, []string{"topics"}},
+					{nil, []string{"--redis", u, "topics"}},
+					{nil, []string{"--redis", u, "-o", "json", "doctor"}},
+				} {
+					r := runEnv(t, c.env, c.args...)
+					if strings.Contains(r.out+r.err, "SECRETX") || strings.Contains(r.out+r.err, "PREFIX") {
+						t.Errorf("%v %v printed the password:\nstdout: %s\nstderr: %s", c.env, c.args, r.out, r.err)
+					}
+				}
+			})
+		}
+	}
+}

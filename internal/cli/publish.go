@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,9 @@ batches (the fast bulk path) and a summary is printed.`,
 			return cobra.ExactArgs(2)(cmd, args)
 		},
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
+			if f.rules != "" || args[1] != "-" {
+				e.deadline.apply(cmd) // one event: --timeout bounds it (timeout.go)
+			}
 			if f.rules != "" {
 				ev, err := f.event([]byte(args[0]))
 				if err != nil {
@@ -68,7 +72,7 @@ batches (the fast bulk path) and a summary is printed.`,
 				return publishRouted(e, cmd, f.rules, ev)
 			}
 			topic, data := args[0], args[1]
-			if err := herald.ValidateName("topic", topic); err != nil {
+			if err := validateName("topic", topic); err != nil {
 				return err
 			}
 			if data == "-" && f.id != "" {
@@ -95,15 +99,23 @@ batches (the fast bulk path) and a summary is printed.`,
 			if err != nil {
 				return err
 			}
-			c, err := e.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			ctx := cmd.Context()
 			if data == "-" {
+				// Standard input may stay open for ever (tail -f log |): no
+				// --timeout for the command, one for connecting and for each
+				// block sent.
+				cctx, ccancel := e.deadline.bound(ctx)
+				c, err := e.client(cctx)
+				ccancel()
+				switch {
+				case err != nil && timedOut(cctx):
+					return e.deadline.error()
+				case err != nil:
+					return err
+				}
+				defer closeClient(c)
 				var degraded int64
-				n, err := publishLines(ctx, c, topic, proto, e.io.In, opts, &degraded)
+				n, err := publishLines(ctx, c, topic, proto, e.io.In, opts, &degraded, &e.deadline)
 				if err != nil {
 					return fmt.Errorf("%w (%d events published before the error)", err, n)
 				}
@@ -120,6 +132,11 @@ batches (the fast bulk path) and a summary is printed.`,
 				})
 				return nil
 			}
+			c, err := e.client(ctx)
+			if err != nil {
+				return err
+			}
+			defer closeClient(c)
 			proto.Data = []byte(data)
 			if delayed {
 				return publishScheduled(e, ctx, c, topic, proto, due, opts)
@@ -159,22 +176,67 @@ batches (the fast bulk path) and a summary is printed.`,
 	fl.StringVar(&f.rules, "rules", "", "route the event with a rule file instead of naming a topic (docs/routing.md)")
 	fl.DurationVar(&delay, "delay", 0, "deliver the event this long from now (e.g. 10s, 5m): it waits in the topic's schedule")
 	fl.StringVar(&at, "at", "", "deliver the event at this RFC 3339 time (e.g. 2026-01-02T15:04:05Z)")
-	return cmd
+	return untimed(cmd) // with stdin input it runs as long as the input; the other forms apply --timeout
 }
 
-// publishLines publishes each line of r as an event, in batches of 1000
-// sent one after the other, so the lines keep their order in each partition
-// (a batch of 1000 fills the pipe: concurrent batches measured no faster).
-// degraded counts the events that were stored with fewer replica
+// stdinBatch is the most lines of standard input sent in one block: a block
+// of 1000 fills the pipe (concurrent blocks measured no faster).
+const stdinBatch = 1000
+
+// stdinDelay is how long a line read from standard input may wait for
+// others to share its block: input that pauses (tail -f log |) is sent
+// within it, bulk input (seq 1 100000 |) fills blocks of stdinBatch.
+const stdinDelay = 50 * time.Millisecond
+
+// stdinLast bounds the sending of what was read when Ctrl-C stops the reading.
+const stdinLast = 5 * time.Second
+
+// publishLines publishes each line of r as an event, in blocks of up to
+// stdinBatch sent one after the other, so the lines keep their order in
+// each partition. A line waits at most stdinDelay for its block to be sent.
+// When ctx ends (Ctrl-C) it stops reading, publishes what it has read and
+// returns without an error. Each block is bounded by --timeout, not by
+// ctx. degraded counts the events that were stored with fewer replica
 // acknowledgements than asked (accepted with --allow-degraded).
-func publishLines(ctx context.Context, c *herald.Client, topic string, proto herald.Event, r io.Reader, opts []herald.PublishOption, degraded *int64) (int64, error) {
-	const batchSize = 1000
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 512<<20)
+func publishLines(ctx context.Context, c *herald.Client, topic string, proto herald.Event, r io.Reader, opts []herald.PublishOption,
+	degraded *int64, d *deadline) (int64, error) {
+	lines := make(chan []byte, stdinBatch)
+	readErr := make(chan error, 1)
+	stop := make(chan struct{})
+	defer close(stop) // a reader blocked on the input is left to the process's exit
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 512<<20)
+		n := 0
+		for sc.Scan() {
+			n++
+			select {
+			case lines <- bytes.Clone(sc.Bytes()):
+			case <-stop:
+				return
+			}
+		}
+		if err := sc.Err(); err != nil {
+			readErr <- fmt.Errorf("reading stdin at line %d: %w", n+1, err)
+		}
+	}()
+
 	var total int64
-	batch := make([]herald.Event, 0, batchSize)
-	send := func() error {
-		ps, err := c.PublishBatch(ctx, topic, batch, opts...)
+	batch := make([]herald.Event, 0, stdinBatch)
+	send := func(within time.Duration) error {
+		if len(batch) == 0 {
+			return nil
+		}
+		parent := context.WithoutCancel(ctx) // Ctrl-C does not cut a block off
+		if within > 0 {
+			var cancel context.CancelFunc
+			parent, cancel = context.WithTimeout(parent, within)
+			defer cancel()
+		}
+		bctx, cancel := d.bound(parent)
+		defer cancel()
+		ps, err := c.PublishBatch(bctx, topic, batch, opts...)
 		total += int64(len(ps))
 		for _, p := range ps {
 			if p.Degraded {
@@ -182,25 +244,68 @@ func publishLines(ctx context.Context, c *herald.Client, topic string, proto her
 			}
 		}
 		batch = batch[:0]
+		if err != nil && timedOut(bctx) {
+			return d.error()
+		}
 		return err
 	}
-	line := 0
-	for sc.Scan() {
-		line++
+	add := func(line []byte) {
 		ev := proto
-		ev.Data = []byte(sc.Text())
+		ev.Data = line
 		batch = append(batch, ev)
-		if len(batch) == batchSize {
-			if err := send(); err != nil {
+	}
+	due := time.NewTimer(time.Hour)
+	due.Stop()
+	defer due.Stop()
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				if err := send(0); err != nil {
+					return total, err
+				}
+				select {
+				case err := <-readErr:
+					return total, err
+				default:
+					return total, nil
+				}
+			}
+			add(line)
+			if len(batch) == 1 {
+				due.Reset(stdinDelay)
+			}
+			if len(batch) == stdinBatch {
+				due.Stop()
+				if err := send(0); err != nil {
+					return total, err
+				}
+			}
+		case <-due.C:
+			if err := send(0); err != nil {
 				return total, err
+			}
+		case <-ctx.Done():
+			// Ctrl-C: stop reading; publish what was read, a line the
+			// reader holds included (it is handed over at once).
+			grace := time.NewTimer(stdinDelay)
+			defer grace.Stop()
+			for {
+				select {
+				case line, ok := <-lines:
+					if ok {
+						add(line)
+						if len(batch) < stdinBatch {
+							continue
+						}
+					}
+					if err := send(stdinLast); err != nil || !ok {
+						return total, err
+					}
+				case <-grace.C:
+					return total, send(stdinLast)
+				}
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return total, fmt.Errorf("reading stdin at line %d: %w", line+1, err)
-	}
-	if len(batch) > 0 {
-		return total, send()
-	}
-	return total, nil
 }

@@ -73,3 +73,56 @@ func FuzzRedactURL(f *testing.F) {
 		}
 	})
 }
+
+// A password is everything between the first ':' after "scheme://" and the
+// last '@' of the authority, whatever it holds: '/', ' ', '@', ':' and
+// percent-escapes included, in every URL scheme, in seed lists and in text
+// holding several URLs.
+func TestRedactURLPasswordsOfAnyCharacters(t *testing.T) {
+	t.Parallel()
+	pws := []string{"ab/cdSECRETX", "ab cdSECRETX", "ab@cdSECRETX", "ab:cdSECRETX", "ab%2FcdSECRETX", "a/b c@d:e%2F@SECRETX", "a://SECRETX"}
+	forms := []struct {
+		in, want string
+		value    bool // a URL value, as --redis and HERALD_REDIS_URL hold
+	}{
+		{"redis://:PW@127.0.0.1:6379", "redis://:xxxxx@127.0.0.1:6379", true},
+		{"redis://user:PW@h:1/2", "redis://user:xxxxx@h:1/2", true},
+		{"rediss://u:PW@h:1,h2:2", "rediss://u:xxxxx@h:1,h2:2", true},
+		{"redis+sentinel://:PW@s1:26379,s2:26379/mymaster", "redis+sentinel://:xxxxx@s1:26379,s2:26379/mymaster", true},
+		{"rediss+sentinel://u:PW@s1:26379/mymaster/1", "rediss+sentinel://u:xxxxx@s1:26379/mymaster/1", true},
+		{"redis+cluster://:PW@h1:7001,h2:7002", "redis+cluster://:xxxxx@h1:7001,h2:7002", true},
+		{"dial redis://:PW@h:1: connection refused", "dial redis://:xxxxx@h:1: connection refused", false},
+		{`malformed Redis URL "redis://:PW@127.0.0.1:1": bad`, `malformed Redis URL "redis://:xxxxx@127.0.0.1:1": bad`, false},
+		{"redis://:PW@h1:1 and rediss://:PW@h2:2", "redis://:xxxxx@h1:1 and rediss://:xxxxx@h2:2", false},
+		{"redis://:PW@h1:1,redis://u:PW@h2:2", "redis://:xxxxx@h1:1,redis://u:xxxxx@h2:2", false},
+		{"redis://h1:1 and redis://:PW@h2:2\nredis://h3:3", "redis://h1:1 and redis://:xxxxx@h2:2\nredis://h3:3", false},
+	}
+	for _, pw := range pws {
+		for _, f := range forms {
+			in := strings.ReplaceAll(f.in, "PW", pw)
+			if got := redactURL(in); got != f.want {
+				t.Errorf("redactURL(%q) = %q, want %q", in, got, f.want)
+			}
+			if !f.value {
+				continue
+			}
+			if !hasPassword(in) {
+				t.Errorf("hasPassword(%q) = false", in)
+			}
+			r := &redactor{}
+			r.add(in, false)
+			for _, text := range []string{"auth failed for " + pw, "auth failed for " + strings.ReplaceAll(pw, "%2F", "/")} {
+				if got := r.text(text); strings.Contains(got, "SECRETX") {
+					t.Errorf("the redactor of %q printed %q", in, got)
+				}
+			}
+		}
+	}
+	// Without a password nothing changes (an '@' later in the text is not
+	// taken for the end of a password).
+	for _, s := range []string{"redis://h:1", "redis://user@h:1", "redis://h:1,h2:2/0", "http://127.0.0.1:8080/v1", "see redis://h:1 and mail@example.com"} {
+		if got := redactURL(s); got != s {
+			t.Errorf("redactURL(%q) = %q, want it unchanged", s, got)
+		}
+	}
+}

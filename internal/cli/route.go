@@ -15,14 +15,14 @@ import (
 )
 
 func routeCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "route", Short: "Content-based routing rules (see docs/routing.md)"}
+	cmd := subcommands(&cobra.Command{Use: "route", Short: "Content-based routing rules (see docs/routing.md)"})
 	test := &cobra.Command{Use: "test RULES.yaml EVENT.json", Short: "Show which rules match an event and where it goes (nothing is published)",
 		Long: `Compile RULES.yaml and evaluate it for the event in EVENT.json ('-' for stdin), written
 as the HTTP API's event envelope: a JSON object with data (or data_base64) and any of id, type,
 key, source, subject, time, content_type, headers (docs/http-api.md).`,
 		Args: cobra.ExactArgs(2),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			r, err := route.Load(args[0])
+			r, err := loadRules(args[0])
 			if err != nil {
 				return err
 			}
@@ -65,15 +65,15 @@ key, source, subject, time, content_type, headers (docs/http-api.md).`,
 
 // publishRouted publishes one event through a rule file.
 func publishRouted(e *env, cmd *cobra.Command, rulesPath string, ev herald.Event) error {
-	r, err := route.Load(rulesPath)
+	r, err := loadRules(rulesPath)
 	if err != nil {
 		return err
 	}
-	c, err := e.client()
+	c, err := e.client(cmd.Context())
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer closeClient(c)
 	res, ds, err := r.Publish(cmd.Context(), c, ev)
 	out := make([]map[string]any, 0, len(ds))
 	for _, d := range ds {
@@ -102,3 +102,29 @@ func publishRouted(e *env, cmd *cobra.Command, rulesPath string, ev herald.Event
 	})
 	return err
 }
+
+// loadRules loads a rule file; its error names the file once and has one
+// "herald:" prefix (route.Load puts the path before an error that has one).
+func loadRules(path string) (*route.Router, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &UsageError{Err: fmt.Errorf("%w: read the rule file: %v", route.ErrInvalidRules, err)}
+	}
+	r, err := route.Parse(src)
+	if err != nil {
+		return nil, &fileError{path: path, err: err}
+	}
+	return r, nil
+}
+
+// fileError is an error about the file at path: "herald: PATH: <message>".
+type fileError struct {
+	path string
+	err  error
+}
+
+func (e *fileError) Error() string {
+	return "herald: " + e.path + ": " + strings.TrimPrefix(e.err.Error(), "herald: ")
+}
+
+func (e *fileError) Unwrap() error { return e.err }

@@ -48,7 +48,7 @@ func publishScheduled(e *env, ctx context.Context, c *herald.Client, topic strin
 }
 
 func scheduledCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "scheduled", Short: "List or cancel delayed events that are not due yet"}
+	cmd := subcommands(&cobra.Command{Use: "scheduled", Short: "List or cancel delayed events that are not due yet"})
 	var id string
 	var limit int
 	list := &cobra.Command{Use: "list TOPIC", Short: "List delayed events, the earliest due first", Args: namedArgs("topic"),
@@ -59,11 +59,11 @@ func scheduledCmd(e *env) *cobra.Command {
 			if limit < 1 || limit > 10000 {
 				return usage("--limit %d out of range; use 1..10000", limit)
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			evs, total, err := c.ScheduledEvents(cmd.Context(), args[0], herald.ScheduleFilter{ID: id, Limit: limit})
 			if err != nil {
 				return err
@@ -95,11 +95,11 @@ func scheduledCmd(e *env) *cobra.Command {
 	list.Flags().IntVarP(&limit, "limit", "n", 100, "most events shown")
 	cancel := &cobra.Command{Use: "cancel TOPIC ID", Short: "Cancel a delayed event before it is due", Args: namedArgs("topic", ""),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			ok, err := c.CancelScheduled(cmd.Context(), args[0], args[1])
 			if err != nil {
 				return err

@@ -77,7 +77,7 @@ handed back, the managed redis-server stopped last.`,
 	f.StringVar(&tlsKey, "tls-key", "", "TLS private key file (PEM) (env HERALD_TLS_KEY)")
 	f.BoolVar(&insecure, "insecure", false, "allow a non-loopback --listen without API keys: anyone who reaches the port reads and publishes every event (env HERALD_INSECURE)")
 	f.StringVar(&engine, "engine", server.EngineAuto, "without --redis: auto, managed (redis-server child) or memory (in-process, keeps nothing) (env HERALD_ENGINE)")
-	return cmd
+	return untimed(cmd) // runs until stopped: no --timeout
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

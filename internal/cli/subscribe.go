@@ -40,10 +40,10 @@ by --filter, or dead-lettered.`,
 			if group == "" {
 				return usage("--group is required: the consumer group to join, e.g. --group billing")
 			}
-			if err := herald.ValidateName("topic", topic); err != nil {
+			if err := validateName("topic", topic); err != nil {
 				return err
 			}
-			if err := herald.ValidateName("group", group); err != nil {
+			if err := validateName("group", group); err != nil {
 				return err
 			}
 			fromOpt := herald.From(herald.StartNow)
@@ -78,11 +78,12 @@ by --filter, or dead-lettered.`,
 			if err := herald.ValidateSubscribeOptions(opts...); err != nil {
 				return err // before connecting: bad flags are the caller's to fix
 			}
-			c, err := e.client()
+			ctx := cmd.Context()
+			c, err := e.client(ctx)
 			if err != nil {
-				return err
+				return interrupted(cmd, err)
 			}
-			defer c.Close()
+			defer closeClient(c)
 			if count > 0 {
 				// Read little ahead: reads of count at most, and an in-flight
 				// window of count, but never fewer slots than partitions: a
@@ -90,12 +91,11 @@ by --filter, or dead-lettered.`,
 				// the others would never read (MaxInFlight(1) on 4 partitions
 				// delivered nothing).
 				window, parts := min(count, 128), 64
-				if info, err := c.TopicInfo(cmd.Context(), topic); err == nil {
+				if info, err := c.TopicInfo(ctx, topic); err == nil {
 					parts = len(info.Partitions)
 				}
 				opts = append(opts, herald.MaxInFlight(max(window, parts)), herald.ReadBatch(window))
 			}
-			ctx := cmd.Context()
 			var (
 				outMu sync.Mutex
 				subp  atomic.Pointer[herald.Subscription]
@@ -124,9 +124,17 @@ by --filter, or dead-lettered.`,
 				}
 				return nil
 			})
-			// The subscription outlives ctx: an interrupt drains it (in-flight
+			// Ctrl-C while the subscription starts ends the start (a Redis
+			// that does not answer must not hold it). Once started, the
+			// subscription outlives ctx: an interrupt drains it (in-flight
 			// events finish and are acknowledged) instead of cutting it off.
-			sub, err := c.Subscribe(context.Background(), topic, group, h, opts...)
+			sctx, scancel := context.WithCancel(context.Background())
+			defer scancel()
+			stopStart := context.AfterFunc(ctx, scancel)
+			sub, err := c.Subscribe(sctx, topic, group, h, opts...)
+			if !stopStart() {
+				return nil // interrupted while starting; a subscription that started stops with sctx
+			}
 			if err != nil {
 				return err
 			}
@@ -155,10 +163,15 @@ by --filter, or dead-lettered.`,
 				case <-sub.Done():
 				}
 			}
-			dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer dcancel()
-			if err := sub.Drain(dctx); err != nil {
-				return fmt.Errorf("drain: %w", err)
+			if err := drain(c, sub, drainTime); err != nil {
+				// Stopping is what was asked (docs/cli.md: exit code 0);
+				// what the drain left is delivered again.
+				again := fmt.Sprintf("when the partitions' --lease (%s) runs out", lease)
+				if unordered {
+					again = fmt.Sprintf("to another consumer after --visibility (%s)", visibility)
+				}
+				fmt.Fprintf(e.io.Err, "herald: warning: stopped without finishing the drain (%v); events read and not yet acknowledged, "+
+					"if any, stay pending and are delivered again %s\n", err, again)
 			}
 			return sub.Err()
 		}),
@@ -176,7 +189,7 @@ by --filter, or dead-lettered.`,
 	fl.DurationVar(&visibility, "visibility", herald.DefaultVisibilityTimeout, "time before a silent consumer's events are taken over (--unordered)")
 	fl.BoolVar(&unordered, "unordered", false, "no per-key order: every consumer reads every partition (default: ordered by key, partitions leased)")
 	fl.DurationVar(&lease, "lease", herald.DefaultLeaseTime, "how long a partition stays with a consumer that stopped renewing its lease (ordered)")
-	return cmd
+	return untimed(cmd) // runs until interrupted or --count: no --timeout
 }
 
 // runExec runs the --exec command for one event.
@@ -209,6 +222,62 @@ func runExec(ctx context.Context, command string, m *herald.Message, out io.Writ
 	return nil
 }
 
+// drainTime bounds the drain of a stopping subscribe (docs/cli.md).
+const drainTime = 10 * time.Second
+
+// drainProbe is how long Redis may take to answer a ping while a drain
+// waits: when it does not, the acknowledgements cannot be sent and the
+// drain stops waiting.
+const drainProbe = time.Second
+
+// drain drains sub for up to d, and less when Redis stops answering: the
+// error says which.
+func drain(c *herald.Client, sub *herald.Subscription, d time.Duration) error {
+	base, gone := context.WithCancelCause(context.Background())
+	defer gone(nil)
+	ctx, cancel := context.WithTimeoutCause(base, d, fmt.Errorf("events still being handled after %s", d))
+	defer cancel()
+	go func() {
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if msg := redisFailure(ctx, c, drainProbe); msg != "" && ctx.Err() == nil {
+				gone(fmt.Errorf("no answer from Redis: %s", msg))
+				return
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	if err := sub.Drain(ctx); err != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// redisFailure pings the nodes and returns the first node's error, "" when
+// all answer within d.
+func redisFailure(ctx context.Context, c *herald.Client, d time.Duration) string {
+	hctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	h, err := c.Health(hctx)
+	if err != nil {
+		return err.Error()
+	}
+	for _, n := range h.Nodes {
+		if n.Err != "" {
+			return n.Addr + ": " + n.Err
+		}
+	}
+	if len(h.Nodes) == 0 {
+		return "no node answers"
+	}
+	return ""
+}
+
 // watchRedis reports on w when the subscription loses Redis and when Redis
 // answers again. The library retries on its own and counts the errors it
 // meets (Stats().RedisErrors); when that count grows, the nodes are pinged
@@ -223,24 +292,7 @@ func watchRedis(ctx context.Context, c *herald.Client, sub *herald.Subscription,
 		down  bool
 		since time.Time
 	)
-	// failing pings the nodes and returns the first node's error, "" when all answer.
-	failing := func() string {
-		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		h, err := c.Health(hctx)
-		if err != nil {
-			return err.Error()
-		}
-		for _, n := range h.Nodes {
-			if n.Err != "" {
-				return n.Addr + ": " + n.Err
-			}
-		}
-		if len(h.Nodes) == 0 {
-			return "no node answers"
-		}
-		return ""
-	}
+	failing := func() string { return redisFailure(ctx, c, 2*time.Second) }
 	for {
 		select {
 		case <-ctx.Done():

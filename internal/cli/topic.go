@@ -15,11 +15,11 @@ import (
 func topicsCmd(e *env) *cobra.Command {
 	return &cobra.Command{Use: "topics", Short: "List topics", Args: cobra.NoArgs,
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			ts, err := c.Topics(cmd.Context())
 			if err != nil {
 				return err
@@ -71,21 +71,21 @@ func bytesHuman(n int64) string {
 }
 
 func topicCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "topic", Short: "Create, describe or delete a topic"}
+	cmd := subcommands(&cobra.Command{Use: "topic", Short: "Create, describe or delete a topic"})
 	var cfg herald.TopicConfig
 	create := &cobra.Command{Use: "create TOPIC", Short: "Create a topic (no change if it exists)", Args: cobra.ExactArgs(1),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			if err := herald.ValidateName("topic", args[0]); err != nil {
+			if err := validateName("topic", args[0]); err != nil {
 				return err
 			}
 			if err := cfg.Validate(); err != nil {
 				return err // before connecting: bad flags are the caller's to fix
 			}
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			if err := c.CreateTopic(cmd.Context(), args[0], cfg); err != nil {
 				return err
 			}
@@ -108,11 +108,11 @@ func topicCmd(e *env) *cobra.Command {
 
 	info := &cobra.Command{Use: "info TOPIC", Short: "Describe a topic and its partitions", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			t, err := c.TopicInfo(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -135,11 +135,11 @@ func topicCmd(e *env) *cobra.Command {
 	var yes bool
 	del := &cobra.Command{Use: "delete TOPIC", Short: "Delete a topic with its events, groups and dead letters", Args: namedArgs("topic"),
 		RunE: wrap(func(cmd *cobra.Command, args []string) error {
-			c, err := e.client()
+			c, err := e.client(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer closeClient(c)
 			if err := c.DeleteTopic(cmd.Context(), args[0]); err != nil {
 				return err
 			}
