@@ -128,6 +128,9 @@ func (h *health) record(t *topic, p int, err error) {
 		return // a definitive reply: the partition itself is up
 	}
 	down := err != nil
+	if down {
+		t.downAt[p].Store(nanotime())
+	}
 	if down == t.down[p].Load() {
 		return
 	}
@@ -147,19 +150,29 @@ func (h *health) record(t *topic, p int, err error) {
 	}
 }
 
+// downProbe is how often keyless events try a partition marked down: only
+// an append can find it up again, so without a probe a partition whose
+// shard came back would get no keyless event until a keyed one landed.
+const downProbe = time.Second
+
 // healthyPartition picks the next keyless partition, skipping unhealthy ones
-// while a healthy one exists.
+// while a healthy one exists; once per downProbe an unhealthy one gets an
+// event, as a probe (it is healthy again when that append succeeds).
 func (t *topic) healthyPartition() int {
 	n := len(t.parts)
 	start := t.rr.Add(1)
 	for i := 0; i < n; i++ {
 		p := int((start + uint64(i)) % uint64(n))
-		if !t.down[p].Load() {
-			if i > 0 {
-				t.rr.Add(uint64(i))
+		if t.down[p].Load() {
+			if at := t.downAt[p].Load(); nanotime()-at >= int64(downProbe) && t.downAt[p].CompareAndSwap(at, nanotime()) {
+				return p // the probe
 			}
-			return p
+			continue
 		}
+		if i > 0 {
+			t.rr.Add(uint64(i))
+		}
+		return p
 	}
 	return int(start % uint64(n))
 }

@@ -22,10 +22,11 @@ type topic struct {
 	parts   []rdb.PartKeys
 	writers []*partWriter
 	rr      atomic.Uint64
-	down    []atomic.Bool // per partition: the last append failed transiently (placement.go)
-	sticky  atomic.Int64  // keyless events' current partition
-	stuck   atomic.Int64  // keyless events sent to it since it was chosen
-	stuckAt atomic.Int64  // when it was chosen (nanotime)
+	down    []atomic.Bool  // per partition: the last append failed transiently (placement.go)
+	downAt  []atomic.Int64 // per partition: nanotime of its last probe or failure (placement.go)
+	sticky  atomic.Int64   // keyless events' current partition
+	stuck   atomic.Int64   // keyless events sent to it since it was chosen
+	stuckAt atomic.Int64   // when it was chosen (nanotime)
 }
 
 // topicMeta encodes a topic's configuration for its metadata hash.
@@ -72,6 +73,7 @@ func (c *Client) topicFromMeta(name string, m map[string]string) (*topic, error)
 	t.parts = make([]rdb.PartKeys, len(t.tags))
 	t.writers = make([]*partWriter, len(t.tags))
 	t.down = make([]atomic.Bool, len(t.tags))
+	t.downAt = make([]atomic.Int64, len(t.tags))
 	for i, tag := range t.tags {
 		t.parts[i] = c.db.Keys.Part(tag)
 		t.writers[i] = &partWriter{c: c, t: t, p: i, keys: t.parts[i], idle: lanes}

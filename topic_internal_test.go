@@ -1,6 +1,8 @@
 package herald
 
 import (
+	"context"
+	"errors"
 	"testing"
 
 	"github.com/heraldbus/herald/internal/rdb"
@@ -29,5 +31,42 @@ func TestDefaultPartitionsFollowMasters(t *testing.T) {
 	}
 	if n := defaultPartitions(many); n != MaxPartitions {
 		t.Fatalf("600 masters: %d partitions, want the cap %d", n, MaxPartitions)
+	}
+}
+
+// A partition marked down gets a keyless event once per downProbe as a
+// probe, and is back in the rotation once an append to it succeeds;
+// otherwise keyless traffic would never find a recovered shard.
+func TestKeylessProbesDownPartition(t *testing.T) {
+	c := testClient(t, 3)
+	tp, err := c.topic(context.Background(), "t", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.health.record(tp, 1, errors.New("connection reset (simulated)"))
+	for range 30 {
+		if p := tp.healthyPartition(); p == 1 {
+			t.Fatal("a partition just marked down got a keyless event")
+		}
+	}
+	tp.downAt[1].Store(nanotime() - int64(2*downProbe)) // a probe is due
+	probes := 0
+	for range 30 {
+		if tp.healthyPartition() == 1 {
+			probes++
+		}
+	}
+	if probes != 1 {
+		t.Fatalf("partition 1 got %d probes in one interval, want 1", probes)
+	}
+	c.health.record(tp, 1, nil) // the probe's append succeeded
+	seen := 0
+	for range 30 {
+		if tp.healthyPartition() == 1 {
+			seen++
+		}
+	}
+	if seen < 9 {
+		t.Fatalf("partition 1 got %d of 30 keyless picks after it recovered, want about 10", seen)
 	}
 }
