@@ -271,10 +271,16 @@ func (m *delayMover) alive() bool {
 	return m.c.publishing.Load()&closingBit == 0 && m.c.cachedTopic(m.t.name) == m.t
 }
 
+// topicCheckEvery is how often a client checks that a topic it has cached
+// still exists as it was (checkCached): a topic deleted, and maybe created
+// again with another partition count, by another client is dropped from the
+// cache within about this long.
+const topicCheckEvery = 5 * time.Second
+
 func (m *delayMover) run() {
 	defer movers.Delete(m.t)
 	next := int64(math.MaxInt64) // earliest due time known, ms
-	lastRetain := time.Now()
+	lastRetain, lastCheck := time.Now(), time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -301,6 +307,12 @@ func (m *delayMover) run() {
 			return
 		}
 		next = m.moveOnce()
+		if time.Since(lastCheck) >= topicCheckEvery {
+			lastCheck = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), delayCallTime)
+			m.c.checkCached(ctx, m.t) // topic.go; when it drops t, alive ends this mover
+			cancel()
+		}
 		if m.t.retains() && time.Since(lastRetain) >= retentionEvery {
 			lastRetain = time.Now()
 			m.retain() // retention.go

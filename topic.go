@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,12 +158,54 @@ func (c *Client) cacheTopic(name string, m map[string]string) (*topic, error) {
 	c.topics.mu.Lock()
 	defer c.topics.mu.Unlock()
 	if old, ok := c.topics.m[name]; ok {
-		return old, nil
+		if old.sameAs(t) {
+			return old, nil
+		}
+		// The stored topic is another one: it was deleted and created again
+		// (maybe with another partition count) since this client cached it.
+		c.log.Warn("topic was deleted and created again; this client's cached layout is replaced",
+			"topic", name, "partitions", t.cfg.Partitions, "cached_partitions", old.cfg.Partitions)
+		for _, w := range old.writers {
+			w.closeFences()
+		}
 	}
 	c.topics.m[name] = t
 	c.topics.publishLocked()
 	c.startDelayMover(t)
 	return t, nil
+}
+
+// sameAs reports whether u describes the same topic as t: the same
+// creation and the same partitions (a topic deleted and created again
+// differs in its creation time).
+func (t *topic) sameAs(u *topic) bool {
+	return t.created.Equal(u.created) && slices.Equal(t.tags, u.tags)
+}
+
+// checkCached drops t from the cache when its stored metadata describes
+// another topic (deleted and created again by another client, maybe with
+// another partition count): the next publish or subscription loads what is
+// stored now. Metadata that is gone leaves the cache as it is: it may be a
+// deletion, or a Redis that restarted without persistence, whose topics
+// the running subscriptions restore from their cached layout.
+func (c *Client) checkCached(ctx context.Context, t *topic) {
+	m, found, err := c.db.LoadTopic(ctx, t.name)
+	if err != nil || !found {
+		return
+	}
+	if u, err := c.topicFromMeta(t.name, m); err != nil || u.sameAs(t) {
+		return
+	}
+	c.topics.mu.Lock()
+	if c.topics.m[t.name] == t {
+		delete(c.topics.m, t.name)
+		c.topics.publishLocked()
+		c.log.Warn("topic was deleted and created again by another client; this client's cached layout is dropped", "topic", t.name)
+	}
+	c.topics.mu.Unlock()
+	for _, w := range t.writers {
+		w.closeFences()
+	}
 }
 
 // cachedTopic returns the cached topic, or nil when it is not loaded yet.
