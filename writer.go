@@ -117,6 +117,12 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 		w.flush(b)
 		w.mu.Lock()
 		w.lane[b.lane].inflight = false
+		if w.c.cachedTopic(w.t.name) != w.t {
+			// The topic was deleted (or replaced) while this batch was in
+			// flight, after closeFences skipped this lane: give its
+			// connection back now.
+			w.lane[b.lane].fence.Close()
+		}
 		w.idle++
 		w.busy.Store(false)
 		w.settleLocked(b.lane, b.seq)
