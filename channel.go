@@ -220,7 +220,13 @@ func (l *Listener) change(ctx context.Context, names []string, set map[string]bo
 	if conn == nil {
 		return nil // applied when the connection is back
 	}
-	return op(conn, ctx, names...)
+	err := op(conn, ctx, names...)
+	if err != nil && ctx.Err() == nil && rdb.Transient(err) {
+		// The connection is being lost: the Listener reconnects and
+		// subscribes the new connection to the sets, this change included.
+		return nil
+	}
+	return err
 }
 
 func (l *Listener) send(m ChannelMessage) {
