@@ -121,3 +121,31 @@ func TestPublishRetriesThroughOutage(t *testing.T) {
 		t.Fatalf("stored %d events (%v), want before and during, once each", len(evs), err)
 	}
 }
+
+// An atomic batch published with Replicated durability waits for the
+// replicas like any other: with none to answer it is degraded, and refused
+// unless degrading is allowed. (It used to return without a WAIT, as if
+// every replica had it.)
+func TestAtomicBatchReplicatedWaitsForReplicas(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, func(cfg *herald.Config) { cfg.ReplicationTimeout = 50 * time.Millisecond })
+	ctx := ctxT(t, 30*time.Second)
+	if err := c.CreateTopic(ctx, "tx", herald.TopicConfig{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	evs := []herald.Event{{Data: []byte("a")}, {Data: []byte("b")}}
+	evs[0].Key, evs[1].Key = "k1", "k2" // two partitions
+	for _, allow := range []bool{false, true} {
+		o := []herald.PublishOption{herald.Atomic(), herald.WithDurability(herald.Replicated)}
+		if allow {
+			o = append(o, herald.AllowDegraded())
+		}
+		ps, err := c.PublishBatch(ctx, "tx", evs, o...)
+		if allow != (err == nil) || (!allow && !errors.Is(err, herald.ErrNotReplicated)) {
+			t.Fatalf("atomic replicated batch, AllowDegraded %v: %v, want ErrNotReplicated only without it", allow, err)
+		}
+		if len(ps) != 2 || !ps[0].Degraded || ps[0].Replicas != 0 || ps[0].ID == "" {
+			t.Fatalf("positions %+v, want both stored, degraded, 0 replicas", ps)
+		}
+	}
+}

@@ -86,7 +86,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 	}
 	if pr.opts.atomic && len(byPart) > 1 {
 		defer c.leavePublish()
-		return c.publishAtomic(ctx, t, byPart, order)
+		return c.publishAtomic(ctx, t, byPart, order, pr.opts.degrade)
 	}
 	if len(byPart) == 1 {
 		for p, r := range byPart {
@@ -129,7 +129,7 @@ func (c *Client) PublishBatch(ctx context.Context, topicName string, evs []Event
 // publishAtomic appends a batch spanning partitions with one script call.
 // A fresh batch id makes a re-sent batch (after an unknown outcome) answer
 // with the positions of its first append instead of appending again.
-func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pubReq, order []struct{ p, i int }) ([]Position, error) {
+func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pubReq, order []struct{ p, i int }, degrade bool) ([]Position, error) {
 	if c.db.IsCluster() {
 		ps := make([]int, 0, len(byPart))
 		for p := range byPart {
@@ -144,6 +144,10 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 		parts = append(parts, p)
 	}
 	sort.Ints(parts)
+	var replicas int64 // Replicated: the batch's WAIT (prepare marks every request alike)
+	if byPart[parts[0]].replicated {
+		replicas = int64(c.cfg.Replicas)
+	}
 	aps := make([]rdb.AtomicPart, len(parts))
 	offset := map[int]int{}
 	off := 0
@@ -164,7 +168,8 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 	var res rdb.AppendResult
 	var err error
 	for backoff := 5 * time.Millisecond; ; backoff = min(2*backoff, 500*time.Millisecond) {
-		res, err = c.db.AppendAtomic(rctx, batchID, aps, t.cfg.MaxLen, minID, t.cfg.DedupeWindow.Milliseconds(), stateTTL(t.cfg))
+		res, err = c.db.AppendAtomic(rctx, batchID, aps, t.cfg.MaxLen, minID, t.cfg.DedupeWindow.Milliseconds(), stateTTL(t.cfg),
+			replicas, c.cfg.ReplicationTimeout.Milliseconds())
 		if err == nil && c.testHookAppended != nil {
 			err = c.testHookAppended()
 		}
@@ -184,7 +189,11 @@ func (c *Client) publishAtomic(ctx context.Context, t *topic, byPart map[int]*pu
 	out := make([]Position, len(order))
 	for i, o := range order {
 		k := offset[o.p] + o.i
-		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k], Replicas: -1}
+		out[i] = Position{Partition: o.p, ID: res.Positions[k], Duplicate: res.Dup[k], Replicas: int(res.Acked),
+			Degraded: replicas > 0 && res.Acked < replicas}
+	}
+	if replicas > 0 && res.Acked < replicas {
+		return out, c.degraded(degrade, out)
 	}
 	return out, nil
 }

@@ -19,7 +19,7 @@ type AtomicPart struct {
 
 // AppendAtomic runs stream_append_atomic.lua: every event of every partition
 // or none. batchID makes a re-sent batch answer with its first positions.
-func (db *DB) AppendAtomic(ctx context.Context, batchID string, parts []AtomicPart, maxLen int64, minID string, dedupeMS, stateTTL int64) (AppendResult, error) {
+func (db *DB) AppendAtomic(ctx context.Context, batchID string, parts []AtomicPart, maxLen int64, minID string, dedupeMS, stateTTL, replicas, timeoutMS int64) (AppendResult, error) {
 	keys := make([]string, 0, 2*len(parts))
 	args := []string{strconv.FormatInt(maxLen, 10), minID, strconv.FormatInt(dedupeMS, 10), strconv.FormatInt(stateTTL, 10), strconv.Itoa(len(parts))}
 	total := 0
@@ -32,14 +32,38 @@ func (db *DB) AppendAtomic(ctx context.Context, batchID string, parts []AtomicPa
 		}
 		total += len(p.Fields)
 	}
-	arr, err := scriptAppendAtomic.Exec(ctx, db.c, keys, args).AsStrSlice()
+	var arr []string
+	var err error
+	acked := int64(-1)
+	if replicas > 0 {
+		// The script and WAIT on one connection: WAIT counts the replicas
+		// that have that connection's writes.
+		err = db.c.Dedicated(func(dc rueidis.DedicatedClient) error {
+			run := dc.B().Evalsha().Sha1(scriptSHA["stream_append_atomic"]).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+			rs := dc.DoMulti(ctx, run, dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
+			if replyPrefix(rs[0].Error(), "NOSCRIPT") { // script cache lost (restart, failover): send the source
+				run = dc.B().Eval().Script(scriptSrc["stream_append_atomic"]).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+				rs = dc.DoMulti(ctx, run, dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
+			}
+			var err error
+			if arr, err = rs[0].AsStrSlice(); err != nil {
+				return err
+			}
+			if acked, err = rs[1].AsInt64(); err != nil {
+				return fmt.Errorf("WAIT after the append (the events are stored): %w", err)
+			}
+			return nil
+		})
+	} else {
+		arr, err = scriptAppendAtomic.Exec(ctx, db.c, keys, args).AsStrSlice()
+	}
 	if err != nil {
 		return AppendResult{}, err
 	}
 	if len(arr) != total+1 {
 		return AppendResult{}, fmt.Errorf("stream_append_atomic: %d replies for %d events", len(arr)-1, total)
 	}
-	res := AppendResult{Replay: arr[0] == "replay", Positions: make([]string, total), Dup: make([]bool, total), Acked: -1}
+	res := AppendResult{Replay: arr[0] == "replay", Positions: make([]string, total), Dup: make([]bool, total), Acked: acked}
 	for i, p := range arr[1:] {
 		if strings.HasPrefix(p, "=") {
 			p, res.Dup[i] = p[1:], true
