@@ -71,12 +71,8 @@ func TestListenerRuntimeSubscriptions(t *testing.T) {
 
 func TestListenerSurvivesRedisRestart(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Own(t, redisproc.Options{})
-	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	srv, c := ownServerClient(t)
+	var err error
 	ctx := ctxT(t, 60*time.Second)
 	gaps := make(chan herald.Gap, 4)
 	l, err := c.Listen(ctx, herald.ListenConfig{Channels: []string{"news"}, OnGap: func(g herald.Gap) { gaps <- g }})
@@ -146,12 +142,8 @@ func TestMonitorSeesNewTopics(t *testing.T) {
 // are not: the sets and the connection agree once it is back.
 func TestListenerChangesDuringReconnect(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Own(t, redisproc.Options{})
-	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	srv, c := ownServerClient(t)
+	var err error
 	ctx := ctxT(t, time.Minute)
 	l, err := c.Listen(ctx, herald.ListenConfig{Channels: []string{"keep", "drop"}, Buffer: 1 << 14})
 	if err != nil {
@@ -197,12 +189,8 @@ func TestListenerChangesDuringReconnect(t *testing.T) {
 // OnGap may close its Listener.
 func TestListenerClosedFromOnGap(t *testing.T) {
 	t.Parallel()
-	srv := redistest.Own(t, redisproc.Options{})
-	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	srv, c := ownServerClient(t)
+	var err error
 	ctx := ctxT(t, time.Minute)
 	var l *herald.Listener
 	ready := make(chan struct{})
@@ -222,4 +210,17 @@ func TestListenerClosedFromOnGap(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("a Listener closed from OnGap did not stop")
 	}
+}
+
+// ownServerClient starts a redis-server for one test (which may restart or
+// kill its connections) and a client of it.
+func ownServerClient(t *testing.T) (*redisproc.Server, *herald.Client) {
+	t.Helper()
+	srv := redistest.Own(t, redisproc.Options{})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
 }
