@@ -50,11 +50,18 @@ func TestChaosMasterKillsLaggingReplicas(t *testing.T) {
 // for HERALD_CHAOS_SECONDS while the client's connections are killed
 // (CLIENT KILL), writes are paused (CLIENT PAUSE WRITE) and the server
 // sleeps (DEBUG SLEEP), in turns. Every acknowledged event is stored once
-// and consumed.
+// and consumed. It runs twice: with the default SpinWait, and with lanes
+// and readers that spin for every reply (internal/rdb/spin.go), whatever
+// the machine's cores, so that the spinning reads meet every failure too.
 func TestChaosConnectionKillsPausesAndSleeps(t *testing.T) {
-	srv := redistest.Own(t, redisproc.Options{AppendOnly: true, Args: []string{"--enable-debug-command", "yes"}})
 	seconds := chaosEnv(t, "HERALD_CHAOS_SECONDS", 60)
-	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL()})
+	t.Run("default", func(t *testing.T) { connectionChaos(t, seconds, 0) })
+	t.Run("spin", func(t *testing.T) { connectionChaos(t, seconds, 200*time.Microsecond) })
+}
+
+func connectionChaos(t *testing.T, seconds int, spin time.Duration) {
+	srv := redistest.Own(t, redisproc.Options{AppendOnly: true, Args: []string{"--enable-debug-command", "yes"}})
+	c, err := herald.New(context.Background(), herald.Config{URL: srv.URL(), SpinWait: spin})
 	if err != nil {
 		t.Fatal(err)
 	}

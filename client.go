@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	ch := make(chan opened, 1)
 	go func() {
-		db, err := rdb.Open(ctx, rdb.Options{URL: cfg.URL, TLS: cfg.TLS, Namespace: cfg.Namespace, Client: cfg.Redis})
+		db, err := rdb.Open(ctx, rdb.Options{URL: cfg.URL, TLS: cfg.TLS, Namespace: cfg.Namespace, Client: cfg.Redis, SpinWait: cfg.SpinWait})
 		ch <- opened{db, err}
 	}()
 	var db *rdb.DB

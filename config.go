@@ -10,6 +10,8 @@ import (
 	"github.com/redis/rueidis"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/heraldbus/herald/internal/rdb"
 )
 
 // Defaults used when a Config or TopicConfig field is zero.
@@ -25,6 +27,12 @@ const (
 	DefaultPublishTimeout = 30 * time.Second
 	DefaultMaxBatch       = 512
 	DefaultMaxPending     = 16384
+	// DefaultSpinWait is Config.SpinWait where GOMAXPROCS >= SpinMinProcs.
+	DefaultSpinWait = rdb.DefaultSpinWait
+	// SpinMinProcs is the GOMAXPROCS from which a zero SpinWait spins.
+	SpinMinProcs = rdb.SpinMinProcs
+	// MaxSpinWait bounds Config.SpinWait.
+	MaxSpinWait = rdb.MaxSpinWait
 	// PartitionsPerMaster is the partitions per master of a topic created
 	// on a cluster without a partition count: two keep every master busy
 	// (docs/scaling.md).
@@ -85,6 +93,18 @@ type Config struct {
 	// Propagator writes and reads the trace context in event headers; nil
 	// takes the global one (otel.GetTextMapPropagator).
 	Propagator propagation.TextMapPropagator
+	// SpinWait is how long a producer lane or a partition reader polls its
+	// connection for a reply before it parks in Go's poller: on a machine
+	// with idle cores that saves a wake-up per round trip (docs/design.md,
+	// "Waiting for the reply"). Zero takes DefaultSpinWait (30µs) where
+	// GOMAXPROCS is SpinMinProcs (8) or more and no spin below, where the
+	// spinning goroutine would take CPU from the others; a negative value
+	// turns it off; at most MaxSpinWait (1ms). At most a quarter of
+	// GOMAXPROCS goroutines spin at once, and a connection whose spins keep
+	// missing (a quiet partition, a distant server) stops spinning for a
+	// while. Not used with Redis (a client given), whose connections Herald
+	// does not dial.
+	SpinWait time.Duration
 
 	appendWay appendWay // how batches are appended (tests and benchmarks compare the ways)
 }
@@ -186,6 +206,9 @@ func (c *Config) fill() error {
 	}
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.SpinWait > MaxSpinWait {
+		return invalid("spin wait %v is over %v: a spin holds a CPU; use at most %v (0 picks it by the cores, a negative value turns it off)", c.SpinWait, MaxSpinWait, MaxSpinWait)
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch

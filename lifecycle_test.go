@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -215,6 +216,20 @@ func TestNewHonoursContext(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("New = %v, want DeadlineExceeded", err)
+	}
+}
+
+// A SpinWait over MaxSpinWait is refused before anything is dialed, with
+// an error that names the bound and the other settings.
+func TestNewRefusesLongSpinWait(t *testing.T) {
+	t.Parallel()
+	c, err := herald.New(context.Background(), herald.Config{URL: "redis://127.0.0.1:1", SpinWait: 2 * time.Millisecond})
+	if err == nil {
+		c.Close()
+		t.Fatal("New took a 2ms SpinWait")
+	}
+	if !errors.Is(err, herald.ErrInvalid) || !strings.Contains(err.Error(), "spin wait 2ms is over 1ms") || !strings.Contains(err.Error(), "negative value turns it off") {
+		t.Fatalf("New = %v, want ErrInvalid naming the bound and the fix", err)
 	}
 }
 

@@ -71,6 +71,10 @@ type Config struct {
 	// (default DefaultKeys); Unordered subscribes with herald.Unordered.
 	Keys      int
 	Unordered bool
+	// SpinWait is herald.Config.SpinWait of the Herald side (0: picked by
+	// the cores). The raw side's connections never spin: it is rueidis
+	// as it comes.
+	SpinWait time.Duration
 }
 
 // Fill sets defaults and checks the ranges; errors name the `herald bench`
@@ -222,11 +226,11 @@ func open(ctx context.Context, mode string, cfg Config) (*bench, Result, error) 
 	var rnd [4]byte
 	rand.Read(rnd[:])
 	id := "bench-" + hex.EncodeToString(rnd[:])
-	c, err := herald.New(ctx, herald.Config{URL: cfg.URL, Namespace: cfg.Namespace, ProducerID: id})
+	c, err := herald.New(ctx, herald.Config{URL: cfg.URL, Namespace: cfg.Namespace, ProducerID: id, SpinWait: cfg.SpinWait})
 	if err != nil {
 		return nil, Result{}, err
 	}
-	db, err := rdb.Open(ctx, rdb.Options{URL: cfg.URL, Namespace: cfg.Namespace})
+	db, err := rdb.Open(ctx, rdb.Options{URL: cfg.URL, Namespace: cfg.Namespace, SpinWait: -1})
 	if err != nil {
 		c.Close()
 		return nil, Result{}, err

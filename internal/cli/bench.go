@@ -14,12 +14,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/heraldbus/herald"
 	"github.com/heraldbus/herald/internal/benchrun"
+	"github.com/heraldbus/herald/internal/rdb"
 	"github.com/heraldbus/herald/internal/redisproc"
 )
 
 func benchCmd(e *env) *cobra.Command {
 	var cfg benchrun.Config
+	var spin string
 	cmd := &cobra.Command{
 		Use:   "bench publish|consume|e2e|channel|delay",
 		Short: "Measure Herald beside raw Redis commands (same client library, same run)",
@@ -63,6 +66,11 @@ under --namespace with a unique name, and deletes them at the end.`,
 					return usage("--%s %s must be positive", f.name, cmd.Flags().Lookup(f.name).Value)
 				}
 			}
+			sw, err := parseSpinWait(spin)
+			if err != nil {
+				return err
+			}
+			cfg.SpinWait = sw
 			if err := cfg.Fill(); err != nil {
 				return usage("%v", err)
 			}
@@ -115,9 +123,26 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
 	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
 	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
+	f.StringVar(&spin, "spin-wait", "auto", "how long Herald's lanes and readers poll for a reply before parking: auto (30us from 8 cores), off, or a duration up to 1ms")
 	cmd.AddCommand(benchGatewayCmd(e)) // internal/cli/bench_gateway.go
 	// Runs for --duration per phase: no --timeout.
 	return untimed(cmd)
+}
+
+// parseSpinWait reads --spin-wait: auto (0), off (negative) or a duration
+// of at most herald.MaxSpinWait.
+func parseSpinWait(v string) (time.Duration, error) {
+	switch v {
+	case "auto", "":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 || d > herald.MaxSpinWait {
+		return 0, usage("--spin-wait %q is not auto, off or a duration from 1us to %v (e.g. 30us)", v, herald.MaxSpinWait)
+	}
+	return d, nil
 }
 
 // redisHost shows where a URL points without its credentials.
@@ -223,7 +248,8 @@ func benchJSON(res benchrun.Result, where string) map[string]any {
 		"redis":  map[string]any{"version": res.RedisVersion, "mode": res.RedisMode, "nodes": res.RedisNodes, "at": where},
 		"client": map[string]any{"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH, "cpus": runtime.NumCPU()},
 		"config": map[string]any{"partitions": c.Partitions, "size": c.Size, "publishers": c.Publishers,
-			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered},
+			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered,
+			"spin_wait_us": float64(rdb.SpinWaitFor(c.SpinWait)) / 1e3},
 		"phases": phases,
 	}
 }

@@ -105,14 +105,17 @@ func keysUnder(t *testing.T, ns string) string {
 
 func TestBenchJSON(t *testing.T) {
 	ns := redistest.Namespace(t)
-	r := run(t, ns, "", "-o", "json", "bench", "consume", "--duration", "300ms", "--publishers", "4")
+	r := run(t, ns, "", "-o", "json", "bench", "consume", "--duration", "300ms", "--publishers", "4", "--spin-wait", "40us")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.err)
 	}
 	var out struct {
 		Mode   string
 		Redis  struct{ Version string }
-		Config struct{ Partitions int }
+		Config struct {
+			Partitions int
+			SpinWait   float64 `json:"spin_wait_us"`
+		}
 		Phases []struct {
 			Name   string
 			Ratio  float64
@@ -130,7 +133,7 @@ func TestBenchJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &out); err != nil {
 		t.Fatalf("%v: %q", err, r.out)
 	}
-	if out.Mode != "consume" || out.Redis.Version == "" || out.Config.Partitions != 8 || len(out.Phases) != 2 ||
+	if out.Mode != "consume" || out.Redis.Version == "" || out.Config.Partitions != 8 || out.Config.SpinWait != 40 || len(out.Phases) != 2 ||
 		out.Phases[0].Name != "consume" || out.Phases[1].Name != "consume-herald-entries" || out.Phases[1].Raw.Events != out.Phases[1].Herald.Events {
 		t.Fatalf("unexpected JSON: %s", r.out)
 	}
@@ -160,6 +163,8 @@ func TestBenchBadFlagsExitTwo(t *testing.T) {
 		{"zero rate", "--rate 0 must be positive", []string{"bench", "e2e", "--rate", "0"}},
 		{"zero publishers", "--publishers 0 must be positive", []string{"bench", "publish", "--publishers", "0"}},
 		{"unknown flag", "unknown flag", []string{"bench", "publish", "--bogus"}},
+		{"malformed spin", `--spin-wait "soon" is not auto, off or a duration`, []string{"bench", "e2e", "--spin-wait", "soon"}},
+		{"spin too long", `--spin-wait "2ms" is not auto, off or a duration from 1us to 1ms`, []string{"bench", "e2e", "--spin-wait", "2ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := runBin(t, ns, "", tc.args...)

@@ -25,3 +25,9 @@ func (db *DB) Moved(key string) string {
 
 // MovedAddr is movedAddr, for the external tests.
 var MovedAddr = movedAddr
+
+// SpinState says whether the reader's connection spins, whether its next
+// read is held from spinning, and whether its last read was full.
+func (r *ReadConn) SpinState() (spins, held, full bool) {
+	return r.sc != nil, r.sc != nil && r.sc.held.Load(), r.full
+}

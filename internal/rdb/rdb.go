@@ -27,6 +27,7 @@ type DB struct {
 	Keys  Keys
 	own   bool
 	opt   rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
+	spin  time.Duration        // how long lanes and readers poll for a reply (spin.go)
 
 	// noPlain is set once a server refused CLIENT INFO (the in-process
 	// engine, Redis before 6.2): AppendPlain cannot fence a lost
@@ -69,6 +70,10 @@ type Options struct {
 	TLS       *tls.Config // overrides the TLS settings of a rediss:// URL
 	Namespace string
 	Client    rueidis.Client // use this client instead of dialing; Close leaves it open
+	// SpinWait is how long producer lanes and partition readers poll their
+	// sockets for a reply before they park (SpinWaitFor: 0 auto, <0 off).
+	// Not used with Client, whose connections Herald does not dial.
+	SpinWait time.Duration
 }
 
 // ParseURL checks a Redis URL and turns it into client options. Accepted:
@@ -161,6 +166,10 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	}
 	lopt := opt
 	lopt.ReadBufferEachConn, lopt.WriteBufferEachConn, lopt.RingScaleEachConn = laneBuffer, laneBuffer, laneRing
+	db.spin = SpinWaitFor(o.SpinWait)
+	if db.spin > 0 {
+		lopt.DialCtxFn = dialSpin(db.spin)
+	}
 	lanes, err := rueidis.NewClient(lopt)
 	if err != nil {
 		c.Close()

@@ -3,7 +3,6 @@ package rdb
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +42,8 @@ type ReadConn struct {
 	mu     sync.Mutex
 	conn   net.Conn // nil until the first read dials
 	closed bool
+	sc     *spinConn // conn's spinning TCP connection (spin.go); nil without a spin
+	full   bool      // the last read returned its whole count: a backlog, no spin
 
 	rr respReader
 	w  []byte // the commands of one round trip
@@ -154,14 +155,11 @@ func (r *ReadConn) connect(ctx context.Context) error {
 		d.Timeout = 5 * time.Second
 	}
 	var conn net.Conn
+	var sc *spinConn
 	if opt.DialCtxFn != nil {
 		conn, err = opt.DialCtxFn(ctx, addr, &d, opt.TLSConfig)
-	} else if conn, err = d.DialContext(ctx, "tcp", addr); err == nil && opt.TLSConfig != nil {
-		cfg := opt.TLSConfig.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName, _, _ = net.SplitHostPort(addr)
-		}
-		conn = tls.Client(conn, cfg)
+	} else {
+		conn, sc, err = dialOwn(ctx, addr, &d, opt.TLSConfig, db.spin)
 	}
 	if err != nil {
 		db.moved.Delete(KeySlot(r.key)) // the hint may name a node that is gone
@@ -173,7 +171,7 @@ func (r *ReadConn) connect(ctx context.Context) error {
 		_ = conn.Close()
 		return errReadConnClosed
 	}
-	r.conn = conn
+	r.conn, r.sc = conn, sc
 	r.mu.Unlock()
 	if r.rr.r == nil {
 		r.rr.r = bufio.NewReaderSize(conn, 32<<10)
@@ -248,6 +246,9 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 		w = appendArgs(w, "XPENDING", pk.Stream, group)
 	}
 	rc.w = w
+	if rc.sc != nil {
+		rc.sc.held.Store(rc.full)
+	}
 	// The deadline bounds a silent server; Close interrupts the rest.
 	_ = rc.conn.SetDeadline(time.Now().Add(time.Duration(blockMS)*time.Millisecond + ConnWriteTimeout))
 	if _, err = rc.conn.Write(w); err != nil {
@@ -273,6 +274,7 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 		rc.drop() // the summary's reply is still to come
 		return nil, false, ackErr, err
 	}
+	rc.full = int64(len(es)) >= count
 	if checkOthers {
 		v, e := rc.rr.value(0)
 		var re *ReplyError

@@ -201,21 +201,38 @@ func TestReadConnTLS(t *testing.T) {
 		"--tls-ca-cert-file", filepath.Join(dir, "cert.pem"), "--tls-auth-clients", "no"}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	db, err := rdb.Open(ctx, rdb.Options{URL: fmt.Sprintf("rediss://127.0.0.1:%d", tlsPort), Namespace: "tls",
-		TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	pk := db.Keys.Part("t/0")
-	want := fill(t, ctx, db, pk)
-	got := readAll(t, ctx, db, pk, "c", len(want))
-	if len(got) != len(want) {
-		t.Fatalf("read %d entries over TLS, want %d", len(got), len(want))
-	}
-	for j, e := range got {
-		if !reflect.DeepEqual(e.Pairs, want[j]) {
-			t.Fatalf("entry %d = %q, want %q", j, e.Pairs, want[j])
+	// Without a spin, and with readers and lanes that poll the socket
+	// under TLS for every reply (spin.go).
+	for _, spin := range []time.Duration{-1, 200 * time.Microsecond} {
+		db, err := rdb.Open(ctx, rdb.Options{URL: fmt.Sprintf("rediss://127.0.0.1:%d", tlsPort), Namespace: "tls" + strconv.Itoa(int(spin)),
+			TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, SpinWait: spin})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		pk := db.Keys.Part("t/0")
+		want := fill(t, ctx, db, pk)
+		got := readAll(t, ctx, db, pk, "c", len(want))
+		if len(got) != len(want) {
+			t.Fatalf("spin %v: read %d entries over TLS, want %d", spin, len(got), len(want))
+		}
+		for j, e := range got {
+			if !reflect.DeepEqual(e.Pairs, want[j]) {
+				t.Fatalf("spin %v: entry %d = %q, want %q", spin, j, e.Pairs, want[j])
+			}
+		}
+		// A lane's append goes over its own TLS connection.
+		lk := db.Keys.Part("t/1")
+		var f rdb.Fence
+		b := &rdb.AppendBatch{Keys: lk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 2),
+			Fields: [][]string{{"i", "a", "d", strings.Repeat("y", 100_000)}, {"i", "b", "d", "z"}}}
+		res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+		f.Close()
+		if err != nil || len(res.Positions) != 2 || res.Positions[1] == "" {
+			t.Fatalf("spin %v: append over TLS: %+v, %v", spin, res, err)
+		}
+		if n, err := db.Do(ctx, "XLEN", lk.Stream); err != nil || n != int64(2) {
+			t.Fatalf("spin %v: XLEN after the append: %v, %v; want 2", spin, n, err)
 		}
 	}
 }
@@ -425,4 +442,50 @@ func onePoolConnDB(t *testing.T) (*rdb.DB, rueidis.Client, context.Context) {
 		t.Fatal(err)
 	}
 	return db, cl, ctx
+}
+
+// A partition reader spins after a read that came back short of its count
+// and holds the spin after a full one (a backlog).
+func TestReadConnHoldsSpinAfterFullRead(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := rdb.Open(ctx, rdb.Options{URL: redistest.URL(t), Namespace: redistest.Namespace(t), SpinWait: 100 * time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pk := db.Keys.Part("spin/0")
+	for i := range 10 {
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "i", strconv.Itoa(i), "d", "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.EnsureGroup(ctx, pk, "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	rc := db.NewReadConn(pk.Stream)
+	defer rc.Close()
+	es, _, _, err := db.ReadBatch(ctx, rc, pk, "g", "c", 4, 10, false, rdb.Acks{})
+	if err != nil || len(es) != 4 {
+		t.Fatalf("first read: %d entries, %v; want 4", len(es), err)
+	}
+	spins, _, full := rc.SpinState()
+	if !spins {
+		t.Fatal("the reader's connection does not spin with SpinWait set")
+	}
+	if !full {
+		t.Fatal("a read of its whole count is not taken for a backlog")
+	}
+	if es, _, _, err = db.ReadBatch(ctx, rc, pk, "g", "c", 100, 10, false, rdb.Acks{}); err != nil || len(es) != 6 {
+		t.Fatalf("second read: %d entries, %v; want 6", len(es), err)
+	}
+	if _, held, full := rc.SpinState(); !held || full {
+		t.Fatalf("after a full read then a short one: held %v (want true: the read after a full one must not spin), full %v (want false)", held, full)
+	}
+	if _, _, _, err = db.ReadBatch(ctx, rc, pk, "g", "c", 100, 10, false, rdb.Acks{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, _ := rc.SpinState(); held {
+		t.Fatal("the read after a short one did not spin")
+	}
 }
