@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -153,6 +154,11 @@ func (w *partWriter) flush(bt *batch) {
 			b.Fields = append(b.Fields, r.fields...)
 			replicated = replicated || r.replicated
 		}
+	}
+	// An asynchronous publisher goes on working while its batch is in
+	// flight: no lane spins alone meanwhile (internal/rdb/spin.go).
+	if slices.ContainsFunc(bt.reqs, func(r *pubReq) bool { return r.async }) {
+		defer rdb.HoldSpins()()
 	}
 	t0 := time.Now()
 	res, err := w.appendWithRetry(b, bt.lane, replicated)

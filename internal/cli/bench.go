@@ -123,7 +123,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
 	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
 	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
-	f.StringVar(&spin, "spin-wait", "auto", "how long Herald's lanes and readers poll for a reply before parking: auto (30us from 8 cores), off, or a duration up to 1ms")
+	f.StringVar(&spin, "spin-wait", "auto", "how long Herald's lanes and readers poll for a reply before parking: auto (30us; below 8 cores only while alone), off, or a duration up to 1ms")
 	cmd.AddCommand(benchGatewayCmd(e)) // internal/cli/bench_gateway.go
 	// Runs for --duration per phase: no --timeout.
 	return untimed(cmd)
@@ -249,7 +249,7 @@ func benchJSON(res benchrun.Result, where string) map[string]any {
 		"client": map[string]any{"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH, "cpus": runtime.NumCPU()},
 		"config": map[string]any{"partitions": c.Partitions, "size": c.Size, "publishers": c.Publishers,
 			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered,
-			"spin_wait_us": float64(rdb.SpinWaitFor(c.SpinWait)) / 1e3},
+			"spin_wait_us": float64(rdb.SpinFor(c.SpinWait).Wait) / 1e3, "spin": rdb.SpinFor(c.SpinWait).String()},
 		"phases": phases,
 	}
 }

@@ -27,7 +27,7 @@ type DB struct {
 	Keys  Keys
 	own   bool
 	opt   rueidis.ClientOption // how Open dialed (for raw connections such as MONITOR)
-	spin  time.Duration        // how long lanes and readers poll for a reply (spin.go)
+	spin  Spin                 // how lanes and readers poll for a reply (spin.go)
 
 	// noPlain is set once a server refused CLIENT INFO (the in-process
 	// engine, Redis before 6.2): AppendPlain cannot fence a lost
@@ -71,7 +71,7 @@ type Options struct {
 	Namespace string
 	Client    rueidis.Client // use this client instead of dialing; Close leaves it open
 	// SpinWait is how long producer lanes and partition readers poll their
-	// sockets for a reply before they park (SpinWaitFor: 0 auto, <0 off).
+	// sockets for a reply before they park (SpinFor: 0 auto, <0 off).
 	// Not used with Client, whose connections Herald does not dial.
 	SpinWait time.Duration
 }
@@ -166,8 +166,8 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	}
 	lopt := opt
 	lopt.ReadBufferEachConn, lopt.WriteBufferEachConn, lopt.RingScaleEachConn = laneBuffer, laneBuffer, laneRing
-	db.spin = SpinWaitFor(o.SpinWait)
-	if db.spin > 0 {
+	db.spin = SpinFor(o.SpinWait)
+	if db.spin.Wait > 0 {
 		lopt.DialCtxFn = dialSpin(db.spin)
 	}
 	lanes, err := rueidis.NewClient(lopt)

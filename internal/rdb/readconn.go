@@ -159,7 +159,7 @@ func (r *ReadConn) connect(ctx context.Context) error {
 	if opt.DialCtxFn != nil {
 		conn, err = opt.DialCtxFn(ctx, addr, &d, opt.TLSConfig)
 	} else {
-		conn, sc, err = dialOwn(ctx, addr, &d, opt.TLSConfig, db.spin)
+		conn, sc, err = dialOwn(ctx, addr, &d, opt.TLSConfig, db.spin.reader())
 	}
 	if err != nil {
 		db.moved.Delete(KeySlot(r.key)) // the hint may name a node that is gone

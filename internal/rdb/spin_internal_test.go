@@ -37,7 +37,7 @@ func spinPair(t *testing.T, wait time.Duration) (*spinConn, net.Conn) {
 		t.Fatal("accept failed")
 	}
 	t.Cleanup(func() { _ = c.Close(); _ = srv.Close() })
-	sc, ok := withSpin(c, wait).(*spinConn)
+	sc, ok := withSpin(c, Spin{Wait: wait, Alone: wait == 0}).(*spinConn)
 	if !ok {
 		t.Fatalf("withSpin(%T) did not wrap a TCP connection", c)
 	}
@@ -143,28 +143,28 @@ func TestSpinConnLimit(t *testing.T) {
 	}
 }
 
-// SpinWaitFor: off when negative, on by default only from SpinMinProcs
-// cores, and bounded.
-func TestSpinWaitFor(t *testing.T) {
-	if got := SpinWaitFor(-1); got != 0 {
-		t.Fatalf("SpinWaitFor(-1) = %v, want 0 (off)", got)
+// SpinFor: off when negative; by default on for every read from
+// SpinMinProcs cores and only for a read alone below; bounded.
+func TestSpinFor(t *testing.T) {
+	if got := SpinFor(-1); got.Wait != 0 || got.String() != "off" {
+		t.Fatalf("SpinFor(-1) = %v, want off", got)
 	}
-	if got := SpinWaitFor(time.Hour); got != MaxSpinWait {
-		t.Fatalf("SpinWaitFor(1h) = %v, want %v", got, MaxSpinWait)
+	if got := SpinFor(time.Hour); got.Wait != MaxSpinWait || got.Alone {
+		t.Fatalf("SpinFor(1h) = %+v, want %v for every read", got, MaxSpinWait)
 	}
-	if got := SpinWaitFor(5 * time.Microsecond); got != 5*time.Microsecond {
-		t.Fatalf("SpinWaitFor(5us) = %v", got)
+	if got := SpinFor(5 * time.Microsecond); got.Wait != 5*time.Microsecond || got.Alone {
+		t.Fatalf("SpinFor(5us) = %+v", got)
 	}
 	prev := runtime.GOMAXPROCS(SpinMinProcs - 1)
 	defer runtime.GOMAXPROCS(prev)
-	if got := SpinWaitFor(0); got != 0 {
-		t.Fatalf("SpinWaitFor(0) with GOMAXPROCS %d = %v, want 0", SpinMinProcs-1, got)
+	if got := SpinFor(0); got.Wait != DefaultSpinWait || !got.Alone || got.String() != "30µs while alone" {
+		t.Fatalf("SpinFor(0) with GOMAXPROCS %d = %+v (%v), want %v while alone", SpinMinProcs-1, got, got, DefaultSpinWait)
 	}
 	runtime.GOMAXPROCS(SpinMinProcs)
-	if got := SpinWaitFor(0); got != DefaultSpinWait {
-		t.Fatalf("SpinWaitFor(0) with GOMAXPROCS %d = %v, want %v", SpinMinProcs, got, DefaultSpinWait)
+	if got := SpinFor(0); got.Wait != DefaultSpinWait || got.Alone {
+		t.Fatalf("SpinFor(0) with GOMAXPROCS %d = %+v, want %v for every read", SpinMinProcs, got, DefaultSpinWait)
 	}
-	if c := withSpin(&net.UnixConn{}, time.Millisecond); c == nil {
+	if c := withSpin(&net.UnixConn{}, Spin{Wait: time.Millisecond}); c == nil {
 		t.Fatal("withSpin of a non-TCP connection returned nil")
 	} else if _, ok := c.(*spinConn); ok {
 		t.Fatal("withSpin wrapped a non-TCP connection")
@@ -183,5 +183,100 @@ func TestSpinConnHeld(t *testing.T) {
 	}
 	if sc.misses.Load() != 0 {
 		t.Fatalf("a held read spun: misses %d", sc.misses.Load())
+	}
+}
+
+// A connection that spins only alone parks at once while another read of
+// the process waits, and spins when it is the only one.
+func TestSpinConnAlone(t *testing.T) {
+	sc, srv := spinPair(t, 50*time.Millisecond)
+	sc.alone = true
+	waiting.Add(1) // another read waits
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = srv.Write([]byte("a")) }()
+	buf := make([]byte, 8)
+	_, err := sc.Read(buf)
+	waiting.Add(-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.misses.Load() != 0 {
+		t.Fatalf("a read beside another waiting one spun: misses %d", sc.misses.Load())
+	}
+	// Connections of other tests' clients may still be reading: wait for
+	// them to finish, then this read is alone.
+	for deadline := time.Now().Add(10 * time.Second); waiting.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads of other connections still waiting after 10s", waiting.Load())
+		}
+	}
+	sc.wait = 100 * time.Microsecond
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = srv.Write([]byte("b")) }()
+	if _, err := sc.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if sc.misses.Load() != 1 {
+		t.Fatalf("a read alone did not spin: misses %d, want 1", sc.misses.Load())
+	}
+}
+
+// Where lanes spin only alone, a reader never spins and counts as waiting,
+// so that no lane spins beside it.
+func TestSpinReaderAlone(t *testing.T) {
+	if r := (Spin{Wait: DefaultSpinWait, Alone: true}).reader(); r.Wait != 0 || !r.Alone {
+		t.Fatalf("reader of a spin alone: %+v, want no wait, counted", r)
+	}
+	if r := (Spin{Wait: DefaultSpinWait}).reader(); r.Wait != DefaultSpinWait {
+		t.Fatalf("reader of a spin for any read: %+v, want the same wait", r)
+	}
+	rd, srv := spinPair(t, 0)
+	rd.alone = true
+	ln, srv2 := spinPair(t, time.Millisecond) // a spin would miss: the reply comes after 20ms
+	ln.alone = true
+	go func() { time.Sleep(100 * time.Millisecond); _, _ = srv.Write([]byte("r")) }()
+	readerIn := make(chan error, 1)
+	go func() { _, err := rd.Read(make([]byte, 8)); readerIn <- err }()
+	for deadline := time.Now().Add(5 * time.Second); waiting.Load() < 1; time.Sleep(100 * time.Microsecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the reader's read is not counted as waiting")
+		}
+	}
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = srv2.Write([]byte("l")) }()
+	if _, err := ln.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-readerIn; err != nil {
+		t.Fatal(err)
+	}
+	if rd.misses.Load() != 0 || ln.misses.Load() != 0 {
+		t.Fatalf("spun beside a waiting reader: reader misses %d, lane misses %d; want 0, 0", rd.misses.Load(), ln.misses.Load())
+	}
+}
+
+// While a batch of asynchronous publishes is in flight (HoldSpins), a read
+// that spins only alone parks at once.
+func TestSpinHeldByAsyncBatch(t *testing.T) {
+	sc, srv := spinPair(t, time.Millisecond) // a spin would miss: the reply comes after 20ms
+	sc.alone = true
+	release := HoldSpins()
+	for deadline := time.Now().Add(10 * time.Second); waiting.Load() != 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads of other connections still waiting after 10s", waiting.Load())
+		}
+	}
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = srv.Write([]byte("a")) }()
+	_, err := sc.Read(make([]byte, 8))
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.misses.Load() != 0 {
+		t.Fatalf("a read alone spun while an async batch was in flight: misses %d", sc.misses.Load())
+	}
+	go func() { time.Sleep(20 * time.Millisecond); _, _ = srv.Write([]byte("b")) }()
+	if _, err := sc.Read(make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if sc.misses.Load() != 1 {
+		t.Fatalf("a read alone after the release did not spin: misses %d, want 1", sc.misses.Load())
 	}
 }
