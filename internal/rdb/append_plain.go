@@ -74,6 +74,9 @@ const (
 // is unknown leaves f holding the lost connection's identity; the caller
 // retries the same batch (same Seq) through AppendPlain.
 func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replicas, timeoutMS int64) (res AppendResult, err error) {
+	if db.dialsOwn() {
+		return db.appendPlainOwn(ctx, f, b, replicas, timeoutMS)
+	}
 	if err := f.take(ctx, db.lanes); err != nil {
 		return res, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -155,5 +156,55 @@ func TestPlainRecoveryWithClientClockAhead(t *testing.T) {
 	}
 	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(5) {
 		t.Fatalf("stream length %v (%v), want 5: the first event stored once", n, err)
+	}
+}
+
+// A lane of a DB that dials Redis itself appends plain batches on its own
+// RESP connection, without a rueidis connection. When that connection is
+// killed between batches, the next append fails with its outcome unknown
+// and its retry fences and scans on the lane's rueidis connection, then
+// sends: every event is stored once. A lost reply (Lost) is answered from
+// the tail.
+func TestPlainAppendOwnConnection(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	var f rdb.Fence
+	defer f.Close()
+	batch := func(seq int64, ids ...string) *rdb.AppendBatch {
+		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, len(ids))}
+		for _, id := range ids {
+			b.Fields = append(b.Fields, []string{"i", id, "d", "x-" + id})
+		}
+		return b
+	}
+	res, err := db.AppendPlain(ctx, &f, batch(1, "a", "b", "c"), 0, 0)
+	if err != nil || len(res.Positions) != 3 || res.Positions[2] == "" || res.Replay {
+		t.Fatalf("first append: %+v, %v", res, err)
+	}
+	own, dc, id := f.OwnConn()
+	if !own || dc || id == 0 {
+		t.Fatalf("after a plain append: own connection %v, rueidis connection %v, id %d; want the own one only, identified", own, dc, id)
+	}
+	if _, err := db.Do(ctx, "CLIENT", "KILL", "ID", strconv.FormatInt(id, 10)); err != nil {
+		t.Fatal(err)
+	}
+	b2 := batch(2, "d", "e")
+	if _, err := db.AppendPlain(ctx, &f, b2, 0, 0); err == nil || !rdb.Transient(err) {
+		t.Fatalf("append on the killed connection: %v; want a transient error (outcome unknown)", err)
+	}
+	got, err := db.AppendPlain(ctx, &f, b2, 0, 0)
+	if err != nil || got.Positions[0] == "" || got.Positions[1] == "" || got.Replay {
+		t.Fatalf("retry after the kill: %+v, %v; want both events appended now", got, err)
+	}
+	_, dc, id2 := f.OwnConn()
+	if id2 == 0 || id2 == id || !dc {
+		t.Fatalf("after the retry: own connection id %d (was %d), rueidis connection %v; want a new own connection and the fence's rueidis one", id2, id, dc)
+	}
+	f.Lost(2) // as if the reply of batch 2 had been lost
+	again, err := db.AppendPlain(ctx, &f, b2, 0, 0)
+	if err != nil || !again.Replay || again.Positions[0] != got.Positions[0] || again.Positions[1] != got.Positions[1] {
+		t.Fatalf("retry of a batch whose reply was lost: %+v, %v; want it found in the tail at %v", again, err, got.Positions)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(5) {
+		t.Fatalf("stream length %v (%v), want 5: every event stored once", n, err)
 	}
 }

@@ -31,3 +31,9 @@ var MovedAddr = movedAddr
 func (r *ReadConn) SpinState() (spins, held, full bool) {
 	return r.sc != nil, r.sc != nil && r.sc.held.Load(), r.full
 }
+
+// OwnConn says whether f has its own RESP connection (append_own.go), a
+// rueidis dedicated connection, and the own connection's id on the server.
+func (f *Fence) OwnConn() (own, dc bool, id int64) {
+	return f.own != nil && f.own.conn != nil, f.dc != nil, f.conn.id
+}

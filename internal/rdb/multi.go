@@ -31,13 +31,19 @@ type Fence struct {
 	suspect connID
 	lostSeq int64      // the batch sequence whose outcome suspect left unknown
 	scan    *plainScan // a recovery scan of lostSeq cut short, to go on with
+
+	// own is the lane's own RESP connection for plain appends, where
+	// Herald dials Redis itself (append_own.go); conn is then its identity.
+	own *ReadConn
 }
 
-// Close returns the connection to the pool.
+// Close returns the connection to the pool (and closes the lane's own
+// connection).
 func (f *Fence) Close() {
 	if f.cancel != nil {
 		f.cancel()
 	}
+	f.closeOwn()
 	f.dc, f.cancel, f.armed, f.conn = nil, nil, false, connID{}
 }
 

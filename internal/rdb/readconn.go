@@ -44,6 +44,7 @@ type ReadConn struct {
 	closed bool
 	sc     *spinConn // conn's spinning TCP connection (spin.go); nil without a spin
 	full   bool      // the last read returned its whole count: a backlog, no spin
+	lane   bool      // a producer lane's own connection (append_own.go): it spins as a lane
 
 	rr respReader
 	w  []byte // the commands of one round trip
@@ -159,7 +160,11 @@ func (r *ReadConn) connect(ctx context.Context) error {
 	if opt.DialCtxFn != nil {
 		conn, err = opt.DialCtxFn(ctx, addr, &d, opt.TLSConfig)
 	} else {
-		conn, sc, err = dialOwn(ctx, addr, &d, opt.TLSConfig, db.spin.reader())
+		sp := db.spin.reader()
+		if r.lane {
+			sp = db.spin
+		}
+		conn, sc, err = dialOwn(ctx, addr, &d, opt.TLSConfig, sp)
 	}
 	if err != nil {
 		db.moved.Delete(KeySlot(r.key)) // the hint may name a node that is gone

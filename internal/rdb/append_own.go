@@ -1,0 +1,248 @@
+package rdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// The plain append on the lane's own connection (seventh pass).
+//
+// Where Herald dials Redis itself (a URL, not a client given), a lane's
+// plain appends go out on a connection of its own on which Herald speaks
+// RESP, as a partition reader does (ReadConn): the XADDs written straight
+// into one buffer, the positions read into one string. Through rueidis,
+// building the commands and writing them (its length prefixes take a
+// logarithm each) was about 30% of PublishAsync's client CPU on 2 cores,
+// and PublishAsync's client spent 1.1-1.4 µs per event against raw
+// pipelined XADD's 0.6 (docs/design.md, "The plain append on the lane's
+// own connection").
+//
+// Everything else stays where it was: the identity of this connection
+// (CLIENT INFO, with the CLIENT KILL probe) is learnt on it before the
+// first append, and a lost append makes it the suspect exactly as before;
+// the fence (the kill of the suspect and the scan of the tail) and the
+// script and transaction ways run on the lane's rueidis connection
+// (Fence.dc), taken only when one of them is needed. A batch is sent only
+// after the reply of everything the lane sent before it, on whichever
+// connection, so that the two connections cannot reorder a lane.
+
+// ownConn is the lane's own connection, dialed when first needed.
+func (f *Fence) ownConn(db *DB, key string) *ReadConn {
+	if f.own == nil {
+		f.own = &ReadConn{db: db, key: key, lane: true}
+	}
+	return f.own
+}
+
+// closeOwn closes the lane's own connection; its identity goes with it.
+func (f *Fence) closeOwn() {
+	if f.own != nil {
+		f.own.Close()
+		f.own = nil
+	}
+	f.conn = connID{}
+}
+
+// identifyOwn dials the lane's own connection when it has none and learns
+// its identity on the server (CLIENT INFO) and whether this user may kill
+// a connection (the probe), in one round trip.
+func (db *DB) identifyOwn(ctx context.Context, f *Fence, key string) error {
+	oc := f.ownConn(db, key)
+	if oc.conn != nil && f.conn.id != 0 {
+		return nil
+	}
+	f.conn = connID{}
+	if oc.conn == nil {
+		if err := oc.connect(ctx); err != nil {
+			f.closeOwn()
+			return err
+		}
+	}
+	w := appendArgs(oc.w[:0], "CLIENT", "INFO")
+	w = appendArgs(w, "CLIENT", "KILL", "ID", probeClientID, "ADDR", "0.0.0.0:0")
+	oc.w = w
+	_ = oc.conn.SetDeadline(deadlineOf(ctx, ConnWriteTimeout))
+	if _, err := oc.conn.Write(w); err != nil {
+		f.closeOwn()
+		return err
+	}
+	info, ierr := oc.rr.value(0)
+	kerr := error(nil)
+	if ierr == nil || isReply(ierr) {
+		kerr = oc.rr.skip()
+	}
+	for _, e := range []error{ierr, kerr} {
+		if e != nil && isReply(e) && !Transient(e) {
+			// An error reply: this server cannot name or kill a connection.
+			f.closeOwn()
+			db.noPlain.Store(true)
+			return fmt.Errorf("%w: %v", ErrPlainUnsupported, e)
+		}
+	}
+	if err := errors.Join(ierr, kerr); err != nil {
+		f.closeOwn()
+		return err
+	}
+	s, _ := info.(string)
+	id, err := parseClientInfo(s)
+	if err != nil {
+		f.closeOwn()
+		return err
+	}
+	f.conn = id
+	return nil
+}
+
+// isReply reports an error reply (the command ran, or was refused, and
+// the connection is in step), as against a lost connection or a timeout.
+func isReply(err error) bool {
+	var re *ReplyError
+	return errors.As(err, &re)
+}
+
+// deadlineOf is ctx's deadline, or now + d when it has none.
+func deadlineOf(ctx context.Context, d time.Duration) time.Time {
+	if t, ok := ctx.Deadline(); ok {
+		return t
+	}
+	return time.Now().Add(d)
+}
+
+// appendPlainOwn is AppendPlain on the lane's own connection.
+func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, replicas, timeoutMS int64) (res AppendResult, err error) {
+	if err := db.identifyOwn(ctx, f, b.Keys.Stream); err != nil {
+		return res, err
+	}
+	sent := 0 // events of b known to be stored
+	var positions []string
+	if f.suspect.id != 0 {
+		// The fence runs on the lane's rueidis connection; its replies
+		// come before anything of this attempt is written.
+		if err := f.take(ctx, db.lanes); err != nil {
+			return res, err
+		}
+		if positions, err = db.fencePlain(ctx, f, b); err != nil {
+			f.drop()
+			return res, err
+		}
+		sent = len(positions)
+	}
+	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
+	copy(res.Positions, positions)
+	oc := f.own
+	key := b.Keys.Stream
+	maxLen := ""
+	if b.MaxLen > 0 {
+		maxLen = strconv.FormatInt(b.MaxLen, 10)
+	}
+	w, extra := oc.w[:0], 0
+	for _, fv := range b.Fields[sent:] {
+		if maxLen != "" {
+			w = appendStrs(appendCmd(w, 6+len(fv)), "XADD", key, "MAXLEN", "~", maxLen, "*")
+		} else {
+			w = appendStrs(appendCmd(w, 3+len(fv)), "XADD", key, "*")
+		}
+		w = appendStrs(w, fv...)
+	}
+	if b.MinID != "" {
+		w, extra = appendArgs(w, "XTRIM", key, "MINID", "~", b.MinID), extra+1
+	}
+	if sent == len(b.Fields) && replicas > 0 {
+		// Everything had landed: WAIT counts the writes of its own
+		// connection, so write the lane's state (as a transactional append
+		// does) for WAIT to cover the events before it.
+		w, extra = appendArgs(w, "SET", b.Keys.Producer(b.Producer), strconv.FormatInt(b.Seq, 10)+"|*",
+			"PX", strconv.FormatInt(b.StateTTL, 10)), extra+1
+	}
+	if replicas > 0 {
+		w = appendArgs(w, "WAIT", strconv.FormatInt(replicas, 10), strconv.FormatInt(timeoutMS, 10))
+	}
+	oc.w = w
+	if len(w) == 0 {
+		return res, nil
+	}
+	wait := ConnWriteTimeout
+	if replicas > 0 {
+		wait += time.Duration(timeoutMS) * time.Millisecond
+	}
+	conn := oc.conn
+	_ = conn.SetDeadline(deadlineOf(ctx, wait))
+	if ctx.Done() != nil {
+		// A cancelled publish ends the wait for the reply, as it would
+		// through rueidis: the outcome is then unknown.
+		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+	}
+	lost := func(err error) (AppendResult, error) {
+		// The outcome of what was written is unknown from here on.
+		f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
+		f.closeOwn()
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		return res, err
+	}
+	if _, err := conn.Write(w); err != nil {
+		return lost(err)
+	}
+	// The XADDs' replies: every position into one buffer, one string.
+	n := len(b.Fields) - sent
+	buf := make([]byte, 0, n*16)
+	ends := make([]int, n)
+	for i := range n {
+		t, size, err := oc.rr.header()
+		switch {
+		case isReply(err):
+			if Transient(err) {
+				if a := movedAddr(movedTo(err), conn); a != "" {
+					db.moved.Store(KeySlot(key), a)
+				}
+				return lost(err) // refused here, but the XADDs after it may have run
+			}
+			f.closeOwn() // its replies are out of step; the next append dials again
+			return res, err
+		case err != nil:
+			return lost(err)
+		case t != '$' || size < 0:
+			return lost(errProto)
+		}
+		if buf, err = oc.rr.body(buf, size); err != nil {
+			return lost(err)
+		}
+		ends[i] = len(buf)
+	}
+	for range extra {
+		if err := oc.rr.skip(); err != nil && !isReply(err) {
+			return lost(err)
+		}
+	}
+	if replicas > 0 {
+		v, err := oc.rr.value(0)
+		if err != nil && !isReply(err) {
+			// The events are stored, but a retry cannot know that from
+			// this reply: fence and scan as after a lost XADD, so that it
+			// finds them instead of sending them again.
+			_, err = lost(err)
+			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
+		}
+		if err != nil {
+			fillPositions(res.Positions[sent:], buf, ends)
+			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
+		}
+		res.Acked, _ = v.(int64)
+	}
+	fillPositions(res.Positions[sent:], buf, ends)
+	return res, nil
+}
+
+// fillPositions cuts the positions read into buf (each ending at ends[i])
+// out of one string.
+func fillPositions(dst []string, buf []byte, ends []int) {
+	s, start := string(buf), 0
+	for i, e := range ends {
+		dst[i], start = s[start:e], e
+	}
+}
