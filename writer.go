@@ -245,7 +245,7 @@ func (w *partWriter) appendWithRetry(b *rdb.AppendBatch, lane int, replicated bo
 			// A plain append of this lane lost earlier (and given up) may
 			// still be queued on the server: kill its connection first, as
 			// the next plain append would.
-			if err = w.c.db.KillSuspect(ctx, fence); err != nil {
+			if err = w.c.db.KillSuspect(ctx, fence, w.keys); err != nil {
 				break
 			}
 			if replicated {

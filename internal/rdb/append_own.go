@@ -121,7 +121,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if f.suspect.id != 0 {
 		// The fence runs on the lane's rueidis connection; its replies
 		// come before anything of this attempt is written.
-		if err := f.take(ctx, db.lanes); err != nil {
+		if err := f.takeFor(ctx, db.lanes, b.Keys.Stream); err != nil {
 			return res, err
 		}
 		if positions, err = db.fencePlain(ctx, f, b); err != nil {
@@ -170,11 +170,20 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	}
 	conn := oc.conn
 	_ = conn.SetDeadline(deadlineOf(ctx, wait))
+	if cap(oc.w) > laneBuffer {
+		oc.w = nil // a big batch's buffer is not kept for the small ones after it
+	}
 	if ctx.Done() != nil {
 		// A cancelled publish ends the wait for the reply, as it would
-		// through rueidis: the outcome is then unknown.
+		// through rueidis: the outcome is then unknown. A cancellation
+		// that came as the replies were read may still set that deadline:
+		// the connection is not kept then.
 		stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
+		defer func() {
+			if !stop() {
+				f.closeOwn()
+			}
+		}()
 	}
 	lost := func(err error) (AppendResult, error) {
 		// The outcome of what was written is unknown from here on.
@@ -188,10 +197,14 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if _, err := conn.Write(w); err != nil {
 		return lost(err)
 	}
-	// The XADDs' replies: every position into one buffer, one string.
+	// The XADDs' replies: every position into one buffer, one string. An
+	// error reply that is not transient (the command ran and failed, for
+	// example WRONGTYPE or OOM) ends the batch with that error once every
+	// reply was read, as through rueidis: the connection stays in step.
 	n := len(b.Fields) - sent
 	buf := make([]byte, 0, n*16)
 	ends := make([]int, n)
+	var refused error
 	for i := range n {
 		t, size, err := oc.rr.header()
 		switch {
@@ -202,8 +215,11 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 				}
 				return lost(err) // refused here, but the XADDs after it may have run
 			}
-			f.closeOwn() // its replies are out of step; the next append dials again
-			return res, err
+			if refused == nil {
+				refused = err
+			}
+			ends[i] = len(buf)
+			continue
 		case err != nil:
 			return lost(err)
 		case t != '$' || size < 0:
@@ -219,22 +235,27 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 			return lost(err)
 		}
 	}
+	var acked any
+	var waitErr error
 	if replicas > 0 {
-		v, err := oc.rr.value(0)
-		if err != nil && !isReply(err) {
+		if acked, waitErr = oc.rr.value(0); waitErr != nil && !isReply(waitErr) {
 			// The events are stored, but a retry cannot know that from
 			// this reply: fence and scan as after a lost XADD, so that it
 			// finds them instead of sending them again.
-			_, err = lost(err)
+			_, err := lost(waitErr)
 			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
 		}
-		if err != nil {
-			fillPositions(res.Positions[sent:], buf, ends)
-			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
-		}
-		res.Acked, _ = v.(int64)
 	}
 	fillPositions(res.Positions[sent:], buf, ends)
+	switch {
+	case refused != nil:
+		return res, refused
+	case waitErr != nil:
+		return res, fmt.Errorf("WAIT after the append (the events are stored): %w", waitErr)
+	}
+	if replicas > 0 {
+		res.Acked, _ = acked.(int64)
+	}
 	return res, nil
 }
 

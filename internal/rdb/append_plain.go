@@ -186,15 +186,15 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 }
 
 // KillSuspect fences the connection an earlier plain append of f's lane
-// was lost on (CLIENT KILL), when there is one, before the lane sends a
+// (partition keys) was lost on (CLIENT KILL), when there is one, before the lane sends a
 // batch another way (the script): otherwise that lost append, still queued
 // on the server, could run after the later batch and break the order of
 // its keys. The lost batch was given up; nothing of it is looked for.
-func (db *DB) KillSuspect(ctx context.Context, f *Fence) error {
+func (db *DB) KillSuspect(ctx context.Context, f *Fence, keys PartKeys) error {
 	if f.suspect.id == 0 {
 		return nil
 	}
-	if err := f.take(ctx, db.lanes); err != nil {
+	if err := f.takeFor(ctx, db.lanes, keys.Stream); err != nil {
 		return err
 	}
 	kill := f.dc.B().Arbitrary("CLIENT", "KILL").Args("ID", strconv.FormatInt(f.suspect.id, 10), "ADDR", f.suspect.addr).Build()

@@ -1,10 +1,14 @@
 package rdb_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +210,176 @@ func TestPlainAppendOwnConnection(t *testing.T) {
 	}
 	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(5) {
 		t.Fatalf("stream length %v (%v), want 5: every event stored once", n, err)
+	}
+}
+
+// rawIdentity dials addr over plain TCP and returns the connection with
+// its id and address on the server (CLIENT INFO).
+func rawIdentity(t *testing.T, addr string) (net.Conn, *bufio.Reader, int64, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "CLIENT INFO\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	head, err := r.ReadString('\n') // $<length>
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(head, "$")))
+	if err != nil {
+		t.Fatalf("CLIENT INFO header %q", head)
+	}
+	body := make([]byte, n+2)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatal(err)
+	}
+	line := string(body[:n])
+	var id int64
+	var a string
+	for _, kv := range strings.Fields(line) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "id":
+			id, _ = strconv.ParseInt(v, 10, 64)
+		case "addr":
+			a = v
+		}
+	}
+	if id == 0 || a == "" {
+		t.Fatalf("CLIENT INFO: %q", line)
+	}
+	return c, r, id, a
+}
+
+// On a cluster the fence's kill goes to the partition's master, also when
+// it is the first command of the lane's rueidis connection (a batch the
+// lane gave up, then the next batch): the suspect there is killed, and a
+// later fence on the same connection (a keyed scan) works. A connection
+// taken keyless first was bound to any node: the kill missed, and the
+// next keyed command panicked (cross slot in a dedicated connection).
+func TestPlainFenceOnClusterKillsOnTheSlotsMaster(t *testing.T) {
+	redistest.Skip(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := redisproc.StartCluster(ctx, redisproc.ClusterOptions{Masters: 3, Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, nd := range cl.Nodes {
+			if cl.Running(nd) {
+				_, _ = cl.Kill(nd.Port)
+			}
+		}
+		_ = cl.Purge()
+	}()
+	db, err := rdb.Open(ctx, rdb.Options{URL: cl.URL(), Namespace: "fence"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ranges, err := db.SlotRanges(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	masters := map[string]bool{}
+	for p := 0; len(masters) < 3 && p < 64; p++ {
+		pk := db.Keys.Part("t/" + strconv.Itoa(p))
+		master := rdb.MasterOf(ranges, rdb.KeySlot(pk.Stream))
+		if masters[master] {
+			continue
+		}
+		masters[master] = true
+		raw, rr, id, addr := rawIdentity(t, master)
+		var f rdb.Fence
+		f.LoseOn(id, addr, 99) // batch 99 was lost on raw and given up
+		b1 := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 1), Fields: [][]string{{"i", "a", "d", "x"}}}
+		if _, err := db.AppendPlain(ctx, &f, b1, 0, 0); err != nil {
+			t.Fatalf("partition %d: append after a given-up batch: %v", p, err)
+		}
+		if _, err := fmt.Fprintf(raw, "PING\r\n"); err == nil {
+			if l, err := rr.ReadString('\n'); err == nil {
+				t.Fatalf("partition %d (master %s): the suspect connection answered %q after the fence; want it killed", p, master, l)
+			}
+		}
+		f.LoseOn(1<<40, "127.0.0.1:1", 2) // batch 2's reply lost: its retry fences and scans
+		b2 := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 2, StateTTL: 60000, DedupeIDs: make([]string, 1), Fields: [][]string{{"i", "b", "d", "y"}}}
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("partition %d: the second fence panicked: %v", p, r)
+				}
+			}()
+			if _, err := db.AppendPlain(ctx, &f, b2, 0, 0); err != nil {
+				t.Fatalf("partition %d: the second fence: %v", p, err)
+			}
+		}()
+		f.Close()
+	}
+	if len(masters) < 3 {
+		t.Fatalf("partitions reached %d masters, want 3", len(masters))
+	}
+}
+
+// After the DB is closed, a lane dials no connection of its own: its
+// append fails.
+func TestPlainAppendAfterCloseDialsNothing(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	var f rdb.Fence
+	defer f.Close()
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 1), Fields: [][]string{{"i", "a", "d", "x"}}}
+	if _, err := db.AppendPlain(ctx, &f, b, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := db.AppendPlain(ctx, &f, b, 0, 0); err == nil {
+		t.Fatal("an append after Close succeeded")
+	}
+	if _, err := db.AppendPlain(ctx, &f, b, 0, 0); err == nil {
+		t.Fatal("a retry after Close succeeded")
+	}
+	if own, _, _ := f.OwnConn(); own {
+		t.Fatal("the lane holds an open connection of its own after Close")
+	}
+}
+
+// An error reply that is not transient (WRONGTYPE) fails the batch once
+// every reply was read: the lane's own connection stays in step and the
+// next batch goes out on it.
+func TestPlainAppendRefusedKeepsConnectionInStep(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	var f rdb.Fence
+	defer f.Close()
+	if _, err := db.Do(ctx, "SET", pk.Stream, "not a stream"); err != nil {
+		t.Fatal(err)
+	}
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 1, StateTTL: 60000, DedupeIDs: make([]string, 3),
+		Fields: [][]string{{"i", "a", "d", "x"}, {"i", "b", "d", "x"}, {"i", "c", "d", "x"}}}
+	if _, err := db.AppendPlain(ctx, &f, b, 0, 0); err == nil || rdb.Transient(err) || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Fatalf("append to a string key: %v; want the WRONGTYPE reply", err)
+	}
+	own, _, id := f.OwnConn()
+	if !own || id == 0 {
+		t.Fatalf("after a refused batch: own connection %v, id %d; want it kept", own, id)
+	}
+	if _, err := db.Do(ctx, "DEL", pk.Stream); err != nil {
+		t.Fatal(err)
+	}
+	b.Seq = 2
+	res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+	if err != nil || res.Positions[2] == "" || res.Replay {
+		t.Fatalf("the next batch: %+v, %v", res, err)
+	}
+	if _, _, id2 := f.OwnConn(); id2 != id {
+		t.Fatalf("the next batch went on connection %d, want %d (kept, in step)", id2, id)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(3) {
+		t.Fatalf("XLEN %v (%v), want 3", n, err)
 	}
 }

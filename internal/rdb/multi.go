@@ -232,6 +232,30 @@ func (f *Fence) take(ctx context.Context, c rueidis.Client) error {
 	return nil
 }
 
+// takeFor is take for the partition whose keys include key: a connection
+// just taken first runs a keyed command (XLEN key), so that on a cluster
+// rueidis binds it to that slot's master. A keyless command first (CLIENT
+// KILL) would bind it to any node, and a keyed one after that to another
+// slot panics (rueidis refuses cross-slot commands on a dedicated
+// connection).
+func (f *Fence) takeFor(ctx context.Context, c rueidis.Client, key string) error {
+	if f.dc != nil {
+		return nil
+	}
+	if err := f.take(ctx, c); err != nil {
+		return err
+	}
+	if r := f.dc.Do(ctx, f.dc.B().Xlen().Key(key).Build()); r.Error() != nil {
+		if r.NonRedisError() != nil {
+			f.dc.Close() // never back to the pool
+		}
+		f.cancel()
+		f.dc, f.cancel, f.armed = nil, nil, false
+		return r.Error()
+	}
+	return nil
+}
+
 // dedicate is c.Dedicate, given up when ctx ends first (context.Cause).
 func dedicate(ctx context.Context, c rueidis.Client) (rueidis.DedicatedClient, func(), error) {
 	type taken struct {

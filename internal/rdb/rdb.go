@@ -37,6 +37,36 @@ type DB struct {
 	// moved maps a slot to the master that a MOVED reply to a partition
 	// reader named (ReadConn dials it next; a failed dial forgets it).
 	moved sync.Map
+
+	// The connections Herald dialed itself (readers', lanes' own), closed
+	// by Close; none is dialed after it.
+	ownMu  sync.Mutex
+	owns   map[*ReadConn]struct{}
+	closed bool
+}
+
+// errDBClosed is a dial of a DB that was closed.
+var errDBClosed = errors.New("rdb: the client is closed")
+
+// track records rc's connection for Close; false when the DB is closed.
+func (db *DB) track(rc *ReadConn) bool {
+	db.ownMu.Lock()
+	defer db.ownMu.Unlock()
+	if db.closed {
+		return false
+	}
+	if db.owns == nil {
+		db.owns = map[*ReadConn]struct{}{}
+	}
+	db.owns[rc] = struct{}{}
+	return true
+}
+
+// untrack forgets rc (its connection was closed).
+func (db *DB) untrack(rc *ReadConn) {
+	db.ownMu.Lock()
+	delete(db.owns, rc)
+	db.ownMu.Unlock()
 }
 
 // ErrPlainUnsupported is returned by AppendPlain when the server cannot
@@ -192,8 +222,17 @@ func Open(ctx context.Context, o Options) (*DB, error) {
 	return nil, fmt.Errorf("connect to Redis at %s: %w", strings.Join(opt.InitAddress, ","), perr)
 }
 
-// Close closes the client if Open dialed it.
+// Close closes the client if Open dialed it, and the connections Herald
+// dialed itself (a read or append in flight on one fails at once).
 func (db *DB) Close() {
+	db.ownMu.Lock()
+	db.closed = true
+	owns := db.owns
+	db.owns = nil
+	db.ownMu.Unlock()
+	for rc := range owns {
+		rc.Close()
+	}
 	if db.own {
 		db.c.Close()
 		db.lanes.Close()

@@ -103,6 +103,7 @@ func (r *ReadConn) Close() {
 	}
 	if r.conn != nil {
 		_ = r.conn.Close()
+		defer r.db.untrack(r) // the DB's lock under r.mu; nothing takes r.mu under the DB's lock
 	}
 }
 
@@ -114,6 +115,7 @@ func (r *ReadConn) drop() {
 	if r.conn != nil {
 		_ = r.conn.Close()
 		r.conn = nil
+		defer r.db.untrack(r)
 	}
 }
 
@@ -170,10 +172,15 @@ func (r *ReadConn) connect(ctx context.Context) error {
 		db.moved.Delete(KeySlot(r.key)) // the hint may name a node that is gone
 		return fmt.Errorf("rdb: dial %s: %w", addr, err)
 	}
+	if !db.track(r) {
+		_ = conn.Close()
+		return errDBClosed
+	}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		_ = conn.Close()
+		db.untrack(r)
 		return errReadConnClosed
 	}
 	r.conn, r.sc = conn, sc
