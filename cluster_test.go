@@ -20,22 +20,7 @@ import (
 // is killed (SIGKILL, by recorded pid) and the data removed at the end.
 func startCluster(t *testing.T) *redisproc.Cluster {
 	t.Helper()
-	redistest.Skip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cl, err := redisproc.StartCluster(ctx, redisproc.ClusterOptions{Masters: 3, Replicas: 1, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, nd := range cl.Nodes {
-			if cl.Running(nd) {
-				_, _ = cl.Kill(nd.Port)
-			}
-		}
-		_ = cl.Purge()
-	})
-	return cl
+	return redistest.OwnCluster(t, redisproc.ClusterOptions{Masters: 3, Replicas: 1})
 }
 
 func masterOfPartitions(t *testing.T, c *herald.Client, topic string) map[string][]int {

@@ -116,22 +116,12 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if err := db.identifyOwn(ctx, f, b.Keys.Stream); err != nil {
 		return res, err
 	}
-	sent := 0 // events of b known to be stored
-	var positions []string
-	if f.suspect.id != 0 {
-		// The fence runs on the lane's rueidis connection; its replies
-		// come before anything of this attempt is written.
-		if err := f.takeFor(ctx, db.lanes, b.Keys.Stream); err != nil {
-			return res, err
-		}
-		if positions, err = db.fencePlain(ctx, f, b); err != nil {
-			f.drop()
-			return res, err
-		}
-		sent = len(positions)
+	// The fence runs on the lane's rueidis connection; its replies come
+	// before anything of this attempt is written.
+	res, sent, err := db.recoverLost(ctx, f, b)
+	if err != nil {
+		return res, err
 	}
-	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
-	copy(res.Positions, positions)
 	oc := f.own
 	key := b.Keys.Stream
 	maxLen := ""

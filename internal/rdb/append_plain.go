@@ -114,17 +114,10 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 			return res, err
 		}
 	}
-	sent := 0 // events of b known to be stored
-	var positions []string
-	if f.suspect.id != 0 {
-		if positions, err = db.fencePlain(ctx, f, b); err != nil {
-			f.drop()
-			return res, err
-		}
-		sent = len(positions)
+	res, sent, err := db.recoverLost(ctx, f, b)
+	if err != nil {
+		return res, err
 	}
-	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
-	copy(res.Positions, positions)
 	cmds := make(rueidis.Commands, 0, len(b.Fields)-sent+3)
 	maxLen := ""
 	if b.MaxLen > 0 {
@@ -183,6 +176,26 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		res.Acked = n
 	}
 	return res, nil
+}
+
+// recoverLost fences f's suspect, when an earlier attempt was lost, and
+// finds what of b landed (fencePlain, on the lane's rueidis connection).
+// res is b's result with those positions filled in; sent is their count.
+func (db *DB) recoverLost(ctx context.Context, f *Fence, b *AppendBatch) (res AppendResult, sent int, err error) {
+	var positions []string
+	if f.suspect.id != 0 {
+		if err := f.takeFor(ctx, db.lanes, b.Keys.Stream); err != nil {
+			return res, 0, err
+		}
+		if positions, err = db.fencePlain(ctx, f, b); err != nil {
+			f.drop()
+			return res, 0, err
+		}
+	}
+	sent = len(positions)
+	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
+	copy(res.Positions, positions)
+	return res, sent, nil
 }
 
 // KillSuspect fences the connection an earlier plain append of f's lane

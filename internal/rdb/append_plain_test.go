@@ -264,26 +264,7 @@ func rawIdentity(t *testing.T, addr string) (net.Conn, *bufio.Reader, int64, str
 // taken keyless first was bound to any node: the kill missed, and the
 // next keyed command panicked (cross slot in a dedicated connection).
 func TestPlainFenceOnClusterKillsOnTheSlotsMaster(t *testing.T) {
-	redistest.Skip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cl, err := redisproc.StartCluster(ctx, redisproc.ClusterOptions{Masters: 3, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, nd := range cl.Nodes {
-			if cl.Running(nd) {
-				_, _ = cl.Kill(nd.Port)
-			}
-		}
-		_ = cl.Purge()
-	}()
-	db, err := rdb.Open(ctx, rdb.Options{URL: cl.URL(), Namespace: "fence"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ctx, db := clusterDB(t, "fence")
 	ranges, err := db.SlotRanges(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -273,26 +273,7 @@ func writeCert(t *testing.T, dir string) *x509.CertPool {
 // On a cluster the reader dials the master of its partition's slot; a read
 // sent to another master gets MOVED, whose address the next reader dials.
 func TestReadConnFollowsMoved(t *testing.T) {
-	redistest.Skip(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cl, err := redisproc.StartCluster(ctx, redisproc.ClusterOptions{Masters: 3, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		for _, nd := range cl.Nodes {
-			if cl.Running(nd) {
-				_, _ = cl.Kill(nd.Port)
-			}
-		}
-		_ = cl.Purge()
-	}()
-	db, err := rdb.Open(ctx, rdb.Options{URL: cl.URL(), Namespace: "moved"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	ctx, db := clusterDB(t, "moved")
 	pk := db.Keys.Part("t/0")
 	want := fill(t, ctx, db, pk)
 	ranges, err := db.SlotRanges(ctx)
@@ -488,4 +469,19 @@ func TestReadConnHoldsSpinAfterFullRead(t *testing.T) {
 	if _, held, _ := rc.SpinState(); held {
 		t.Fatal("the read after a short one did not spin")
 	}
+}
+
+// clusterDB starts a 3-master cluster for t (stopped by pid and purged at
+// its end) and opens a DB on it under namespace ns.
+func clusterDB(t *testing.T, ns string) (context.Context, *rdb.DB) {
+	t.Helper()
+	cl := redistest.OwnCluster(t, redisproc.ClusterOptions{Masters: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	db, err := rdb.Open(ctx, rdb.Options{URL: cl.URL(), Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return ctx, db
 }

@@ -100,3 +100,29 @@ func Own(t testing.TB, opts redisproc.Options) *redisproc.Server {
 	t.Cleanup(func() { _ = s.Stop() })
 	return s
 }
+
+// OwnCluster starts a Redis Cluster that belongs to one test only, with
+// opts (Dir defaults to a temporary directory of t); at the end of the test
+// its nodes are killed by their recorded pids and its data removed.
+func OwnCluster(t testing.TB, opts redisproc.ClusterOptions) *redisproc.Cluster {
+	t.Helper()
+	Skip(t)
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl, err := redisproc.StartCluster(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, nd := range cl.Nodes {
+			if cl.Running(nd) {
+				_, _ = cl.Kill(nd.Port)
+			}
+		}
+		_ = cl.Purge()
+	})
+	return cl
+}
