@@ -195,7 +195,16 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	if err != nil {
 		return Side{}, 0, err
 	}
-	defer sub.Stop()
+	defer func() {
+		// Stop, and wait until the subscription has released its leases:
+		// cleanup deletes the topic's keys after this, and a release that
+		// came later would leave its lease log behind.
+		sub.Stop()
+		select {
+		case <-sub.Done():
+		case <-time.After(10 * time.Second):
+		}
+	}()
 	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
 	defer cancel()
 	for handled.load() < n && wctx.Err() == nil {
