@@ -191,6 +191,23 @@ type TopicConfig struct {
 	TrimAcked bool
 }
 
+// ParseSpinWait reads a Config.SpinWait as people write it: "auto" (or
+// empty) is 0, "off" is -1, and a duration from 1µs to MaxSpinWait
+// ("30us") is itself.
+func ParseSpinWait(s string) (time.Duration, error) {
+	switch s {
+	case "", "auto":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Microsecond || d > MaxSpinWait {
+		return 0, invalid("spin wait %q is not auto, off or a duration from 1us to %v (e.g. 30us)", s, MaxSpinWait)
+	}
+	return d, nil
+}
+
 func (c *Config) fill() error {
 	if c.URL == "" {
 		c.URL = DefaultURL

@@ -129,17 +129,11 @@ under --namespace with a unique name, and deletes them at the end.`,
 	return untimed(cmd)
 }
 
-// parseSpinWait reads --spin-wait: auto (0), off (negative) or a duration
-// of at most herald.MaxSpinWait.
+// parseSpinWait reads --spin-wait (herald.ParseSpinWait), a usage error
+// when malformed.
 func parseSpinWait(v string) (time.Duration, error) {
-	switch v {
-	case "auto", "":
-		return 0, nil
-	case "off":
-		return -1, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 || d > herald.MaxSpinWait {
+	d, err := herald.ParseSpinWait(v)
+	if err != nil {
 		return 0, usage("--spin-wait %q is not auto, off or a duration from 1us to %v (e.g. 30us)", v, herald.MaxSpinWait)
 	}
 	return d, nil

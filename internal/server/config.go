@@ -89,6 +89,10 @@ type Config struct {
 	// DefaultPartitions of topics created by publishing (0: 1 on a
 	// standalone Redis, 2 per master on a cluster).
 	DefaultPartitions int `yaml:"default_partitions"`
+	// SpinWait is herald.Config.SpinWait as herald.ParseSpinWait reads it:
+	// auto (default), off, or a duration up to 1ms.
+	SpinWait string        `yaml:"spin_wait"`
+	spinWait time.Duration // SpinWait, parsed
 
 	CORS      gateway.CORS            `yaml:"cors"`
 	SSE       gateway.SSEConfig       `yaml:"sse"`
@@ -176,12 +180,12 @@ func Parse(src []byte, c *Config) error {
 // Env lists the environment variables Load reads.
 var Env = []string{"HERALD_LISTEN", "HERALD_REDIS_URL", "HERALD_NAMESPACE", "HERALD_DATA_DIR", "HERALD_ENGINE",
 	"HERALD_RULES", "HERALD_TLS_CERT", "HERALD_TLS_KEY", "HERALD_LOG_LEVEL", "HERALD_LOG_FORMAT",
-	"HERALD_SHUTDOWN_TIMEOUT", "HERALD_MANAGED_PORT", "HERALD_MAX_BODY_BYTES", "HERALD_CORS_ORIGINS", "HERALD_INSECURE"}
+	"HERALD_SHUTDOWN_TIMEOUT", "HERALD_MANAGED_PORT", "HERALD_MAX_BODY_BYTES", "HERALD_CORS_ORIGINS", "HERALD_INSECURE", "HERALD_SPIN_WAIT"}
 
 func (c *Config) applyEnv(getenv func(string) string) error {
 	str := map[string]*string{"HERALD_LISTEN": &c.Listen, "HERALD_REDIS_URL": &c.Redis, "HERALD_NAMESPACE": &c.Namespace,
 		"HERALD_DATA_DIR": &c.DataDir, "HERALD_ENGINE": &c.Engine, "HERALD_RULES": &c.Rules, "HERALD_TLS_CERT": &c.TLSCert,
-		"HERALD_TLS_KEY": &c.TLSKey, "HERALD_LOG_LEVEL": &c.LogLevel, "HERALD_LOG_FORMAT": &c.LogFormat}
+		"HERALD_TLS_KEY": &c.TLSKey, "HERALD_LOG_LEVEL": &c.LogLevel, "HERALD_LOG_FORMAT": &c.LogFormat, "HERALD_SPIN_WAIT": &c.SpinWait}
 	for k, dst := range str {
 		if v := getenv(k); v != "" {
 			*dst = v
@@ -301,5 +305,10 @@ func (c *Config) fill() error {
 	default:
 		return bad("log_format %q: use text or json", c.LogFormat)
 	}
+	sw, err := herald.ParseSpinWait(c.SpinWait)
+	if err != nil {
+		return bad("spin_wait %q: use auto, off or a duration from 1us to 1ms (e.g. 30us)", c.SpinWait)
+	}
+	c.spinWait = sw
 	return nil
 }

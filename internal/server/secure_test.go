@@ -215,3 +215,35 @@ func waitStatus(t *testing.T, url string, want int, timeout time.Duration) {
 		t.Fatalf("%s: %d after %s, want %d", url, last, timeout, want)
 	}
 }
+
+// spin_wait (or HERALD_SPIN_WAIT) takes auto, off or a duration up to 1ms;
+// anything else is refused with the setting named and the values it takes.
+func TestSpinWaitSetting(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"", "auto", "off", "30us", "1ms"} {
+		cfg, err := server.Load("", func(k string) string {
+			if k == "HERALD_SPIN_WAIT" {
+				return ok
+			}
+			return ""
+		}, server.Overrides{})
+		if err != nil || cfg.SpinWait != ok {
+			t.Fatalf("HERALD_SPIN_WAIT=%q: %v (SpinWait %q)", ok, err, cfg.SpinWait)
+		}
+	}
+	for _, bad := range []string{"fast", "2ms", "0", "-1s"} {
+		path := filepath.Join(t.TempDir(), "herald.yaml")
+		if err := os.WriteFile(path, []byte("spin_wait: \""+bad+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := server.Load(path, noEnv, server.Overrides{})
+		if !errors.Is(err, herald.ErrInvalid) || !strings.Contains(err.Error(), "spin_wait") || !strings.Contains(err.Error(), "auto, off") {
+			t.Fatalf("spin_wait %q: %v, want ErrInvalid naming spin_wait and its values", bad, err)
+		}
+	}
+	for in, want := range map[string]time.Duration{"auto": 0, "off": -1, "45us": 45 * time.Microsecond} {
+		if got, err := herald.ParseSpinWait(in); err != nil || got != want {
+			t.Fatalf("ParseSpinWait(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}

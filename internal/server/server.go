@@ -92,7 +92,7 @@ func (s *Server) Start(ctx context.Context) (err error) {
 	if s.engine, err = startEngine(ctx, s.cfg, s.log); err != nil {
 		return err
 	}
-	s.client, err = herald.New(ctx, herald.Config{URL: s.engine.url, Namespace: s.cfg.Namespace, Logger: s.log,
+	s.client, err = herald.New(ctx, herald.Config{URL: s.engine.url, Namespace: s.cfg.Namespace, Logger: s.log, SpinWait: s.cfg.spinWait,
 		DefaultTopic: herald.TopicConfig{Partitions: s.cfg.DefaultPartitions}})
 	if err != nil {
 		return fmt.Errorf("connect to Redis: %w", err)
