@@ -161,6 +161,18 @@ type Side struct {
 	Sent, Lost int64
 	// Latency percentiles of latency phases; nil otherwise.
 	Latency *Latency
+	// Batches is how many appends the Herald side of a publish phase sent
+	// (its AppendDuration observations; 0 elsewhere): Events / Batches is
+	// how many events Redis got per round trip of a lane.
+	Batches uint64
+}
+
+// EventsPerBatch is Events / Batches, 0 without batches.
+func (s Side) EventsPerBatch() float64 {
+	if s.Batches == 0 {
+		return 0
+	}
+	return float64(s.Events) / float64(s.Batches)
 }
 
 // PerSec is the throughput in events per second.

@@ -87,7 +87,7 @@ func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side,
 	for i := range evs {
 		evs[i] = herald.Event{Data: b.payload}
 	}
-	return b.timed(ctx, func(ctx context.Context, _ int, deadline time.Time, n *atomic.Int64) error {
+	side, err := b.timed(ctx, func(ctx context.Context, _ int, deadline time.Time, n *atomic.Int64) error {
 		for ctx.Err() == nil && time.Now().Before(deadline) {
 			var err error
 			if per == 1 {
@@ -102,6 +102,18 @@ func (b *bench) heraldPublish(ctx context.Context, phase string, per int) (Side,
 		}
 		return nil
 	})
+	return b.withBatches(side, topic), err
+}
+
+// withBatches fills in side.Batches from the client's metrics of topic
+// (a fresh topic per phase).
+func (b *bench) withBatches(side Side, topic string) Side {
+	for _, tm := range b.c.Metrics().Topics {
+		if tm.Topic == topic {
+			side.Batches = tm.AppendDuration.Count
+		}
+	}
+	return side
 }
 
 // timed runs body in cfg.Publishers goroutines until cfg.Duration has
@@ -132,7 +144,7 @@ func (b *bench) heraldPublishAsync(ctx context.Context, phase string, ids bool) 
 	if err != nil {
 		return Side{}, err
 	}
-	return b.timed(ctx, func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error {
+	side, err := b.timed(ctx, func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error {
 		window := make([]*herald.PublishFuture, asyncWindow)
 		ev := herald.Event{Data: b.payload}
 		prefix := fmt.Sprintf("%s-%d-", b.id, g)
@@ -160,6 +172,7 @@ func (b *bench) heraldPublishAsync(ctx context.Context, phase string, ids bool) 
 		}
 		return nil
 	})
+	return b.withBatches(side, topic), err
 }
 
 // rawPublish sends pipelined XADDs to fresh streams for cfg.Duration.

@@ -178,6 +178,9 @@ func printBench(w io.Writer, res benchrun.Result, where string) {
 		}
 		fmt.Fprintf(w, "  client cpu: herald %s/ev  raw %s/ev   redis-server cpu: herald %s/ev  raw %s/ev\n",
 			dur(p.Herald.ClientCPUPerEvent()), dur(p.Raw.ClientCPUPerEvent()), dur(p.Herald.ServerCPUPerEvent()), dur(p.Raw.ServerCPUPerEvent()))
+		if p.Herald.Batches > 0 {
+			fmt.Fprintf(w, "  herald appends: %s round trips of %.1f events on average\n", commas(float64(p.Herald.Batches)), p.Herald.EventsPerBatch())
+		}
 	}
 }
 
@@ -224,6 +227,9 @@ func benchJSON(res benchrun.Result, where string) map[string]any {
 			"server_cpu_us_per_event": us(s.ServerCPUPerEvent())}
 		if s.Sent > 0 {
 			m["sent"], m["lost"] = s.Sent, s.Lost
+		}
+		if s.Batches > 0 {
+			m["batches"], m["events_per_batch"] = s.Batches, s.EventsPerBatch()
 		}
 		if l := s.Latency; l != nil {
 			m["latency_us"] = map[string]any{"p50": us(l.P50), "p90": us(l.P90), "p99": us(l.P99), "p999": us(l.P999),

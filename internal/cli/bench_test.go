@@ -85,6 +85,18 @@ func TestBenchModes(t *testing.T) {
 			if !regexp.MustCompile(`^herald bench ` + tc.mode + `: redis \d`).MatchString(r.out) {
 				t.Errorf("no server facts in the header:\n%s", r.out)
 			}
+			// Publish phases say how many events each append carried.
+			appends := regexp.MustCompile(`herald appends: [\d,]+ round trips of (\d+\.\d) events on average`).FindAllStringSubmatch(r.out, -1)
+			if tc.mode == "publish" {
+				if len(appends) != len(tc.phases) {
+					t.Errorf("%d append lines, want %d:\n%s", len(appends), len(tc.phases), r.out)
+				}
+				for _, m := range appends {
+					positive(t, "events per append", m[1])
+				}
+			} else if len(appends) != 0 {
+				t.Errorf("append lines in %s:\n%s", tc.mode, r.out)
+			}
 			if left := keysUnder(t, ns); left != "" {
 				t.Errorf("keys left after the run: %s", left)
 			}
