@@ -45,10 +45,20 @@ const (
 	MaxRate = 1000000
 	// MaxPublishers bounds the publishing goroutines.
 	MaxPublishers = 4096
+	// DefaultRounds is how many rounds publish and e2e split each side's
+	// measured time into (Config.Rounds).
+	DefaultRounds = 2
+	// MaxRounds bounds Config.Rounds.
+	MaxRounds = 100
+	// MinRoundTime is the shortest measured time of one side in one round.
+	MinRoundTime = 50 * time.Millisecond
 )
 
 // Modes lists the workloads Run accepts.
 var Modes = []string{"publish", "consume", "e2e", "channel"}
+
+// RoundModes lists the modes measured in Config.Rounds rounds.
+var RoundModes = []string{"publish", "e2e"}
 
 // Config describes one benchmark run. Zero fields take the defaults above.
 type Config struct {
@@ -71,6 +81,14 @@ type Config struct {
 	// (default DefaultKeys); Unordered subscribes with herald.Unordered.
 	Keys      int
 	Unordered bool
+	// Rounds splits each side's measured time of the publish and e2e
+	// modes into this many rounds of Duration/Rounds (default
+	// DefaultRounds). The sides run in turn, forward in even rounds and
+	// backward in odd ones (A B, then B A), so that a drift of the
+	// machine's speed during the run (a CPU's boost fading, a neighbour's
+	// load) falls on Herald and on the raw baseline alike. The other modes
+	// measure each side once.
+	Rounds int
 	// SpinWait is herald.Config.SpinWait of the Herald side (0: picked by
 	// the cores). The raw side's connections never spin: it is rueidis
 	// as it comes.
@@ -93,6 +111,7 @@ func (c *Config) Fill() error {
 	def(&c.Publishers, DefaultPublishers)
 	def(&c.Rate, DefaultRate)
 	def(&c.Keys, DefaultKeys)
+	def(&c.Rounds, DefaultRounds)
 	if c.Duration == 0 {
 		c.Duration = DefaultDuration
 	}
@@ -109,6 +128,11 @@ func (c *Config) Fill() error {
 		return fmt.Errorf("--rate %d events/s is out of range; use 1..%d", c.Rate, MaxRate)
 	case c.Keys < 1 || c.Keys > MaxKeys:
 		return fmt.Errorf("--keys %d is out of range; use 1..%d", c.Keys, MaxKeys)
+	case c.Rounds < 1 || c.Rounds > MaxRounds:
+		return fmt.Errorf("--rounds %d is out of range; use 1..%d", c.Rounds, MaxRounds)
+	case c.Duration/time.Duration(c.Rounds) < MinRoundTime:
+		return fmt.Errorf("--duration %s over --rounds %d leaves %s per round; give each round at least %s (a longer --duration or fewer --rounds)",
+			c.Duration, c.Rounds, c.Duration/time.Duration(c.Rounds), MinRoundTime)
 	}
 	return nil
 }
@@ -134,6 +158,27 @@ type Phase struct {
 	HeraldDoes, RawDoes string
 	// Rate is the paced rate of a latency phase (0 for throughput phases).
 	Rate int
+	// Rounds holds each round's two sides when the phase was measured in
+	// more than one round (Config.Rounds); Herald and Raw are their sums.
+	Rounds []RoundSides
+}
+
+// RoundSides is one round of a phase.
+type RoundSides struct{ Herald, Raw Side }
+
+// Ratio is the round's throughput ratio, as Phase.Ratio.
+func (r RoundSides) Ratio() float64 { return Phase{Herald: r.Herald, Raw: r.Raw}.Ratio() }
+
+// newPhase makes the phase of per-round sides h and r (one per round, in
+// the order measured).
+func newPhase(name string, h, r []Side, heraldDoes, rawDoes string) Phase {
+	p := Phase{Name: name, Herald: sumSides(h), Raw: sumSides(r), HeraldDoes: heraldDoes, RawDoes: rawDoes}
+	if len(h) > 1 {
+		for i := range h {
+			p.Rounds = append(p.Rounds, RoundSides{Herald: h[i], Raw: r[i]})
+		}
+	}
+	return p
 }
 
 // Ratio is Herald's throughput over the raw baseline's (1 = as fast).
@@ -165,6 +210,33 @@ type Side struct {
 	// (its AppendDuration observations; 0 elsewhere): Events / Batches is
 	// how many events Redis got per round trip of a lane.
 	Batches uint64
+
+	lat []time.Duration // the latency samples, sorted, for sumSides
+}
+
+// sumSides adds up the rounds of one side: counts and times add, and the
+// latency percentiles are taken over every round's samples.
+func sumSides(rounds []Side) Side {
+	var t Side
+	var lat []time.Duration
+	for _, s := range rounds {
+		t.Events += s.Events
+		t.Elapsed += s.Elapsed
+		t.ClientCPU += s.ClientCPU
+		t.ServerCPU += s.ServerCPU
+		t.Sent += s.Sent
+		t.Lost += s.Lost
+		t.Batches += s.Batches
+		if s.Latency != nil {
+			lat = append(lat, s.lat...)
+			t.Latency = &Latency{}
+		}
+	}
+	if t.Latency != nil {
+		slices.Sort(lat)
+		t.Latency, t.lat = percentiles(lat), lat
+	}
+	return t
 }
 
 // EventsPerBatch is Events / Batches, 0 without batches.
@@ -221,6 +293,7 @@ func Run(ctx context.Context, mode string, cfg Config) (Result, error) {
 // the same Redis, both opened with the same options.
 type bench struct {
 	cfg     Config
+	span    time.Duration // measured time of one side in one round
 	c       *herald.Client
 	db      *rdb.DB
 	id      string
@@ -247,9 +320,12 @@ func open(ctx context.Context, mode string, cfg Config) (*bench, Result, error) 
 		c.Close()
 		return nil, Result{}, err
 	}
-	bn := &bench{cfg: cfg, c: c, db: db, id: id, payload: make([]byte, cfg.Size)}
+	bn := &bench{cfg: cfg, span: cfg.Duration, c: c, db: db, id: id, payload: make([]byte, cfg.Size)}
 	for i := range bn.payload {
 		bn.payload[i] = 'a' + byte(i%26)
+	}
+	if slices.Contains(RoundModes, mode) {
+		bn.span = cfg.Duration / time.Duration(cfg.Rounds)
 	}
 	res := Result{Mode: mode, Config: cfg}
 	info, err := db.ServerInfo(ctx)
@@ -336,6 +412,40 @@ func (m *meter) stop(ctx context.Context, end time.Time, events int64) Side {
 	return s
 }
 
+// sideRun measures one side of a phase for b.span; round numbers its
+// topics and streams apart.
+type sideRun struct {
+	what string // for errors: what this side sends
+	run  func(ctx context.Context, round int) (Side, error)
+}
+
+// alternate measures every run once per round (Config.Rounds), forward in
+// even rounds and backward in odd ones, deleting what each created before
+// the next starts, and returns each run's sides in the order of the rounds.
+// Over an even number of rounds every run sits at the same mean position
+// in time, so a linear drift of the machine's speed cancels out.
+func (b *bench) alternate(ctx context.Context, runs []sideRun) ([][]Side, error) {
+	out := make([][]Side, len(runs))
+	for r := range b.cfg.Rounds {
+		for j := range runs {
+			i := j
+			if r%2 == 1 {
+				i = len(runs) - 1 - j
+			}
+			s, err := runs[i].run(ctx, r)
+			b.cleanup(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", runs[i].what, err)
+			}
+			out[i] = append(out[i], s)
+		}
+	}
+	return out, nil
+}
+
+// roundName names a phase's keys apart per round.
+func roundName(phase string, round int) string { return fmt.Sprintf("%s-r%d", phase, round) }
+
 // firstErr keeps the first error of many goroutines and cancels them.
 type firstErr struct {
 	once   sync.Once
@@ -403,15 +513,23 @@ func (s *samples) count() int64 { return s.n.Load() }
 
 // latency computes the percentiles of what was collected; call it after
 // every adder has stopped.
-func (s *samples) latency() *Latency {
+func (s *samples) latency() *Latency { return percentiles(s.sorted()) }
+
+// sorted returns a sorted copy of what was collected.
+func (s *samples) sorted() []time.Duration {
 	s.mu.Lock()
 	d := slices.Clone(s.d) // late arrivals may still be added
 	s.mu.Unlock()
+	slices.Sort(d)
+	return d
+}
+
+// percentiles reads the percentiles of sorted latencies.
+func percentiles(d []time.Duration) *Latency {
 	n := len(d)
 	if n == 0 {
 		return &Latency{}
 	}
-	slices.Sort(d)
 	q := func(f float64) time.Duration { return d[min(n-1, int(f*float64(n)))] }
 	return &Latency{P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999), Max: d[n-1], Samples: n}
 }

@@ -15,7 +15,8 @@ import (
 const receiveStall = 3 * time.Second
 
 // RunE2E measures publish-to-handler latency at cfg.Rate events per second
-// for cfg.Duration per side, each event stamped with its send time:
+// for cfg.Duration per side (in cfg.Rounds alternating rounds), each event
+// stamped with its send time:
 //
 //   - Herald: Publish from cfg.Publishers goroutines, one Subscribe with
 //     default options handling every event;
@@ -27,23 +28,23 @@ func RunE2E(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	defer b.close()
-	h, err := b.heraldE2E(ctx)
+	sides, err := b.alternate(ctx, []sideRun{
+		{"herald Publish/Subscribe", b.heraldE2E},
+		{"raw XADD/XREADGROUP", b.rawE2E},
+	})
 	if err != nil {
-		return res, fmt.Errorf("herald Publish/Subscribe: %w", err)
+		return res, err
 	}
-	b.cleanup(ctx)
-	raw, err := b.rawE2E(ctx)
-	if err != nil {
-		return res, fmt.Errorf("raw XADD/XREADGROUP: %w", err)
-	}
-	res.Phases = []Phase{{Name: "e2e", Herald: h, Raw: raw, Rate: b.cfg.Rate,
-		HeraldDoes: fmt.Sprintf("Publish from %d goroutines, Subscribe with defaults, %d partitions", cfg.Publishers, cfg.Partitions),
-		RawDoes:    fmt.Sprintf("XADD from %d goroutines, XREADGROUP BLOCK + XACK per stream, %d streams", cfg.Publishers, cfg.Partitions)}}
+	p := newPhase("e2e", sides[0], sides[1],
+		fmt.Sprintf("Publish from %d goroutines, Subscribe with defaults, %d partitions", cfg.Publishers, cfg.Partitions),
+		fmt.Sprintf("XADD from %d goroutines, XREADGROUP BLOCK + XACK per stream, %d streams", cfg.Publishers, cfg.Partitions))
+	p.Rate = b.cfg.Rate
+	res.Phases = []Phase{p}
 	return res, nil
 }
 
 func (b *bench) expected() int {
-	return int(float64(b.cfg.Rate)*b.cfg.Duration.Seconds()) + 1024
+	return int(float64(b.cfg.Rate)*b.span.Seconds()) + 1024
 }
 
 // latencySide finishes a latency phase: waits for the events still on their
@@ -53,12 +54,13 @@ func (b *bench) latencySide(ctx context.Context, m *meter, s *samples, sent int6
 	got := s.count()
 	side := m.stop(ctx, last, got)
 	side.Sent, side.Lost = sent, max(0, sent-got)
-	side.Latency = s.latency()
+	side.lat = s.sorted()
+	side.Latency = percentiles(side.lat)
 	return side
 }
 
-func (b *bench) heraldE2E(ctx context.Context) (Side, error) {
-	topic, err := b.topic(ctx, "e2e")
+func (b *bench) heraldE2E(ctx context.Context, round int) (Side, error) {
+	topic, err := b.topic(ctx, roundName("e2e", round))
 	if err != nil {
 		return Side{}, err
 	}
@@ -86,7 +88,7 @@ func (b *bench) heraldE2E(ctx context.Context) (Side, error) {
 		return Side{}, fmt.Errorf("subscription did not start reading: %w", err)
 	}
 	m := b.meter(ctx)
-	sent, err := paced(ctx, b.cfg.Rate, b.cfg.Publishers, b.cfg.Size, b.cfg.Duration, func(ctx context.Context, buf []byte) error {
+	sent, err := paced(ctx, b.cfg.Rate, b.cfg.Publishers, b.cfg.Size, b.span, func(ctx context.Context, buf []byte) error {
 		_, err := b.c.Publish(ctx, topic, herald.Event{Data: buf})
 		return err
 	})
@@ -96,8 +98,8 @@ func (b *bench) heraldE2E(ctx context.Context) (Side, error) {
 	return b.latencySide(ctx, m, s, sent), nil
 }
 
-func (b *bench) rawE2E(ctx context.Context) (Side, error) {
-	keys := b.rawStreams("e2e")
+func (b *bench) rawE2E(ctx context.Context, round int) (Side, error) {
+	keys := b.rawStreams(roundName("e2e", round))
 	for _, k := range keys {
 		if err := b.db.RawCreateGroup(ctx, k, "bench", "$"); err != nil {
 			return Side{}, err
@@ -127,7 +129,7 @@ func (b *bench) rawE2E(ctx context.Context) (Side, error) {
 	defer func() { stop(); readers.Wait() }()
 	var rr atomic.Uint64
 	m := b.meter(ctx)
-	sent, err := paced(ctx, b.cfg.Rate, b.cfg.Publishers, b.cfg.Size, b.cfg.Duration, func(ctx context.Context, buf []byte) error {
+	sent, err := paced(ctx, b.cfg.Rate, b.cfg.Publishers, b.cfg.Size, b.span, func(ctx context.Context, buf []byte) error {
 		return b.db.RawXAdd(ctx, keys[rr.Add(1)%uint64(len(keys))], buf)
 	})
 	if err != nil {

@@ -14,7 +14,8 @@ import (
 // size of PublishBatch phases.
 const rawBatch = 100
 
-// RunPublish measures publish throughput for cfg.Duration per side:
+// RunPublish measures publish throughput for cfg.Duration per side, in
+// cfg.Rounds alternating rounds (Config.Rounds):
 //
 //   - "publish": Herald Publish, one event per call from cfg.Publishers
 //     goroutines (Herald coalesces concurrent calls into batches);
@@ -31,48 +32,40 @@ func RunPublish(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	defer b.close()
-	raw, err := b.rawPublish(ctx, "publish")
+	sides, err := b.alternate(ctx, []sideRun{
+		{"raw XADD pipelined", func(ctx context.Context, r int) (Side, error) { return b.rawPublish(ctx, roundName("publish", r)) }},
+		{"raw XADD", func(ctx context.Context, r int) (Side, error) {
+			return b.rawPublishSingle(ctx, roundName("publish-xadd", r))
+		}},
+		{"herald Publish", func(ctx context.Context, r int) (Side, error) {
+			return b.heraldPublish(ctx, roundName("publish", r), 1)
+		}},
+		{"herald PublishBatch", func(ctx context.Context, r int) (Side, error) {
+			return b.heraldPublish(ctx, roundName("publish-batch", r), rawBatch)
+		}},
+		{"herald PublishAsync", func(ctx context.Context, r int) (Side, error) {
+			return b.heraldPublishAsync(ctx, roundName("publish-async", r), false)
+		}},
+		{"herald PublishAsync with ids", func(ctx context.Context, r int) (Side, error) {
+			return b.heraldPublishAsync(ctx, roundName("publish-ids", r), true)
+		}},
+	})
 	if err != nil {
-		return res, fmt.Errorf("raw XADD: %w", err)
+		return res, err
 	}
-	b.cleanup(ctx)
-	rawSingle, err := b.rawPublishSingle(ctx, "publish-xadd")
-	if err != nil {
-		return res, fmt.Errorf("raw XADD: %w", err)
-	}
-	b.cleanup(ctx)
-	single, err := b.heraldPublish(ctx, "publish", 1)
-	if err != nil {
-		return res, fmt.Errorf("herald Publish: %w", err)
-	}
-	b.cleanup(ctx)
-	batch, err := b.heraldPublish(ctx, "publish-batch", rawBatch)
-	if err != nil {
-		return res, fmt.Errorf("herald PublishBatch: %w", err)
-	}
-	b.cleanup(ctx)
-	async, err := b.heraldPublishAsync(ctx, "publish-async", false)
-	if err != nil {
-		return res, fmt.Errorf("herald PublishAsync: %w", err)
-	}
-	b.cleanup(ctx)
-	ids, err := b.heraldPublishAsync(ctx, "publish-ids", true)
-	if err != nil {
-		return res, fmt.Errorf("herald PublishAsync with ids: %w", err)
-	}
+	raw, rawSingle, single, batch, async, ids := sides[0], sides[1], sides[2], sides[3], sides[4], sides[5]
 	rawDoes := fmt.Sprintf("XADD pipelined %d per round trip, %d goroutines", rawBatch, cfg.Publishers)
+	singleDoes := fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers)
 	res.Phases = []Phase{
-		{Name: "publish-async", Herald: async, Raw: raw, RawDoes: rawDoes,
-			HeraldDoes: fmt.Sprintf("PublishAsync, %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow)},
-		{Name: "publish-ids", Herald: ids, Raw: raw, RawDoes: rawDoes,
-			HeraldDoes: fmt.Sprintf("PublishAsync with caller-set ids (deduplicated), %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow)},
-		{Name: "publish", Herald: single, Raw: raw, RawDoes: rawDoes,
-			HeraldDoes: fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers)},
-		{Name: "publish-batch", Herald: batch, Raw: raw, RawDoes: rawDoes,
-			HeraldDoes: fmt.Sprintf("PublishBatch, %d events per call, %d goroutines", rawBatch, cfg.Publishers)},
-		{Name: "publish-xadd", Herald: single, Raw: rawSingle,
-			HeraldDoes: fmt.Sprintf("Publish, 1 event per call, %d goroutines", cfg.Publishers),
-			RawDoes:    fmt.Sprintf("XADD, 1 per call, %d goroutines (auto-pipelined by the client)", cfg.Publishers)},
+		newPhase("publish-async", async, raw,
+			fmt.Sprintf("PublishAsync, %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow), rawDoes),
+		newPhase("publish-ids", ids, raw,
+			fmt.Sprintf("PublishAsync with caller-set ids (deduplicated), %d goroutines, up to %d unsettled each", cfg.Publishers, asyncWindow), rawDoes),
+		newPhase("publish", single, raw, singleDoes, rawDoes),
+		newPhase("publish-batch", batch, raw,
+			fmt.Sprintf("PublishBatch, %d events per call, %d goroutines", rawBatch, cfg.Publishers), rawDoes),
+		newPhase("publish-xadd", single, rawSingle, singleDoes,
+			fmt.Sprintf("XADD, 1 per call, %d goroutines (auto-pipelined by the client)", cfg.Publishers)),
 	}
 	return res, nil
 }
@@ -116,12 +109,12 @@ func (b *bench) withBatches(side Side, topic string) Side {
 	return side
 }
 
-// timed runs body in cfg.Publishers goroutines until cfg.Duration has
+// timed runs body in cfg.Publishers goroutines until b.span has
 // passed (body checks the deadline) and measures the events it counts.
 func (b *bench) timed(ctx context.Context, body func(ctx context.Context, g int, deadline time.Time, n *atomic.Int64) error) (Side, error) {
 	var n atomic.Int64
 	m := b.meter(ctx)
-	deadline := m.start.Add(b.cfg.Duration)
+	deadline := m.start.Add(b.span)
 	err := forEach(ctx, b.cfg.Publishers, func(ctx context.Context, g int) error { return body(ctx, g, deadline, &n) })
 	if err != nil {
 		return Side{}, err

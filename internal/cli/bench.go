@@ -61,10 +61,13 @@ under --namespace with a unique name, and deletes them at the end.`,
 				name string
 				v    int64
 			}{{"partitions", int64(cfg.Partitions)}, {"size", int64(cfg.Size)}, {"publishers", int64(cfg.Publishers)},
-				{"rate", int64(cfg.Rate)}, {"duration", int64(cfg.Duration)}} {
+				{"rate", int64(cfg.Rate)}, {"duration", int64(cfg.Duration)}, {"rounds", int64(cfg.Rounds)}} {
 				if f.v <= 0 {
 					return usage("--%s %s must be positive", f.name, cmd.Flags().Lookup(f.name).Value)
 				}
+			}
+			if cmd.Flags().Changed("rounds") && !slices.Contains(benchrun.RoundModes, mode) {
+				return usage("--rounds applies to %s; bench %s measures each side once", strings.Join(benchrun.RoundModes, " and "), mode)
 			}
 			sw, err := parseSpinWait(spin)
 			if err != nil {
@@ -121,6 +124,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Publishers, "publishers", benchrun.DefaultPublishers, "publishing goroutines")
 	f.DurationVar(&cfg.Duration, "duration", benchrun.DefaultDuration, "measured time of each side of each phase")
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
+	f.IntVar(&cfg.Rounds, "rounds", benchrun.DefaultRounds, "publish and e2e: split each side's --duration into this many rounds, run in turn (A B, then B A) so that a drift of the machine's speed falls on both sides alike")
 	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
 	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
 	f.StringVar(&spin, "spin-wait", "auto", "how long Herald's lanes and readers poll for a reply before parking: auto (30us; below 8 cores only while alone), off, or a duration up to 1ms")
@@ -152,7 +156,11 @@ func printBench(w io.Writer, res benchrun.Result, where string) {
 	c := res.Config
 	fmt.Fprintf(w, "herald bench %s: redis %s %s at %s | client %s %s/%s, %d CPUs\n",
 		res.Mode, res.RedisVersion, res.RedisMode, where, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
-	fmt.Fprintf(w, "partitions %d, payload %d B, publishers %d, %s per side\n", c.Partitions, c.Size, c.Publishers, c.Duration)
+	fmt.Fprintf(w, "partitions %d, payload %d B, publishers %d, %s per side", c.Partitions, c.Size, c.Publishers, c.Duration)
+	if slices.Contains(benchrun.RoundModes, res.Mode) && c.Rounds > 1 {
+		fmt.Fprintf(w, " in %d rounds (A B, B A, ...)", c.Rounds)
+	}
+	fmt.Fprintln(w)
 	for _, p := range res.Phases {
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "%s: herald %s ev/s  raw %s ev/s  ratio %.2fx", p.Name, commas(p.Herald.PerSec()), commas(p.Raw.PerSec()), p.Ratio())
@@ -161,6 +169,7 @@ func printBench(w io.Writer, res benchrun.Result, where string) {
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "  herald: %s\n  raw:    %s\n", p.HeraldDoes, p.RawDoes)
+		printRounds(w, p)
 		if p.Herald.Latency != nil && p.Raw.Latency != nil {
 			for _, s := range []struct {
 				name string
@@ -182,6 +191,26 @@ func printBench(w io.Writer, res benchrun.Result, where string) {
 			fmt.Fprintf(w, "  herald appends: %s round trips of %.1f events on average\n", commas(float64(p.Herald.Batches)), p.Herald.EventsPerBatch())
 		}
 	}
+}
+
+// printRounds prints each round's ratio of a phase measured in rounds:
+// throughput, or p50 and p99 of a latency phase.
+func printRounds(w io.Writer, p benchrun.Phase) {
+	if len(p.Rounds) == 0 {
+		return
+	}
+	var b strings.Builder
+	for i, r := range p.Rounds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if h, raw := r.Herald.Latency, r.Raw.Latency; h != nil && raw != nil {
+			fmt.Fprintf(&b, "p50 %s p99 %s", ratio(h.P50, raw.P50), ratio(h.P99, raw.P99))
+		} else {
+			fmt.Fprintf(&b, "%.2fx", r.Ratio())
+		}
+	}
+	fmt.Fprintf(w, "  rounds: %s\n", b.String())
 }
 
 func ratio(a, b time.Duration) string {
@@ -242,13 +271,22 @@ func benchJSON(res benchrun.Result, where string) map[string]any {
 		if p.Rate > 0 {
 			phases[i]["rate"] = p.Rate
 		}
+		if len(p.Rounds) > 0 {
+			rounds := make([]map[string]any, len(p.Rounds))
+			for j, r := range p.Rounds {
+				rounds[j] = map[string]any{"ratio": r.Ratio(), "herald": side(r.Herald, ""), "raw": side(r.Raw, "")}
+				delete(rounds[j]["herald"].(map[string]any), "does")
+				delete(rounds[j]["raw"].(map[string]any), "does")
+			}
+			phases[i]["rounds"] = rounds
+		}
 	}
 	return map[string]any{
 		"mode":   res.Mode,
 		"redis":  map[string]any{"version": res.RedisVersion, "mode": res.RedisMode, "nodes": res.RedisNodes, "at": where},
 		"client": map[string]any{"go": runtime.Version(), "os": runtime.GOOS, "arch": runtime.GOARCH, "cpus": runtime.NumCPU()},
 		"config": map[string]any{"partitions": c.Partitions, "size": c.Size, "publishers": c.Publishers,
-			"duration_ms": c.Duration.Milliseconds(), "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered,
+			"duration_ms": c.Duration.Milliseconds(), "rounds": c.Rounds, "rate": c.Rate, "keys": c.Keys, "unordered": c.Unordered,
 			"spin_wait_us": float64(rdb.SpinFor(c.SpinWait).Wait) / 1e3, "spin": rdb.SpinFor(c.SpinWait).String()},
 		"phases": phases,
 	}

@@ -73,6 +73,24 @@ func TestBenchModes(t *testing.T) {
 					positive(t, "raw cpu", m[3])
 				}
 			}
+			// publish and e2e run in two rounds by default (A B, B A):
+			// a line of each round's ratios per phase.
+			rounds := regexp.MustCompile(`(?m)^  rounds: (.+)$`).FindAllStringSubmatch(r.out, -1)
+			wantRounds := 0
+			if tc.mode == "publish" || tc.mode == "e2e" {
+				wantRounds = len(tc.phases)
+				if !strings.Contains(r.out, "per side in 2 rounds") {
+					t.Errorf("the header does not say the rounds:\n%s", r.out)
+				}
+			}
+			if len(rounds) != wantRounds {
+				t.Errorf("%d rounds lines, want %d:\n%s", len(rounds), wantRounds, r.out)
+			}
+			for _, m := range rounds {
+				if n := len(strings.Split(m[1], ", ")); n != 2 {
+					t.Errorf("rounds line %q has %d rounds, want 2", m[1], n)
+				}
+			}
 			if tc.latency {
 				lat := latencyLine.FindAllStringSubmatch(r.out, -1)
 				if len(lat) != 2 {
@@ -176,6 +194,10 @@ func TestBenchBadFlagsExitTwo(t *testing.T) {
 		{"zero publishers", "--publishers 0 must be positive", []string{"bench", "publish", "--publishers", "0"}},
 		{"unknown flag", "unknown flag", []string{"bench", "publish", "--bogus"}},
 		{"malformed spin", `--spin-wait "soon" is not auto, off or a duration`, []string{"bench", "e2e", "--spin-wait", "soon"}},
+		{"zero rounds", "--rounds 0 must be positive", []string{"bench", "publish", "--rounds", "0"}},
+		{"too many rounds", "--rounds 101 is out of range", []string{"bench", "publish", "--rounds", "101"}},
+		{"rounds too short", "leaves 40ms per round", []string{"bench", "e2e", "--duration", "200ms", "--rounds", "5"}},
+		{"rounds of consume", "--rounds applies to publish and e2e", []string{"bench", "consume", "--rounds", "3"}},
 		{"spin too long", `--spin-wait "2ms" is not auto, off or a duration from 1us to 1ms`, []string{"bench", "e2e", "--spin-wait", "2ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
