@@ -42,6 +42,14 @@ type laneState struct {
 	nextSeq      int64          // the next batch's sequence number (from 1)
 	confirmed    int64          // every batch up to this one is settled
 	settled      map[int64]bool // settled batches above confirmed
+
+	// The lane's one batch in flight, made anew in these for every batch
+	// (takeLocked, flush) instead of allocated: only the lane's sender
+	// touches them while the batch is in flight.
+	b         batch
+	ab        rdb.AppendBatch
+	abFields  [][]string // ab's own Fields and DedupeIDs when the batch joins requests
+	abDedupes []string
 }
 
 type batch struct {
@@ -73,8 +81,13 @@ func (w *partWriter) takeLocked() *batch {
 	if l < 0 {
 		return nil
 	}
-	b := &batch{lane: l}
-	b.reqs = b.reqs1[:0]
+	b := &w.lane[l].b
+	reqs := b.reqs[:0]
+	*b = batch{lane: l}
+	b.reqs = reqs
+	if b.reqs == nil {
+		b.reqs = b.reqs1[:0]
+	}
 	if w.prods[l] == "" {
 		w.prods[l] = w.producer(l)
 	}
@@ -86,6 +99,10 @@ func (w *partWriter) takeLocked() *batch {
 			b.n += len(q[k].fields)
 			b.reqs = append(b.reqs, q[k])
 			k++
+		}
+		if k == len(q) {
+			clear(q)
+			return q[:0] // the queue's array serves the next requests
 		}
 		return q[k:]
 	}

@@ -139,8 +139,17 @@ func (w *partWriter) sendLoop(b *batch, mine *pubReq) {
 }
 
 func (w *partWriter) flush(bt *batch) {
-	b := &rdb.AppendBatch{Keys: w.keys, Producer: bt.producer, Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
+	ls := &w.lane[bt.lane] // its batch fields: this goroutine's alone while bt is in flight
+	b := &ls.ab
+	*b = rdb.AppendBatch{Keys: w.keys, Producer: bt.producer, Seq: bt.seq, MaxLen: w.t.cfg.MaxLen,
 		DedupeMS: w.t.cfg.DedupeWindow.Milliseconds(), StateTTL: stateTTL(w.t.cfg)}
+	defer func() {
+		clear(ls.abFields) // hold no event once the batch is done
+		clear(ls.abDedupes)
+		ls.abFields, ls.abDedupes = ls.abFields[:0], ls.abDedupes[:0]
+		clear(bt.reqs)
+		*b = rdb.AppendBatch{}
+	}()
 	if w.t.cfg.MaxAge > 0 {
 		b.MinID = fmt.Sprintf("%d-0", time.Now().Add(-w.t.cfg.MaxAge).UnixMilli())
 	}
@@ -148,12 +157,12 @@ func (w *partWriter) flush(bt *batch) {
 	if len(bt.reqs) == 1 { // one caller's events: no copy (the appends only read them)
 		b.DedupeIDs, b.Fields, replicated = bt.reqs[0].dedupe, bt.reqs[0].fields, bt.reqs[0].replicated
 	} else {
-		b.DedupeIDs, b.Fields = make([]string, 0, bt.n), make([][]string, 0, bt.n)
 		for _, r := range bt.reqs {
-			b.DedupeIDs = append(b.DedupeIDs, r.dedupe...)
-			b.Fields = append(b.Fields, r.fields...)
+			ls.abDedupes = append(ls.abDedupes, r.dedupe...)
+			ls.abFields = append(ls.abFields, r.fields...)
 			replicated = replicated || r.replicated
 		}
+		b.DedupeIDs, b.Fields = ls.abDedupes, ls.abFields
 	}
 	// An asynchronous publisher goes on working while its batch is in
 	// flight: no lane spins alone meanwhile (internal/rdb/spin.go).

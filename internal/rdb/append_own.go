@@ -99,8 +99,8 @@ func (db *DB) identifyOwn(ctx context.Context, f *Fence, key string) error {
 // isReply reports an error reply (the command ran, or was refused, and
 // the connection is in step), as against a lost connection or a timeout.
 func isReply(err error) bool {
-	var re *ReplyError
-	return errors.As(err, &re)
+	_, ok := errors.AsType[*ReplyError](err) // no allocation, unlike errors.As
+	return ok
 }
 
 // deadlineOf is ctx's deadline, or now + d when it has none.

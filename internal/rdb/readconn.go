@@ -269,8 +269,7 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 	}
 	for range na {
 		if e := rc.rr.skip(); e != nil {
-			var re *ReplyError
-			if !errors.As(e, &re) {
+			if !isReply(e) {
 				rc.drop()
 				return nil, false, nil, e
 			}
@@ -289,11 +288,10 @@ func (db *DB) readRaw(ctx context.Context, rc *ReadConn, pk PartKeys, group, con
 	rc.full = int64(len(es)) >= count
 	if checkOthers {
 		v, e := rc.rr.value(0)
-		var re *ReplyError
 		switch {
 		case e == nil:
 			others = othersPendingIn(v, consumer)
-		case !errors.As(e, &re):
+		case !isReply(e):
 			rc.drop() // out of step: the next read dials again
 		}
 	}

@@ -226,8 +226,7 @@ func (p *respReader) value(depth int) (any, error) {
 	var first error // an error reply inside an array (EXEC) does not end it
 	for range n {
 		v, err := p.value(depth + 1)
-		var re *ReplyError
-		if errors.As(err, &re) {
+		if isReply(err) {
 			if first == nil {
 				first = err
 			}

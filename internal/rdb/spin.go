@@ -136,6 +136,17 @@ type spinConn struct {
 	misses atomic.Int32 // spins in a row that parked in the end
 	skip   atomic.Int32 // reads left that park without a spin
 	held   atomic.Bool  // set by a partition reader reading a backlog: no spin
+
+	// The spin in progress: rc.Read's callback is made once (poll) and
+	// works on these, so that a spin allocates nothing. A connection is
+	// read by one goroutine at a time (rueidis's reader, a lane or a
+	// partition reader).
+	poll  func(fd uintptr) bool
+	buf   []byte
+	start time.Time
+	n     int
+	rerr  error
+	got   bool
 }
 
 // withSpin wraps a freshly dialed connection; c itself when the spin is
@@ -150,7 +161,9 @@ func withSpin(c net.Conn, sp Spin) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &spinConn{TCPConn: tc, rc: rc, wait: sp.Wait, alone: sp.Alone, limit: int32(max(1, runtime.GOMAXPROCS(0)/4))}
+	s := &spinConn{TCPConn: tc, rc: rc, wait: sp.Wait, alone: sp.Alone, limit: int32(max(1, runtime.GOMAXPROCS(0)/4))}
+	s.poll = s.pollFD
+	return s
 }
 
 // Read polls the socket for up to the spin wait, then reads as a plain
@@ -187,24 +200,10 @@ func (s *spinConn) Read(b []byte) (int, error) {
 // spin reads b without blocking until something or an error comes, or the
 // wait is over (got false: nothing was read).
 func (s *spinConn) spin(b []byte) (n int, err error, got bool) {
-	start := time.Now()
-	var rerr error
-	cerr := s.rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = syscall.Read(int(fd), b)
-			switch rerr {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				if time.Since(start) < s.wait {
-					continue
-				}
-			default:
-				got = true
-			}
-			return true // never park here: the caller reads as usual
-		}
-	})
+	s.buf, s.start, s.n, s.rerr, s.got = b, time.Now(), 0, nil, false
+	cerr := s.rc.Read(s.poll)
+	n, rerr, got := s.n, s.rerr, s.got
+	s.buf, s.rerr = nil, nil
 	switch {
 	case cerr != nil || !got:
 		return 0, nil, false // closed, or a deadline passed: the plain read says so
@@ -214,6 +213,25 @@ func (s *spinConn) spin(b []byte) (n int, err error, got bool) {
 		return 0, io.EOF, true
 	}
 	return n, nil, true
+}
+
+// pollFD is rc.Read's callback of a spin: non-blocking reads of s.buf
+// until something or an error comes, or s.wait has passed since s.start.
+func (s *spinConn) pollFD(fd uintptr) bool {
+	for {
+		s.n, s.rerr = syscall.Read(int(fd), s.buf)
+		switch s.rerr {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if time.Since(s.start) < s.wait {
+				continue
+			}
+		default:
+			s.got = true
+		}
+		return true // never park here: the caller reads as usual
+	}
 }
 
 // dialSpin dials addr over TCP (and TLS when cfg is set) with reads that
