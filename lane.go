@@ -100,8 +100,8 @@ func (w *partWriter) takeLocked() *batch {
 			b.reqs = append(b.reqs, q[k])
 			k++
 		}
+		clear(q[:k]) // the array holds no request once taken
 		if k == len(q) {
-			clear(q)
 			return q[:0] // the queue's array serves the next requests
 		}
 		return q[k:]
