@@ -45,7 +45,7 @@ const (
 	MaxRate = 1000000
 	// MaxPublishers bounds the publishing goroutines.
 	MaxPublishers = 4096
-	// DefaultRounds is how many rounds publish and e2e split each side's
+	// DefaultRounds is how many rounds publish, consume and e2e split each side's
 	// measured time into (Config.Rounds).
 	DefaultRounds = 2
 	// MaxRounds bounds Config.Rounds.
@@ -58,7 +58,7 @@ const (
 var Modes = []string{"publish", "consume", "e2e", "channel"}
 
 // RoundModes lists the modes measured in Config.Rounds rounds.
-var RoundModes = []string{"publish", "e2e"}
+var RoundModes = []string{"publish", "consume", "e2e"}
 
 // Config describes one benchmark run. Zero fields take the defaults above.
 type Config struct {
@@ -81,8 +81,8 @@ type Config struct {
 	// (default DefaultKeys); Unordered subscribes with herald.Unordered.
 	Keys      int
 	Unordered bool
-	// Rounds splits each side's measured time of the publish and e2e
-	// modes into this many rounds of Duration/Rounds (default
+	// Rounds splits each side's measured time of the publish, consume and
+	// e2e modes into this many rounds of Duration/Rounds (default
 	// DefaultRounds). The sides run in turn, forward in even rounds and
 	// backward in odd ones (A B, then B A), so that a drift of the
 	// machine's speed during the run (a CPU's boost fading, a neighbour's

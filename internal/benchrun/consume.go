@@ -12,8 +12,9 @@ import (
 )
 
 // RunConsume measures how fast a stored backlog is consumed and
-// acknowledged. Herald's topic is filled for cfg.Duration with PublishBatch;
-// the raw streams get exactly as many entries. Then:
+// acknowledged, in cfg.Rounds alternating rounds. The first round's Herald
+// topic is filled for cfg.Duration/cfg.Rounds with PublishBatch; every
+// other backlog of the run gets exactly as many entries. Then:
 //
 //   - Herald: one Subscribe from the beginning with default options
 //     (concurrency 8), timed until every event was handled and nothing is
@@ -28,30 +29,36 @@ func RunConsume(ctx context.Context, cfg Config) (res Result, err error) {
 		return res, err
 	}
 	defer b.close()
-	h, n, err := b.heraldConsume(ctx)
+	// The first round's Herald backlog, filled for b.span, sets how many
+	// events every backlog of the run holds (n); it runs first.
+	var n int64
+	sides, err := b.alternate(ctx, []sideRun{
+		{"herald Subscribe", func(ctx context.Context, r int) (Side, error) {
+			side, stored, err := b.heraldConsume(ctx, r, n)
+			n = stored
+			return side, err
+		}},
+		{"raw XREADGROUP+XACK", func(ctx context.Context, r int) (Side, error) { return b.rawConsume(ctx, r, n) }},
+		{"raw XREADGROUP+XACK of Herald's entries", func(ctx context.Context, r int) (Side, error) {
+			return b.rawConsumeHeraldEntries(ctx, r, n)
+		}},
+	})
 	if err != nil {
-		return res, fmt.Errorf("herald Subscribe: %w", err)
-	}
-	b.cleanup(ctx)
-	raw, err := b.rawConsume(ctx, n)
-	if err != nil {
-		return res, fmt.Errorf("raw XREADGROUP+XACK: %w", err)
-	}
-	b.cleanup(ctx)
-	like, err := b.rawConsumeHeraldEntries(ctx, n)
-	if err != nil {
-		return res, fmt.Errorf("raw XREADGROUP+XACK of Herald's entries: %w", err)
+		return res, err
 	}
 	heraldDoes := fmt.Sprintf("Subscribe, %s, defaults (%d handlers), %d partitions, %d events, %d keys", orderWord(cfg.Unordered), herald.DefaultConcurrency, cfg.Partitions, n, cfg.Keys)
-	res.Phases = []Phase{{Name: "consume", Herald: h, Raw: raw,
-		HeraldDoes: heraldDoes,
-		RawDoes:    fmt.Sprintf("XREADGROUP COUNT %d + XACK, a goroutine per stream, %d streams", rawBatch, cfg.Partitions)},
+	if len(sides[0]) > 1 {
+		heraldDoes = fmt.Sprintf("Subscribe, %s, defaults (%d handlers), %d partitions, %d events per round, %d keys", orderWord(cfg.Unordered), herald.DefaultConcurrency, cfg.Partitions, n, cfg.Keys)
+	}
+	res.Phases = []Phase{
+		newPhase("consume", sides[0], sides[1], heraldDoes,
+			fmt.Sprintf("XREADGROUP COUNT %d + XACK, a goroutine per stream, %d streams", rawBatch, cfg.Partitions)),
 		// The same Herald figure against raw reading of entries of
 		// Herald's shape: what the raw line above would cost if its
 		// entries carried the event id and key that Herald stores.
-		{Name: "consume-herald-entries", Herald: h, Raw: like,
-			HeraldDoes: heraldDoes + " (the consume line's run)",
-			RawDoes:    fmt.Sprintf("XREADGROUP COUNT %d + XACK over the streams of a topic filled by PublishBatch (entries i, k, d: Herald's shape), a goroutine per stream", rawBatch)}}
+		newPhase("consume-herald-entries", sides[0], sides[2], heraldDoes+" (the consume line's run)",
+			fmt.Sprintf("XREADGROUP COUNT %d + XACK over the streams of a topic filled by PublishBatch (entries i, k, d: Herald's shape), a goroutine per stream", rawBatch)),
+	}
 	return res, nil
 }
 
@@ -61,8 +68,8 @@ func RunConsume(ctx context.Context, cfg Config) (res Result, err error) {
 // rawBatch + one XACK per batch, a goroutine per stream, timed until every
 // entry was acknowledged. The entries are what Herald stores (id, key and
 // data fields), so the difference to the Herald side is the engine alone.
-func (b *bench) rawConsumeHeraldEntries(ctx context.Context, n int64) (Side, error) {
-	topic, err := b.topic(ctx, "consume-entries")
+func (b *bench) rawConsumeHeraldEntries(ctx context.Context, round int, n int64) (Side, error) {
+	topic, err := b.topic(ctx, roundName("consume-entries", round))
 	if err != nil {
 		return Side{}, err
 	}
@@ -152,8 +159,11 @@ func orderWord(unordered bool) string {
 // drainTimeout bounds how long a backlog filled for d may take to drain.
 func drainTimeout(d time.Duration) time.Duration { return 30*time.Second + 20*d }
 
-func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
-	topic, err := b.topic(ctx, "consume")
+// heraldConsume fills a fresh topic with PublishBatch, for b.span when n
+// is 0 or else with n events, and measures one Subscribe consuming it. It
+// returns the side and how many events the backlog held.
+func (b *bench) heraldConsume(ctx context.Context, round int, n int64) (Side, int64, error) {
+	topic, err := b.topic(ctx, roundName("consume", round))
 	if err != nil {
 		return Side{}, 0, err
 	}
@@ -166,25 +176,32 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	}
 	var next atomic.Int64
 	var stored atomic.Int64
-	deadline := time.Now().Add(b.cfg.Duration)
+	deadline := time.Now().Add(b.span)
 	err = forEach(ctx, b.cfg.Publishers, func(ctx context.Context, _ int) error {
 		evs := make([]herald.Event, rawBatch)
-		for ctx.Err() == nil && time.Now().Before(deadline) {
+		for ctx.Err() == nil && (n > 0 || time.Now().Before(deadline)) {
 			k := next.Add(rawBatch) - rawBatch
-			for i := range evs {
-				evs[i] = herald.Event{Key: keys[(k+int64(i))%int64(len(keys))], Data: b.payload}
+			m := int64(rawBatch)
+			if n > 0 {
+				if k >= n {
+					return nil
+				}
+				m = min(m, n-k)
 			}
-			if _, err := b.c.PublishBatch(ctx, topic, evs); err != nil {
+			for i := range m {
+				evs[i] = herald.Event{Key: keys[(k+i)%int64(len(keys))], Data: b.payload}
+			}
+			if _, err := b.c.PublishBatch(ctx, topic, evs[:m]); err != nil {
 				return fmt.Errorf("fill the backlog: %w", err)
 			}
-			stored.Add(rawBatch)
+			stored.Add(m)
 		}
 		return nil
 	})
 	if err != nil {
 		return Side{}, 0, err
 	}
-	n := stored.Load()
+	n = stored.Load()
 
 	var handled stripedCounter
 	m := b.meter(ctx)
@@ -205,7 +222,7 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 		case <-time.After(10 * time.Second):
 		}
 	}()
-	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
+	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.span))
 	defer cancel()
 	for handled.load() < n && wctx.Err() == nil {
 		time.Sleep(time.Millisecond)
@@ -226,7 +243,7 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	}
 	if end.IsZero() {
 		return Side{}, 0, fmt.Errorf("handled %d of %d events, or acknowledgements missing, after %s; is the server overloaded? try a shorter --duration",
-			handled.load(), n, drainTimeout(b.cfg.Duration))
+			handled.load(), n, drainTimeout(b.span))
 	}
 	side := m.stop(ctx, end, handled.load())
 	if st := sub.Stats(); st.Failed > 0 || st.RedisErrors > 0 {
@@ -235,8 +252,8 @@ func (b *bench) heraldConsume(ctx context.Context) (Side, int64, error) {
 	return side, n, nil
 }
 
-func (b *bench) rawConsume(ctx context.Context, n int64) (Side, error) {
-	keys := b.rawStreams("consume")
+func (b *bench) rawConsume(ctx context.Context, round int, n int64) (Side, error) {
+	keys := b.rawStreams(roundName("consume", round))
 	for _, k := range keys {
 		if err := b.db.RawCreateGroup(ctx, k, "bench", "0"); err != nil {
 			return Side{}, err
@@ -270,7 +287,7 @@ func (b *bench) rawDrain(ctx context.Context, keys []string, group string, n int
 	var endOnce sync.Once
 	var end time.Time
 	m := b.meter(ctx)
-	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.cfg.Duration))
+	wctx, cancel := context.WithTimeout(ctx, drainTimeout(b.span))
 	defer cancel()
 	err := forEach(wctx, len(keys), func(ctx context.Context, p int) error {
 		for ctx.Err() == nil && acked.Load() < n {
@@ -292,7 +309,7 @@ func (b *bench) rawDrain(ctx context.Context, keys []string, group string, n int
 	}
 	if end.IsZero() {
 		return Side{}, fmt.Errorf("acknowledged %d of %d entries after %s; is the server overloaded? try a shorter --duration",
-			acked.Load(), n, drainTimeout(b.cfg.Duration))
+			acked.Load(), n, drainTimeout(b.span))
 	}
 	return m.stop(ctx, end, acked.Load()), nil
 }

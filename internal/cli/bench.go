@@ -67,7 +67,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 				}
 			}
 			if cmd.Flags().Changed("rounds") && !slices.Contains(benchrun.RoundModes, mode) {
-				return usage("--rounds applies to %s; bench %s measures each side once", strings.Join(benchrun.RoundModes, " and "), mode)
+				return usage("--rounds applies to publish, consume and e2e; bench %s measures each side once", mode)
 			}
 			sw, err := parseSpinWait(spin)
 			if err != nil {
@@ -124,7 +124,7 @@ under --namespace with a unique name, and deletes them at the end.`,
 	f.IntVar(&cfg.Publishers, "publishers", benchrun.DefaultPublishers, "publishing goroutines")
 	f.DurationVar(&cfg.Duration, "duration", benchrun.DefaultDuration, "measured time of each side of each phase")
 	f.IntVar(&cfg.Rate, "rate", benchrun.DefaultRate, "events per second of the latency runs (e2e, channel latency)")
-	f.IntVar(&cfg.Rounds, "rounds", benchrun.DefaultRounds, "publish and e2e: split each side's --duration into this many rounds, run in turn (A B, then B A) so that a drift of the machine's speed falls on both sides alike")
+	f.IntVar(&cfg.Rounds, "rounds", benchrun.DefaultRounds, "publish, consume and e2e: split each side's --duration into this many rounds, run in turn (A B, then B A) so that a drift of the machine's speed falls on both sides alike")
 	f.IntVar(&cfg.Keys, "keys", benchrun.DefaultKeys, "distinct event keys of the consume backlog")
 	f.BoolVar(&cfg.Unordered, "unordered", false, "consume: subscribe with Unordered() (default: ordered by key, like the library)")
 	f.StringVar(&spin, "spin-wait", "auto", "how long Herald's lanes and readers poll for a reply before parking: auto (30us; below 8 cores only while alone), off, or a duration up to 1ms")

@@ -73,11 +73,11 @@ func TestBenchModes(t *testing.T) {
 					positive(t, "raw cpu", m[3])
 				}
 			}
-			// publish and e2e run in two rounds by default (A B, B A):
+			// publish, consume and e2e run in two rounds by default (A B, B A):
 			// a line of each round's ratios per phase.
 			rounds := regexp.MustCompile(`(?m)^  rounds: (.+)$`).FindAllStringSubmatch(r.out, -1)
 			wantRounds := 0
-			if tc.mode == "publish" || tc.mode == "e2e" {
+			if tc.mode != "channel" {
 				wantRounds = len(tc.phases)
 				if !strings.Contains(r.out, "per side in 2 rounds") {
 					t.Errorf("the header does not say the rounds:\n%s", r.out)
@@ -135,7 +135,7 @@ func keysUnder(t *testing.T, ns string) string {
 
 func TestBenchJSON(t *testing.T) {
 	ns := redistest.Namespace(t)
-	r := run(t, ns, "", "-o", "json", "bench", "consume", "--duration", "300ms", "--publishers", "4", "--spin-wait", "40us")
+	r := run(t, ns, "", "-o", "json", "bench", "consume", "--duration", "450ms", "--rounds", "3", "--publishers", "4", "--spin-wait", "40us")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.err)
 	}
@@ -158,6 +158,10 @@ func TestBenchJSON(t *testing.T) {
 				Events       int64
 				EventsPerSec float64 `json:"events_per_sec"`
 			}
+			Rounds []struct {
+				Ratio       float64
+				Herald, Raw struct{ Events int64 }
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(r.out), &out); err != nil {
@@ -168,6 +172,21 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("unexpected JSON: %s", r.out)
 	}
 	p := out.Phases[0]
+	// Three rounds, each consuming a backlog of the first round's size on
+	// both sides; the phase's figures are their sums.
+	if len(p.Rounds) != 3 {
+		t.Fatalf("%d rounds, want 3: %s", len(p.Rounds), r.out)
+	}
+	var sum int64
+	for i, rd := range p.Rounds {
+		if rd.Herald.Events <= 0 || rd.Herald.Events != rd.Raw.Events || rd.Herald.Events != p.Rounds[0].Herald.Events || rd.Ratio <= 0 {
+			t.Fatalf("round %d: %+v, want equal positive backlogs in every round: %s", i, rd, r.out)
+		}
+		sum += rd.Herald.Events
+	}
+	if sum != p.Herald.Events {
+		t.Fatalf("rounds add up to %d events, the phase says %d", sum, p.Herald.Events)
+	}
 	if p.Ratio <= 0 || p.Herald.EventsPerSec <= 0 || p.Raw.EventsPerSec <= 0 || p.Herald.CPU <= 0 {
 		t.Fatalf("non-positive figures: %s", r.out)
 	}
@@ -197,7 +216,7 @@ func TestBenchBadFlagsExitTwo(t *testing.T) {
 		{"zero rounds", "--rounds 0 must be positive", []string{"bench", "publish", "--rounds", "0"}},
 		{"too many rounds", "--rounds 101 is out of range", []string{"bench", "publish", "--rounds", "101"}},
 		{"rounds too short", "leaves 40ms per round", []string{"bench", "e2e", "--duration", "200ms", "--rounds", "5"}},
-		{"rounds of consume", "--rounds applies to publish and e2e", []string{"bench", "consume", "--rounds", "3"}},
+		{"rounds of channel", "--rounds applies to publish, consume and e2e", []string{"bench", "channel", "--rounds", "3"}},
 		{"spin too long", `--spin-wait "2ms" is not auto, off or a duration from 1us to 1ms`, []string{"bench", "e2e", "--spin-wait", "2ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
