@@ -34,7 +34,7 @@ type Client struct {
 	publishIdle chan struct{}
 	idleOnce    sync.Once
 	writers     sync.WaitGroup // flushing partition writers
-	pending     chan struct{}  // one slot per unsettled PublishAsync event
+	pending     *slots         // one slot per unsettled PublishAsync event (slots.go)
 	connOnce    sync.Once      // closes the connection once
 	health      health
 	stats       clientStats
@@ -107,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("herald: connect to Redis: %w", ctx.Err())
 	}
 	return &Client{cfg: cfg, db: db, log: cfg.Logger, topics: topics{m: map[string]*topic{}}, subs: map[*Subscription]struct{}{},
-		pending: make(chan struct{}, cfg.MaxPending), publishIdle: make(chan struct{}), tracing: newTracing(&cfg)}, nil
+		pending: newSlots(cfg.MaxPending), publishIdle: make(chan struct{}), tracing: newTracing(&cfg)}, nil
 }
 
 // Namespace is the key prefix in use.

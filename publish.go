@@ -245,10 +245,8 @@ func (c *Client) publishOne(ctx context.Context, f *PublishFuture, ev *Event, op
 		return c.scheduleOne(ctx, f, t, p, ev, o.at)
 	}
 	if async {
-		select {
-		case c.pending <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := c.pending.take(ctx); err != nil {
+			return err
 		}
 	}
 	r := &f.req

@@ -172,7 +172,7 @@ func (w *partWriter) flush(bt *batch) {
 	t0 := time.Now()
 	res, err := w.appendWithRetry(b, bt.lane, replicated)
 	w.c.metrics.appended(w.t.name, t0, &res, err, len(b.Fields)) // metrics.go
-	off := 0
+	off, async := 0, 0
 	for _, r := range bt.reqs {
 		if err != nil {
 			r.err = err
@@ -181,11 +181,12 @@ func (w *partWriter) flush(bt *batch) {
 			r.res = rdb.AppendResult{Replay: res.Replay, Positions: res.Positions[off : off+k], Dup: res.Dup[off : off+k], Acked: res.Acked}
 			off += k
 		}
-		r.settle()
 		if r.async {
-			<-w.c.pending
+			async++
 		}
+		r.settle()
 	}
+	w.c.pending.give(async) // after settling: a publisher waiting for a slot finds its future settled
 }
 
 // appendWithRetry sends the batch until it is confirmed, retrying errors
