@@ -130,9 +130,21 @@ func (c *Config) Fill() error {
 		return fmt.Errorf("--keys %d is out of range; use 1..%d", c.Keys, MaxKeys)
 	case c.Rounds < 1 || c.Rounds > MaxRounds:
 		return fmt.Errorf("--rounds %d is out of range; use 1..%d", c.Rounds, MaxRounds)
-	case c.Duration/time.Duration(c.Rounds) < MinRoundTime:
+	}
+	return nil
+}
+
+// ForMode fits a filled Config to mode: a mode of RoundModes must leave
+// each round at least MinRoundTime; the others measure each side once
+// (Rounds becomes 1). Errors name the `herald bench` flags to fix.
+func (c *Config) ForMode(mode string) error {
+	if !slices.Contains(RoundModes, mode) {
+		c.Rounds = 1
+		return nil
+	}
+	if per := c.Duration / time.Duration(c.Rounds); per < MinRoundTime {
 		return fmt.Errorf("--duration %s over --rounds %d leaves %s per round; give each round at least %s (a longer --duration or fewer --rounds)",
-			c.Duration, c.Rounds, c.Duration/time.Duration(c.Rounds), MinRoundTime)
+			c.Duration, c.Rounds, per, MinRoundTime)
 	}
 	return nil
 }
@@ -306,6 +318,9 @@ type bench struct {
 
 func open(ctx context.Context, mode string, cfg Config) (*bench, Result, error) {
 	if err := cfg.Fill(); err != nil {
+		return nil, Result{}, err
+	}
+	if err := cfg.ForMode(mode); err != nil {
 		return nil, Result{}, err
 	}
 	var rnd [4]byte

@@ -62,11 +62,36 @@ func TestConfigFill(t *testing.T) {
 		{Config{Duration: -time.Second}, "--duration"},
 		{Config{Rate: MaxRate + 1}, "--rate"},
 		{Config{Rounds: MaxRounds + 1}, "--rounds"},
-		{Config{Duration: 90 * time.Millisecond, Rounds: 2}, "per round"},
 	} {
 		err := tc.cfg.Fill()
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Fill(%+v) = %v, want an error naming %s", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// Modes measured in rounds need MinRoundTime per round; the others
+// measure each side once whatever --rounds says, so a short --duration is
+// theirs to choose.
+func TestConfigForMode(t *testing.T) {
+	short := Config{Duration: 90 * time.Millisecond}
+	if err := short.Fill(); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range RoundModes {
+		c := short
+		if err := c.ForMode(mode); err == nil || !strings.Contains(err.Error(), "leaves 45ms per round") {
+			t.Errorf("%s with 90ms over 2 rounds: %v, want an error naming the time per round", mode, err)
+		}
+		c.Rounds = 1
+		if err := c.ForMode(mode); err != nil {
+			t.Errorf("%s with 90ms in one round: %v", mode, err)
+		}
+	}
+	for _, mode := range []string{"channel", "delay"} {
+		c := short
+		if err := c.ForMode(mode); err != nil || c.Rounds != 1 {
+			t.Errorf("%s: %v, rounds %d; want no error and one round", mode, err, c.Rounds)
 		}
 	}
 }

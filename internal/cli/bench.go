@@ -77,6 +77,9 @@ under --namespace with a unique name, and deletes them at the end.`,
 			if err := cfg.Fill(); err != nil {
 				return usage("%v", err)
 			}
+			if err := cfg.ForMode(mode); err != nil {
+				return usage("%v", err)
+			}
 			cfg.Namespace = e.namespace
 			cfg.URL = e.redisURL
 			where := redisHost(e.redisURL)
