@@ -118,7 +118,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	}
 	// The fence runs on the lane's rueidis connection; its replies come
 	// before anything of this attempt is written.
-	res, sent, err := db.recoverLost(ctx, f, b)
+	res, send, err := db.recoverLost(ctx, f, b)
 	if err != nil {
 		return res, err
 	}
@@ -128,8 +128,10 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if b.MaxLen > 0 {
 		maxLen = strconv.FormatInt(b.MaxLen, 10)
 	}
+	n := send.count(len(b.Fields))
 	w, extra := oc.w[:0], 0
-	for _, fv := range b.Fields[sent:] {
+	for j := range n {
+		fv := b.Fields[send.at(j)]
 		if maxLen != "" {
 			w = appendStrs(appendCmd(w, 6+len(fv)), "XADD", key, "MAXLEN", "~", maxLen, "*")
 		} else {
@@ -140,7 +142,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if b.MinID != "" {
 		w, extra = appendArgs(w, "XTRIM", key, "MINID", "~", b.MinID), extra+1
 	}
-	if sent == len(b.Fields) && replicas > 0 {
+	if n == 0 && replicas > 0 {
 		// Everything had landed: WAIT counts the writes of its own
 		// connection, so write the lane's state (as a transactional append
 		// does) for WAIT to cover the events before it.
@@ -191,7 +193,6 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	// error reply that is not transient (the command ran and failed, for
 	// example WRONGTYPE or OOM) ends the batch with that error once every
 	// reply was read, as through rueidis: the connection stays in step.
-	n := len(b.Fields) - sent
 	buf := make([]byte, 0, n*16)
 	ends := make([]int, n)
 	var refused error
@@ -236,7 +237,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
 		}
 	}
-	fillPositions(res.Positions[sent:], buf, ends)
+	fillPositions(res.Positions, send, buf, ends)
 	switch {
 	case refused != nil:
 		return res, refused
@@ -249,11 +250,11 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	return res, nil
 }
 
-// fillPositions cuts the positions read into buf (each ending at ends[i])
-// out of one string.
-func fillPositions(dst []string, buf []byte, ends []int) {
+// fillPositions cuts the positions read into buf (the j-th ending at
+// ends[j]) out of one string, into dst at the batch indices of send.
+func fillPositions(dst []string, send toSend, buf []byte, ends []int) {
 	s, start := string(buf), 0
-	for i, e := range ends {
-		dst[i], start = s[start:e], e
+	for j, e := range ends {
+		dst[send.at(j)], start = s[start:e], e
 	}
 }

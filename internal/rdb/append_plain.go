@@ -114,16 +114,18 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 			return res, err
 		}
 	}
-	res, sent, err := db.recoverLost(ctx, f, b)
+	res, send, err := db.recoverLost(ctx, f, b)
 	if err != nil {
 		return res, err
 	}
-	cmds := make(rueidis.Commands, 0, len(b.Fields)-sent+3)
+	n := send.count(len(b.Fields))
+	cmds := make(rueidis.Commands, 0, n+3)
 	maxLen := ""
 	if b.MaxLen > 0 {
 		maxLen = strconv.FormatInt(b.MaxLen, 10)
 	}
-	for _, fv := range b.Fields[sent:] {
+	for j := range n {
+		fv := b.Fields[send.at(j)]
 		// (A builder appends to one shared command: build one way only.)
 		x := f.dc.B().Xadd().Key(b.Keys.Stream)
 		if maxLen != "" {
@@ -135,7 +137,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 	if b.MinID != "" {
 		cmds = append(cmds, f.dc.B().Xtrim().Key(b.Keys.Stream).Minid().Almost().Threshold(b.MinID).Build())
 	}
-	if sent == len(b.Fields) && replicas > 0 {
+	if n == 0 && replicas > 0 {
 		// Everything had landed: WAIT counts the writes of its own
 		// connection, so write the lane's state (as a transactional append
 		// does) for WAIT to cover the events before it.
@@ -148,8 +150,8 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		return res, nil
 	}
 	rs := f.dc.DoMulti(ctx, cmds...)
-	for i := sent; i < len(b.Fields); i++ {
-		r := rs[i-sent]
+	for j := range n {
+		r := rs[j]
 		p, err := r.ToString()
 		if err != nil {
 			if r.NonRedisError() != nil || Transient(err) {
@@ -159,7 +161,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 			}
 			return res, err
 		}
-		res.Positions[i] = p
+		res.Positions[send.at(j)] = p
 	}
 	if replicas > 0 {
 		n, err := rs[len(rs)-1].AsInt64()
@@ -178,24 +180,75 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 	return res, nil
 }
 
+// toSend is which events of a batch an attempt sends: those from index
+// from on, or, when holes is set, those at the indices it lists (in the
+// batch's order).
+type toSend struct {
+	from  int
+	holes []int
+}
+
+// count is how many events of a batch of n are sent.
+func (t toSend) count(n int) int {
+	if t.holes != nil {
+		return len(t.holes)
+	}
+	return n - t.from
+}
+
+// at is the batch index of the j-th event sent.
+func (t toSend) at(j int) int {
+	if t.holes != nil {
+		return t.holes[j]
+	}
+	return t.from + j
+}
+
 // recoverLost fences f's suspect, when an earlier attempt was lost, and
 // finds what of b landed (fencePlain, on the lane's rueidis connection).
-// res is b's result with those positions filled in; sent is their count.
-func (db *DB) recoverLost(ctx context.Context, f *Fence, b *AppendBatch) (res AppendResult, sent int, err error) {
-	var positions []string
+// res is b's result with those positions filled in; send is what is left
+// to send: the events after those found, or, when what landed is not a
+// prefix of b, the events not found.
+//
+// What landed is a prefix unless the server refused some XADDs of the
+// lost attempt and ran later ones: a reply of LOADING, BUSY or TRYAGAIN
+// ends the reading of an attempt, and a server that finished loading its
+// data (or a slow script) while reading a pipeline refuses its first
+// commands and runs the rest. The events not found are sent then, after
+// the later ones of the batch: nothing is stored twice, but two events of
+// one key may land out of their order.
+func (db *DB) recoverLost(ctx context.Context, f *Fence, b *AppendBatch) (res AppendResult, send toSend, err error) {
+	var found []string
 	if f.suspect.id != 0 {
 		if err := f.takeFor(ctx, db.lanes, b.Keys.Stream); err != nil {
-			return res, 0, err
+			return res, send, err
 		}
-		if positions, err = db.fencePlain(ctx, f, b); err != nil {
+		if found, err = db.fencePlain(ctx, f, b); err != nil {
 			f.drop()
-			return res, 0, err
+			return res, send, err
 		}
 	}
-	sent = len(positions)
-	res = AppendResult{Replay: sent > 0, Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
-	copy(res.Positions, positions)
-	return res, sent, nil
+	res = AppendResult{Positions: make([]string, len(b.Fields)), Dup: noDups(len(b.Fields)), Acked: -1}
+	k := 0
+	for k < len(found) && found[k] != "" {
+		k++
+	}
+	copy(res.Positions, found)
+	send.from = k
+	for i := k; i < len(found); i++ {
+		if found[i] != "" {
+			res.Replay = true
+			send.holes = make([]int, 0, len(found)-k)
+			for j := k; j < len(found); j++ {
+				if found[j] == "" {
+					send.holes = append(send.holes, j)
+				}
+			}
+			break
+		}
+	}
+	res.Replay = res.Replay || k > 0
+	return res, send, nil
 }
 
 // KillSuspect fences the connection an earlier plain append of f's lane
@@ -232,14 +285,15 @@ func (f *Fence) Lost(seq int64) {
 }
 
 // fencePlain kills the connection an earlier attempt was lost on and finds
-// which events of b it stored: their positions, a prefix of b. An attempt
+// which events of b it stored: a position per event of b, "" for those not
+// found (usually a prefix of b is found; see recoverLost). An attempt
 // of another batch (one the lane gave up) is fenced the same way, and
 // nothing of b can be in the stream yet.
 //
 // The scan reads the tail back, a page of 1,000 entries per round trip,
 // until it meets b's first event (the batch's events landed in order, so
 // every one that landed has been seen by then) or entries older than the
-// first event's time. A scan cut short by a lost connection keeps the
+// first event's time (when the first event did not land). A scan cut short by a lost connection keeps the
 // fence (the next attempt must never send the batch whole) and its
 // progress: the kill ran before its first page, so nothing of b can land
 // behind the scan, and the next attempt goes on from where it stopped.
@@ -313,15 +367,8 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 		sc.scanned += len(es)
 		sc.end = "(" + es[len(es)-1].ID
 	}
-	k := 0
-	for k < len(sc.found) && sc.found[k] != "" {
-		k++
-	}
-	if k < sc.n {
-		return nil, fmt.Errorf("recovering a lost append: %d of %d events found, not a prefix of the batch", sc.n, len(b.Fields))
-	}
 	f.suspect, f.scan = connID{}, nil // fenced, and what landed is known
-	return sc.found[:k], nil
+	return sc.found, nil
 }
 
 // plainScan is the progress of a recovery scan (fencePlain) for batch seq.

@@ -364,3 +364,64 @@ func TestPlainAppendRefusedKeepsConnectionInStep(t *testing.T) {
 		t.Fatalf("XLEN %v (%v), want 3", n, err)
 	}
 }
+
+// A lost attempt whose first XADDs were refused and whose later ones ran
+// (a server that finished loading its data, or a slow script, while it
+// read the pipeline: LOADING or BUSY for the first commands) stored events
+// that are not a prefix of the batch. The retry finds them and sends only
+// the others: every event stored once, every position known. Both ways of
+// appending: on the lane's own connection, and on a given client's.
+func TestPlainRecoveryFindsEventsThatAreNotAPrefix(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	given := givenClientDB(ctx, t, redistest.URL(t), redistest.Namespace(t)+"-given")
+	own, _, _ := leaseDB(t)
+	for name, db := range map[string]*rdb.DB{"own connection": own, "given client": given} {
+		t.Run(name, func(t *testing.T) {
+			pk := db.Keys.Part("t/0")
+			id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+			b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 4, StateTTL: 60000, DedupeIDs: make([]string, 5)}
+			for i := range 5 {
+				b.Fields = append(b.Fields, []string{"i", id(i), "d", "x" + strconv.Itoa(i)})
+			}
+			// The lost attempt stored events 1, 2 and 4.
+			landed := map[int]string{}
+			for _, i := range []int{1, 2, 4} {
+				p, err := db.Do(ctx, "XADD", pk.Stream, "*", "i", id(i), "d", "x"+strconv.Itoa(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				landed[i] = p.(string)
+			}
+			var f rdb.Fence
+			defer f.Close()
+			f.LoseOn(1<<40, "127.0.0.1:1", 4)
+			res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Replay || len(res.Positions) != 5 {
+				t.Fatalf("retry: %+v; want a replay with five positions", res)
+			}
+			for i, p := range res.Positions {
+				if p == "" || (landed[i] != "" && p != landed[i]) {
+					t.Fatalf("position %d is %q (landed at %q): %+v", i, p, landed[i], res)
+				}
+			}
+			// The stream holds each event once: 1, 2, 4 as they landed,
+			// then 0 and 3.
+			es, err := db.Do(ctx, "XRANGE", pk.Stream, "-", "+")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var order []string
+			for _, e := range es.([]any) {
+				fv := e.([]any)[1].([]any)
+				order = append(order, fv[1].(string)[len(fv[1].(string))-1:])
+			}
+			if got := strings.Join(order, ""); got != "12403" {
+				t.Fatalf("stream order %q, want 12403: each event once, the missing ones after", got)
+			}
+		})
+	}
+}

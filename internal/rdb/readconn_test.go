@@ -82,6 +82,29 @@ func fill(t *testing.T, ctx context.Context, db *rdb.DB, pk rdb.PartKeys) [][]st
 	return want
 }
 
+// givenClientDB opens a DB on a rueidis client made here (Options.Client),
+// as a program that brings its own client does: it dials nothing itself.
+// Both are closed when the test ends.
+func givenClientDB(ctx context.Context, t *testing.T, url, ns string) *rdb.DB {
+	t.Helper()
+	opt, err := rdb.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.DisableCache = true
+	cl, err := rueidis.NewClient(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	db, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
 // The reader's own RESP connection returns entries exactly as the client's
 // dedicated connection does, its acks run, and it dials with the URL's
 // password and database.
@@ -95,20 +118,7 @@ func TestReadConnMatchesClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	opt, err := rdb.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt.DisableCache = true
-	cl, err := rueidis.NewClient(opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	given, err := rdb.Open(ctx, rdb.Options{Client: cl, Namespace: "given"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	given := givenClientDB(ctx, t, url, "given")
 	var got [2][]rdb.Entry
 	var want [][]string
 	for i, db := range []*rdb.DB{raw, given} {
