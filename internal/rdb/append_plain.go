@@ -238,6 +238,10 @@ func (db *DB) recoverLost(ctx context.Context, f *Fence, b *AppendBatch) (res Ap
 	for i := k; i < len(found); i++ {
 		if found[i] != "" {
 			res.Replay = true
+			// From here on the batch's first event may land after later
+			// ones: a scan of a later loss of this batch reads down to its
+			// floor instead of stopping at the first event (fencePlain).
+			f.reordered = b.Seq
 			send.holes = make([]int, 0, len(found)-k)
 			for j := k; j < len(found); j++ {
 				if found[j] == "" {
@@ -293,7 +297,8 @@ func (f *Fence) Lost(seq int64) {
 // The scan reads the tail back, a page of 1,000 entries per round trip,
 // until it meets b's first event (the batch's events landed in order, so
 // every one that landed has been seen by then) or entries older than the
-// first event's time (when the first event did not land). A scan cut short by a lost connection keeps the
+// first event's time (when the first event did not land, or when a retry
+// of b sent events after later ones: f.reordered). A scan cut short by a lost connection keeps the
 // fence (the next attempt must never send the batch whole) and its
 // progress: the kill ran before its first page, so nothing of b can land
 // behind the scan, and the next attempt goes on from where it stopped.
@@ -356,7 +361,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 				sc.found[i] = e.ID
 				sc.n++
 			}
-			if sc.found[0] != "" || (firstMS > 0 && entryMS(e.ID) < firstMS) {
+			if (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
 				done = true
 				break
 			}

@@ -422,6 +422,43 @@ func TestPlainRecoveryFindsEventsThatAreNotAPrefix(t *testing.T) {
 			if got := strings.Join(order, ""); got != "12403" {
 				t.Fatalf("stream order %q, want 12403: each event once, the missing ones after", got)
 			}
+			if f.Reordered() != 4 {
+				t.Fatalf("the fence does not know that batch 4 was sent out of order (%d)", f.Reordered())
+			}
 		})
+	}
+}
+
+// A batch sent out of order (above) and lost again: its first event now
+// sits after later ones, so the recovery scan must not stop at it. Events
+// 1 and 2 landed in the first attempt, 0 in the second (sent after them);
+// the third attempt finds all three and sends only 3 and 4.
+func TestPlainRecoveryOfAReorderedBatchReadsPastItsFirstEvent(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: 7, StateTTL: 60000, DedupeIDs: make([]string, 5)}
+	for i := range 5 {
+		b.Fields = append(b.Fields, []string{"i", id(i), "d", "x" + strconv.Itoa(i)})
+	}
+	for _, i := range []int{1, 2, 0} {
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "i", id(i), "d", "x"+strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f rdb.Fence
+	defer f.Close()
+	f.SetReordered(7)
+	f.LoseOn(1<<40, "127.0.0.1:1", 7)
+	res, err := db.AppendPlain(ctx, &f, b, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range res.Positions {
+		if p == "" {
+			t.Fatalf("position %d unknown: %+v", i, res)
+		}
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(5) {
+		t.Fatalf("stream length %v (%v), want 5: events 1 and 2 stored once, not sent again", n, err)
 	}
 }

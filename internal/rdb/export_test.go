@@ -37,3 +37,9 @@ func (r *ReadConn) SpinState() (spins, held, full bool) {
 func (f *Fence) OwnConn() (own, dc bool, id int64) {
 	return f.own != nil && f.own.conn != nil, f.dc != nil, f.conn.id
 }
+
+// Reordered is the batch sequence whose retry sent events out of the
+// batch's order; SetReordered records one, as such a retry does.
+func (f *Fence) Reordered() int64 { return f.reordered }
+
+func (f *Fence) SetReordered(seq int64) { f.reordered = seq }

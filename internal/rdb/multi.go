@@ -31,6 +31,10 @@ type Fence struct {
 	suspect connID
 	lostSeq int64      // the batch sequence whose outcome suspect left unknown
 	scan    *plainScan // a recovery scan of lostSeq cut short, to go on with
+	// reordered is a batch sequence whose retry sent events the recovery
+	// had not found after later ones that had landed: its events no longer
+	// sit in the stream in the batch's order (recoverLost).
+	reordered int64
 
 	// own is the lane's own RESP connection for plain appends, where
 	// Herald dials Redis itself (append_own.go); conn is then its identity.
