@@ -361,7 +361,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 				sc.found[i] = e.ID
 				sc.n++
 			}
-			if (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
+			if sc.n == len(b.Fields) || (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
 				done = true
 				break
 			}
