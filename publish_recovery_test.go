@@ -2,6 +2,8 @@ package herald_test
 
 import (
 	"errors"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -120,5 +122,81 @@ func TestReplicatedPublishToStalledServerEndsByPublishTimeout(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("a replicated publish to a stopped server did not return within twice its PublishTimeout")
+	}
+}
+
+// A slow script holds Redis (BUSY) while a big batch's pipelined XADDs
+// arrive, at several moments of the script: Redis refuses what it reads
+// during the script (a 3,000-XADD pipeline written at once was refused
+// whole, or run whole once the script ended), and the refused attempt is
+// fenced and sent again. Every publish succeeds and every event is stored
+// exactly once.
+func TestBatchThroughABusyScriptStoredOnce(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Own(t, redisproc.Options{})
+	ctx := ctxT(t, 2*time.Minute)
+	if _, err := redisproc.Command(srv.Addr(), 5*time.Second, "CONFIG", "SET", "busy-reply-threshold", "10"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := herald.New(ctx, herald.Config{URL: srv.URL(), PublishTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const rounds, size = 6, 3000
+	payload := make([]byte, 100)
+	evs := make([]herald.Event, size)
+	for i := range evs {
+		evs[i] = herald.Event{Data: payload}
+	}
+	if _, err := c.PublishBatch(ctx, "t", evs[:1]); err != nil { // the lane's connection is up
+		t.Fatal(err)
+	}
+	const busy = `local t0 = redis.call('TIME') local s = t0[1] * 1000000 + t0[2]
+while true do local t = redis.call('TIME') if t[1] * 1000000 + t[2] - s > 200000 then break end end return 1`
+	want := 1
+	for r := range rounds {
+		done := make(chan error, 1)
+		go func() {
+			_, err := redisproc.Command(srv.Addr(), 10*time.Second, "EVAL", busy, "0")
+			done <- err
+		}()
+		waitFor(t, 5*time.Second, "the script to hold Redis", func() bool {
+			_, err := redisproc.Command(srv.Addr(), time.Second, "PING")
+			return err != nil && strings.Contains(err.Error(), "BUSY")
+		})
+		// At a later moment of the script each round.
+		time.Sleep(time.Duration(r*30) * time.Millisecond)
+		pos, err := c.PublishBatch(ctx, "t", evs)
+		if err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want += size
+		seen := map[herald.Position]bool{}
+		for _, p := range pos {
+			if p.ID == "" || seen[p] {
+				t.Fatalf("round %d: position %+v missing or given twice", r, p)
+			}
+			seen[p] = true
+		}
+		ti, err := c.TopicInfo(ctx, "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := 0
+		for _, p := range ti.Partitions {
+			n, err := redisproc.Command(srv.Addr(), 5*time.Second, "XLEN", p.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			k, _ := strconv.Atoi(n)
+			stored += k
+		}
+		if stored != want {
+			t.Fatalf("round %d: %d events stored, want %d: every event once", r, stored, want)
+		}
 	}
 }
