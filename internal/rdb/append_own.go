@@ -154,6 +154,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	}
 	oc.w = w
 	if len(w) == 0 {
+		f.stored(res.Positions)
 		return res, nil
 	}
 	wait := ConnWriteTimeout
@@ -179,7 +180,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	}
 	lost := func(err error) (AppendResult, error) {
 		// The outcome of what was written is unknown from here on.
-		f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
+		f.lostAttempt(b.Seq)
 		f.closeOwn()
 		if ctx.Err() != nil {
 			return res, ctx.Err()
@@ -247,6 +248,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if replicas > 0 {
 		res.Acked, _ = acked.(int64)
 	}
+	f.stored(res.Positions)
 	return res, nil
 }
 

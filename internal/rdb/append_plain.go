@@ -147,6 +147,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		cmds = append(cmds, f.dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
 	}
 	if len(cmds) == 0 {
+		f.stored(res.Positions)
 		return res, nil
 	}
 	rs := f.dc.DoMulti(ctx, cmds...)
@@ -156,7 +157,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		if err != nil {
 			if r.NonRedisError() != nil || Transient(err) {
 				// The outcome of this XADD and of those after it is unknown.
-				f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
+				f.lostAttempt(b.Seq)
 				f.drop()
 			}
 			return res, err
@@ -170,13 +171,14 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 				// The events are stored, but a retry cannot know that from
 				// this reply: fence and scan as after a lost XADD, so that
 				// it finds them instead of sending them again.
-				f.suspect, f.lostSeq, f.scan = f.conn, b.Seq, nil
+				f.lostAttempt(b.Seq)
 				f.drop()
 			}
 			return res, fmt.Errorf("WAIT after the append (the events are stored): %w", err)
 		}
 		res.Acked = n
 	}
+	f.stored(res.Positions)
 	return res, nil
 }
 
@@ -283,9 +285,56 @@ func (db *DB) KillSuspect(ctx context.Context, f *Fence, keys PartKeys) error {
 // would: the next AppendPlain fences f's connection and reads the tail.
 func (f *Fence) Lost(seq int64) {
 	if f.conn.id != 0 {
-		f.suspect, f.lostSeq, f.scan = f.conn, seq, nil
+		f.lostAttempt(seq)
 	}
 	f.drop()
+}
+
+// lostAttempt makes f's connection the suspect of batch seq, whose outcome
+// it left unknown. When this is the batch's first loss and it went out on
+// the connection that stored the lane's previous events (up to f.lastPos),
+// whatever of the batch landed landed after them on that server, with
+// greater stream ids, also on a replica promoted since (replication keeps
+// the order): the recovery scan may stop at f.lastPos instead of reading a
+// minute of the stream back (fencePlain). A later loss of the batch went
+// out on another connection, maybe to another master whose clock may
+// stand behind, and keeps the time floor.
+func (f *Fence) lostAttempt(seq int64) {
+	f.after = ""
+	if seq != f.lostSeq && f.lastPos != "" && f.conn == f.lastConn {
+		f.after = f.lastPos
+	}
+	f.suspect, f.lostSeq, f.scan = f.conn, seq, nil
+}
+
+// stored records the positions of a plain append that succeeded on f's
+// connection: the newest is where a recovery of the lane's next batch may
+// stop (lostAttempt).
+func (f *Fence) stored(positions []string) {
+	newest := ""
+	for _, p := range positions {
+		if p != "" && (newest == "" || idLess(newest, p)) {
+			newest = p
+		}
+	}
+	if newest != "" {
+		f.lastPos, f.lastConn = newest, f.conn
+	}
+}
+
+// idLess reports whether stream id a comes before b ("ms-seq"; a malformed
+// id counts as 0-0).
+func idLess(a, b string) bool {
+	am, as := splitID(a)
+	bm, bs := splitID(b)
+	return am < bm || (am == bm && as < bs)
+}
+
+func splitID(id string) (ms, seq uint64) {
+	m, s, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(m, 10, 64)
+	seq, _ = strconv.ParseUint(s, 10, 64)
+	return ms, seq
 }
 
 // fencePlain kills the connection an earlier attempt was lost on and finds
@@ -313,7 +362,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 	}
 	sc := f.scan
 	if sc == nil || sc.seq != b.Seq {
-		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields))}
+		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields)), after: f.after}
 	}
 	// The scan stops at entries older than the batch by plainScanAge, by
 	// the older of two clocks: the client's (the first event's UUIDv7
@@ -361,7 +410,8 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 				sc.found[i] = e.ID
 				sc.n++
 			}
-			if sc.n == len(b.Fields) || (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) {
+			if sc.n == len(b.Fields) || (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) ||
+				(sc.after != "" && !idLess(sc.after, e.ID)) {
 				done = true
 				break
 			}
@@ -383,7 +433,8 @@ type plainScan struct {
 	found   []string // positions of the batch's events found so far
 	n       int      // how many found
 	scanned int
-	floorMS int64 // the newest entry's time when the scan began (Redis's clock)
+	floorMS int64  // the newest entry's time when the scan began (Redis's clock)
+	after   string // the scan ends at entries at or before this id (Fence.lostAttempt)
 }
 
 // noDup backs the Dup of plain appends (never a duplicate): shared and

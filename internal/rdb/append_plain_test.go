@@ -462,3 +462,46 @@ func TestPlainRecoveryOfAReorderedBatchReadsPastItsFirstEvent(t *testing.T) {
 		t.Fatalf("stream length %v (%v), want 5: events 1 and 2 stored once, not sent again", n, err)
 	}
 }
+
+// The first loss of a batch sent on the connection that stored the lane's
+// previous batch is recovered by reading the tail back to that batch only:
+// a long history before it is not read (it would be, a minute of it, by
+// the time floor). The batch is still stored once.
+func TestPlainRecoveryStopsAtTheLanesLastEvents(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	for i := range 3000 { // an older history: three pages
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "d", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+	batch := func(seq int64, from int) *rdb.AppendBatch {
+		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, 2)}
+		for i := from; i < from+2; i++ {
+			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
+		}
+		return b
+	}
+	var f rdb.Fence
+	defer f.Close()
+	if _, err := db.AppendPlain(ctx, &f, batch(1, 0), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Batch 2's reply is lost on the same connection; nothing of it landed.
+	f.Lost(2)
+	pages := 0
+	defer rdb.SetScanPageHook(func() error { pages++; return nil })()
+	res, err := db.AppendPlain(ctx, &f, batch(2, 2), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages != 0 {
+		t.Fatalf("the recovery read %d pages after the first, want none: it stops at batch 1", pages)
+	}
+	if res.Positions[0] == "" || res.Positions[1] == "" {
+		t.Fatalf("batch 2: %+v", res)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(3004) {
+		t.Fatalf("stream length %v (%v), want 3004", n, err)
+	}
+}

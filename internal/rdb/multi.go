@@ -35,6 +35,11 @@ type Fence struct {
 	// had not found after later ones that had landed: its events no longer
 	// sit in the stream in the batch's order (recoverLost).
 	reordered int64
+	// lastPos is the newest position a plain append of this lane stored, and
+	// lastConn the connection it went on; after is what a recovery scan
+	// of lostSeq may stop at (lostAttempt).
+	lastPos, after string
+	lastConn       connID
 
 	// own is the lane's own RESP connection for plain appends, where
 	// Herald dials Redis itself (append_own.go); conn is then its identity.
