@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/heraldbus/herald/internal/codec"
 )
 
 // The plain append: the single-event hot path. A batch whose events all
@@ -147,7 +149,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		cmds = append(cmds, f.dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
 	}
 	if len(cmds) == 0 {
-		f.stored(res.Positions)
+		f.stored(b, res.Positions)
 		return res, nil
 	}
 	rs := f.dc.DoMulti(ctx, cmds...)
@@ -178,7 +180,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		}
 		res.Acked = n
 	}
-	f.stored(res.Positions)
+	f.stored(b, res.Positions)
 	return res, nil
 }
 
@@ -291,35 +293,37 @@ func (f *Fence) Lost(seq int64) {
 }
 
 // lostAttempt makes f's connection the suspect of batch seq, whose outcome
-// it left unknown. When this is the batch's first loss and it went out on
-// the connection that stored the lane's previous events (up to f.lastPos),
-// whatever of the batch landed landed after them on that server, with
-// greater stream ids, also on a replica promoted since (replication keeps
-// the order): the recovery scan may stop at f.lastPos instead of reading a
-// minute of the stream back (fencePlain). A later loss of the batch went
-// out on another connection, maybe to another master whose clock may
-// stand behind, and keeps the time floor.
+// it left unknown, and gives its recovery scan the entry it may stop at:
+// the newest the lane stored before this batch (f.lastPos), if the scan
+// meets that very entry. The lane stored it before it first sent batch
+// seq, so a stream that still holds it held it then too, and whatever of
+// the batch landed in that stream, on whichever master and over whichever
+// connection, was appended after it, with greater ids, and is newer in the
+// tail. A stream that no longer holds it (deleted since, or a promoted
+// replica that had not received it) is read down to the time floor as
+// before (fencePlain).
 func (f *Fence) lostAttempt(seq int64) {
-	f.after = ""
-	if seq != f.lostSeq && f.lastPos != "" && f.conn == f.lastConn {
-		f.after = f.lastPos
+	f.after, f.afterEvent = "", ""
+	if f.lastPos != "" && f.lastSeq != seq {
+		f.after, f.afterEvent = f.lastPos, f.lastEvent
 	}
 	f.suspect, f.lostSeq, f.scan = f.conn, seq, nil
 }
 
-// stored records the positions of a plain append that succeeded on f's
-// connection: the newest is where a recovery of the lane's next batch may
-// stop (lostAttempt).
-func (f *Fence) stored(positions []string) {
-	newest := ""
-	for _, p := range positions {
-		if p != "" && (newest == "" || idLess(newest, p)) {
-			newest = p
+// stored records the newest entry of batch b that a plain append stored
+// (at positions, per event of b): where a recovery of the lane's next
+// batch may stop (lostAttempt).
+func (f *Fence) stored(b *AppendBatch, positions []string) {
+	newest := -1
+	for i, p := range positions {
+		if p != "" && (newest < 0 || idLess(positions[newest], p)) {
+			newest = i
 		}
 	}
-	if newest != "" {
-		f.lastPos, f.lastConn = newest, f.conn
+	if newest < 0 || len(b.Fields[newest]) < 2 || b.Fields[newest][0] != codec.FieldID {
+		return
 	}
+	f.lastPos, f.lastEvent, f.lastSeq = positions[newest], b.Fields[newest][1], b.Seq
 }
 
 // idLess reports whether stream id a comes before b ("ms-seq"; a malformed
@@ -362,7 +366,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 	}
 	sc := f.scan
 	if sc == nil || sc.seq != b.Seq {
-		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields)), after: f.after}
+		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields)), after: f.after, afterEvent: f.afterEvent}
 	}
 	// The scan stops at entries older than the batch by plainScanAge, by
 	// the older of two clocks: the client's (the first event's UUIDv7
@@ -411,7 +415,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 				sc.n++
 			}
 			if sc.n == len(b.Fields) || (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) ||
-				(sc.after != "" && !idLess(sc.after, e.ID)) {
+				(sc.after != "" && e.ID == sc.after && e.FieldValues[b.Fields[0][0]] == sc.afterEvent) {
 				done = true
 				break
 			}
@@ -433,8 +437,10 @@ type plainScan struct {
 	found   []string // positions of the batch's events found so far
 	n       int      // how many found
 	scanned int
-	floorMS int64  // the newest entry's time when the scan began (Redis's clock)
-	after   string // the scan ends at entries at or before this id (Fence.lostAttempt)
+	floorMS int64 // the newest entry's time when the scan began (Redis's clock)
+	// The scan ends at the entry after, holding event afterEvent, when it
+	// meets it (Fence.lostAttempt).
+	after, afterEvent string
 }
 
 // noDup backs the Dup of plain appends (never a duplicate): shared and

@@ -2,32 +2,34 @@ package rdb
 
 import "testing"
 
-// A recovery may stop at the lane's last stored events only for the first
-// loss of a batch, on the connection that stored them; the newest of a
-// batch's positions is compared as a stream id, not as text.
-func TestLostAttemptStopsOnlyOnTheSameConnection(t *testing.T) {
-	c1, c2 := connID{id: 1, addr: "127.0.0.1:1"}, connID{id: 2, addr: "127.0.0.1:2"}
+// A recovery may stop at the newest entry the lane stored before the lost
+// batch, never at one of the lost batch's own; the newest of a batch's
+// positions is compared as a stream id, not as text.
+func TestLostAttemptStopsAtAnEarlierBatchOnly(t *testing.T) {
+	c1 := connID{id: 1, addr: "127.0.0.1:1"}
 	f := &Fence{conn: c1}
-	f.stored([]string{"9-5", "", "10-0", "9-9"})
-	if f.lastPos != "10-0" || f.lastConn != c1 {
-		t.Fatalf("stored: last %q on %+v, want 10-0 on c1", f.lastPos, f.lastConn)
+	b1 := &AppendBatch{Seq: 1, Fields: [][]string{{"i", "a", "d", "x"}, {"i", "b", "d", "x"}, {"i", "c", "d", "x"}, {"i", "e", "d", "x"}}}
+	f.stored(b1, []string{"9-5", "", "10-0", "9-9"})
+	if f.lastPos != "10-0" || f.lastEvent != "c" || f.lastSeq != 1 {
+		t.Fatalf("stored: last %q (%q) of batch %d, want 10-0 (c) of batch 1", f.lastPos, f.lastEvent, f.lastSeq)
 	}
 	f.lostAttempt(2)
-	if f.after != "10-0" || f.suspect != c1 || f.lostSeq != 2 {
-		t.Fatalf("first loss: after %q, suspect %+v, seq %d", f.after, f.suspect, f.lostSeq)
+	if f.after != "10-0" || f.afterEvent != "c" || f.suspect != c1 || f.lostSeq != 2 {
+		t.Fatalf("loss of batch 2: after %q (%q), suspect %+v, seq %d", f.after, f.afterEvent, f.suspect, f.lostSeq)
 	}
-	f.lostAttempt(2) // its retry lost too
+	f.lostAttempt(2) // its retry lost too: the entry is still the lane's before batch 2
+	if f.after != "10-0" {
+		t.Fatalf("second loss of batch 2: after %q, want 10-0", f.after)
+	}
+	b2 := &AppendBatch{Seq: 2, Fields: [][]string{{"i", "f", "d", "x"}}}
+	f.stored(b2, []string{"11-0"})
+	f.lostAttempt(2) // lost after it was stored (a reply the writer gave up on)
 	if f.after != "" {
-		t.Fatalf("second loss of batch 2 may stop at %q", f.after)
+		t.Fatalf("a loss of batch 2 may stop at its own entry %q", f.after)
 	}
-	f.conn = c2 // a new connection that stored nothing yet
-	f.lostAttempt(3)
-	if f.after != "" {
-		t.Fatalf("a loss on another connection may stop at %q", f.after)
-	}
-	f.stored([]string{"", ""})
-	if f.lastPos != "10-0" || f.lastConn != c1 {
-		t.Fatal("an append with no position moved the lane's last events")
+	f.stored(&AppendBatch{Seq: 3, Fields: [][]string{{"d", "x"}}}, []string{"12-0"})
+	if f.lastPos != "11-0" {
+		t.Fatal("an entry without an event id became the lane's last")
 	}
 	for _, c := range []struct {
 		a, b string

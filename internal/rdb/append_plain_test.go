@@ -505,3 +505,47 @@ func TestPlainRecoveryStopsAtTheLanesLastEvents(t *testing.T) {
 		t.Fatalf("stream length %v (%v), want 3004", n, err)
 	}
 }
+
+// A lane's last entry that the stream no longer holds gives the recovery
+// no place to stop: the stream deleted (by another client) after an entry
+// an hour ahead of the clock made batch 1's id run ahead; batch 2, lost
+// after it landed in the new stream with smaller ids, is found whole there
+// and not sent again.
+func TestPlainRecoveryAfterTheLanesLastEntryWasDeleted(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	ahead := time.Now().Add(time.Hour).UnixMilli()
+	if _, err := db.Do(ctx, "XADD", pk.Stream, fmt.Sprintf("%d-0", ahead), "d", "future"); err != nil {
+		t.Fatal(err)
+	}
+	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+	batch := func(seq int64, from, n int) *rdb.AppendBatch {
+		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, n)}
+		for i := from; i < from+n; i++ {
+			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
+		}
+		return b
+	}
+	var f rdb.Fence
+	defer f.Close()
+	if _, err := db.AppendPlain(ctx, &f, batch(1, 0, 1), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Do(ctx, "DEL", pk.Stream); err != nil {
+		t.Fatal(err)
+	}
+	// Batch 2 landed in the new stream, its replies lost on the lane's
+	// connection.
+	b2 := batch(2, 1, 2)
+	for _, fv := range b2.Fields {
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", fv[0], fv[1], fv[2], fv[3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Lost(2)
+	if _, err := db.AppendPlain(ctx, &f, b2, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(2) {
+		t.Fatalf("stream length %v (%v), want 2: batch 2 stored once", n, err)
+	}
+}

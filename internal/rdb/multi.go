@@ -35,11 +35,12 @@ type Fence struct {
 	// had not found after later ones that had landed: its events no longer
 	// sit in the stream in the batch's order (recoverLost).
 	reordered int64
-	// lastPos is the newest position a plain append of this lane stored, and
-	// lastConn the connection it went on; after is what a recovery scan
-	// of lostSeq may stop at (lostAttempt).
-	lastPos, after string
-	lastConn       connID
+	// lastPos and lastEvent are the newest entry a plain append of this
+	// lane stored (its stream id and event id), by batch lastSeq; after
+	// and afterEvent the entry a recovery scan of lostSeq may stop at
+	// (lostAttempt).
+	lastPos, lastEvent, after, afterEvent string
+	lastSeq                               int64
 
 	// own is the lane's own RESP connection for plain appends, where
 	// Herald dials Redis itself (append_own.go); conn is then its identity.
