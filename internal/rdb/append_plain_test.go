@@ -463,10 +463,10 @@ func TestPlainRecoveryOfAReorderedBatchReadsPastItsFirstEvent(t *testing.T) {
 	}
 }
 
-// The first loss of a batch sent on the connection that stored the lane's
-// previous batch is recovered by reading the tail back to that batch only:
-// a long history before it is not read (it would be, a minute of it, by
-// the time floor). The batch is still stored once.
+// A lost batch is recovered by reading the tail back to the newest entry
+// the lane stored before it: a long history before that entry is not read
+// (it would be, a minute of it, by the time floor). The batch is still
+// stored once.
 func TestPlainRecoveryStopsAtTheLanesLastEvents(t *testing.T) {
 	db, pk, ctx := leaseDB(t)
 	for i := range 3000 { // an older history: three pages
@@ -547,5 +547,50 @@ func TestPlainRecoveryAfterTheLanesLastEntryWasDeleted(t *testing.T) {
 	}
 	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(2) {
 		t.Fatalf("stream length %v (%v), want 2: batch 2 stored once", n, err)
+	}
+}
+
+// The entry a recovery stops at is matched by its event id too, not by its
+// stream id alone: a recreated stream holding another entry at that id,
+// newer than events of the lost batch, does not stop the scan before them.
+func TestPlainRecoveryMatchesTheStopEntryByItsEvent(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+	batch := func(seq int64, from, n int) *rdb.AppendBatch {
+		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, n)}
+		for i := from; i < from+n; i++ {
+			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
+		}
+		return b
+	}
+	var f rdb.Fence
+	defer f.Close()
+	res, err := db.AppendPlain(ctx, &f, batch(1, 0, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := res.Positions[0]
+	ms, _, _ := strings.Cut(x, "-")
+	before, _ := strconv.ParseInt(ms, 10, 64)
+	if _, err := db.Do(ctx, "DEL", pk.Stream); err != nil {
+		t.Fatal(err)
+	}
+	// Batch 2 landed in the recreated stream just before batch 1's id, and
+	// another entry took that id.
+	b2 := batch(2, 1, 2)
+	for k, fv := range b2.Fields {
+		if _, err := db.Do(ctx, "XADD", pk.Stream, fmt.Sprintf("%d-%d", before-1, k+1), fv[0], fv[1], fv[2], fv[3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Do(ctx, "XADD", pk.Stream, x, "i", "other", "d", "x"); err != nil {
+		t.Fatal(err)
+	}
+	f.Lost(2)
+	if _, err := db.AppendPlain(ctx, &f, b2, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(3) {
+		t.Fatalf("stream length %v (%v), want 3: batch 2 found, not sent again", n, err)
 	}
 }
