@@ -474,14 +474,7 @@ func TestPlainRecoveryStopsAtTheLanesLastEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
-	batch := func(seq int64, from int) *rdb.AppendBatch {
-		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, 2)}
-		for i := from; i < from+2; i++ {
-			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
-		}
-		return b
-	}
+	batch := func(seq int64, from int) *rdb.AppendBatch { return idBatch(pk, seq, from, 2) }
 	var f rdb.Fence
 	defer f.Close()
 	if _, err := db.AppendPlain(ctx, &f, batch(1, 0), 0, 0); err != nil {
@@ -517,14 +510,7 @@ func TestPlainRecoveryAfterTheLanesLastEntryWasDeleted(t *testing.T) {
 	if _, err := db.Do(ctx, "XADD", pk.Stream, fmt.Sprintf("%d-0", ahead), "d", "future"); err != nil {
 		t.Fatal(err)
 	}
-	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
-	batch := func(seq int64, from, n int) *rdb.AppendBatch {
-		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, n)}
-		for i := from; i < from+n; i++ {
-			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
-		}
-		return b
-	}
+	batch := func(seq int64, from, n int) *rdb.AppendBatch { return idBatch(pk, seq, from, n) }
 	var f rdb.Fence
 	defer f.Close()
 	if _, err := db.AppendPlain(ctx, &f, batch(1, 0, 1), 0, 0); err != nil {
@@ -555,14 +541,7 @@ func TestPlainRecoveryAfterTheLanesLastEntryWasDeleted(t *testing.T) {
 // newer than events of the lost batch, does not stop the scan before them.
 func TestPlainRecoveryMatchesTheStopEntryByItsEvent(t *testing.T) {
 	db, pk, ctx := leaseDB(t)
-	id := func(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
-	batch := func(seq int64, from, n int) *rdb.AppendBatch {
-		b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, n)}
-		for i := from; i < from+n; i++ {
-			b.Fields = append(b.Fields, []string{"i", id(i), "d", "x"})
-		}
-		return b
-	}
+	batch := func(seq int64, from, n int) *rdb.AppendBatch { return idBatch(pk, seq, from, n) }
 	var f rdb.Fence
 	defer f.Close()
 	res, err := db.AppendPlain(ctx, &f, batch(1, 0, 1), 0, 0)
@@ -593,4 +572,17 @@ func TestPlainRecoveryMatchesTheStopEntryByItsEvent(t *testing.T) {
 	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(3) {
 		t.Fatalf("stream length %v (%v), want 3: batch 2 found, not sent again", n, err)
 	}
+}
+
+// testEventID is a fixed UUIDv7-shaped event id for test batches.
+func testEventID(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
+
+// idBatch is plain batch seq of pk: events from..from+n-1 (testEventID),
+// each with data "x".
+func idBatch(pk rdb.PartKeys, seq int64, from, n int) *rdb.AppendBatch {
+	b := &rdb.AppendBatch{Keys: pk, Producer: "p", Seq: seq, StateTTL: 60000, DedupeIDs: make([]string, n)}
+	for i := from; i < from+n; i++ {
+		b.Fields = append(b.Fields, []string{"i", testEventID(i), "d", "x"})
+	}
+	return b
 }
