@@ -154,7 +154,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	}
 	oc.w = w
 	if len(w) == 0 {
-		f.stored(b, res.Positions)
+		f.stored(b, res.Positions, time.Now())
 		return res, nil
 	}
 	wait := ConnWriteTimeout
@@ -248,7 +248,7 @@ func (db *DB) appendPlainOwn(ctx context.Context, f *Fence, b *AppendBatch, repl
 	if replicas > 0 {
 		res.Acked, _ = acked.(int64)
 	}
-	f.stored(b, res.Positions)
+	f.stored(b, res.Positions, time.Now())
 	return res, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -149,7 +150,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		cmds = append(cmds, f.dc.B().Wait().Numreplicas(replicas).Timeout(timeoutMS).Build())
 	}
 	if len(cmds) == 0 {
-		f.stored(b, res.Positions)
+		f.stored(b, res.Positions, time.Now())
 		return res, nil
 	}
 	rs := f.dc.DoMulti(ctx, cmds...)
@@ -180,7 +181,7 @@ func (db *DB) AppendPlain(ctx context.Context, f *Fence, b *AppendBatch, replica
 		}
 		res.Acked = n
 	}
-	f.stored(b, res.Positions)
+	f.stored(b, res.Positions, time.Now())
 	return res, nil
 }
 
@@ -292,28 +293,52 @@ func (f *Fence) Lost(seq int64) {
 	f.drop()
 }
 
+// stopEntry is an entry a plain append of a lane stored: its stream id,
+// its event id, the batch and when.
+type stopEntry struct {
+	pos, event string
+	seq        int64
+	at         time.Time
+}
+
+// stopAges are the ages of the older entries a lane keeps as places a
+// recovery scan may stop at besides its newest: after a failover to a
+// replica that lagged, the newest entries may be missing there, and an
+// older one lets the scan stop all the same (a replica a second behind).
+var stopAges = [...]time.Duration{time.Second, 10 * time.Second}
+
 // lostAttempt makes f's connection the suspect of batch seq, whose outcome
-// it left unknown, and gives its recovery scan the entry it may stop at:
-// the newest the lane stored before this batch (f.lastPos), if the scan
-// meets that very entry. The lane stored it before it first sent batch
-// seq, so a stream that still holds it held it then too, and whatever of
-// the batch landed in that stream, on whichever master and over whichever
-// connection, was appended after it, with greater ids, and is newer in the
-// tail. A stream that no longer holds it (deleted since, or a promoted
-// replica that had not received it) is read down to the time floor as
-// before (fencePlain).
+// it left unknown, and gives its recovery scan the entries it may stop at:
+// those the lane stored before this batch (Fence.stored), if the scan
+// meets one of them itself (its stream id and event id). The lane stored
+// it before it first sent batch seq, so a stream that still holds it held
+// it then, and whatever of the batch landed in that stream, on whichever
+// master and over whichever connection, was appended after it, with
+// greater ids, and is newer in the tail. A stream that holds none of them
+// (deleted since, or a promoted replica that had not received them) is
+// read down to the time floor as before (fencePlain).
 func (f *Fence) lostAttempt(seq int64) {
-	f.after, f.afterEvent = "", ""
-	if f.lastPos != "" && f.lastSeq != seq {
-		f.after, f.afterEvent = f.lastPos, f.lastEvent
+	f.stops = f.stops[:0]
+	add := func(e stopEntry) {
+		if e.pos != "" && e.seq != seq && !slices.ContainsFunc(f.stops, func(o stopEntry) bool { return o.pos == e.pos }) {
+			f.stops = append(f.stops, e)
+		}
+	}
+	add(f.newest)
+	for k := range f.aged {
+		add(f.aged[k][1])
+		add(f.aged[k][0])
 	}
 	f.suspect, f.lostSeq, f.scan = f.conn, seq, nil
 }
 
 // stored records the newest entry of batch b that a plain append stored
-// (at positions, per event of b): where a recovery of the lane's next
-// batch may stop (lostAttempt).
-func (f *Fence) stored(b *AppendBatch, positions []string) {
+// at now (at positions, per event of b): where a recovery of the lane's
+// later batches may stop (lostAttempt). For each of stopAges, the entry
+// kept as the one to come (aged[k][1]) becomes the kept one (aged[k][0])
+// once it is that old, and this entry the one to come: the kept one is
+// then between one and two such ages old.
+func (f *Fence) stored(b *AppendBatch, positions []string, now time.Time) {
 	newest := -1
 	for i, p := range positions {
 		if p != "" && (newest < 0 || idLess(positions[newest], p)) {
@@ -323,7 +348,17 @@ func (f *Fence) stored(b *AppendBatch, positions []string) {
 	if newest < 0 || len(b.Fields[newest]) < 2 || b.Fields[newest][0] != codec.FieldID {
 		return
 	}
-	f.lastPos, f.lastEvent, f.lastSeq = positions[newest], b.Fields[newest][1], b.Seq
+	e := stopEntry{pos: positions[newest], event: b.Fields[newest][1], seq: b.Seq, at: now}
+	f.newest = e
+	for k, age := range stopAges {
+		a := &f.aged[k]
+		switch {
+		case a[1].pos == "":
+			a[1] = e
+		case now.Sub(a[1].at) >= age:
+			a[0], a[1] = a[1], e
+		}
+	}
 }
 
 // idLess reports whether stream id a comes before b ("ms-seq"; a malformed
@@ -366,7 +401,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 	}
 	sc := f.scan
 	if sc == nil || sc.seq != b.Seq {
-		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields)), after: f.after, afterEvent: f.afterEvent}
+		sc = &plainScan{seq: b.Seq, end: "+", found: make([]string, len(b.Fields)), stops: slices.Clone(f.stops)}
 	}
 	// The scan stops at entries older than the batch by plainScanAge, by
 	// the older of two clocks: the client's (the first event's UUIDv7
@@ -415,7 +450,7 @@ func (db *DB) fencePlain(ctx context.Context, f *Fence, b *AppendBatch) ([]strin
 				sc.n++
 			}
 			if sc.n == len(b.Fields) || (sc.found[0] != "" && b.Seq != f.reordered) || (firstMS > 0 && entryMS(e.ID) < firstMS) ||
-				(sc.after != "" && e.ID == sc.after && e.FieldValues[b.Fields[0][0]] == sc.afterEvent) {
+				sc.meetsStop(e, b.Fields[0][0]) {
 				done = true
 				break
 			}
@@ -437,10 +472,19 @@ type plainScan struct {
 	found   []string // positions of the batch's events found so far
 	n       int      // how many found
 	scanned int
-	floorMS int64 // the newest entry's time when the scan began (Redis's clock)
-	// The scan ends at the entry after, holding event afterEvent, when it
-	// meets it (Fence.lostAttempt).
-	after, afterEvent string
+	floorMS int64       // the newest entry's time when the scan began (Redis's clock)
+	stops   []stopEntry // the scan ends when it meets one of these (Fence.lostAttempt)
+}
+
+// meetsStop reports whether e is one of the scan's stop entries: the same
+// stream id and the same event id (field idField).
+func (sc *plainScan) meetsStop(e rueidis.XRangeEntry, idField string) bool {
+	for _, st := range sc.stops {
+		if e.ID == st.pos && e.FieldValues[idField] == st.event {
+			return true
+		}
+	}
+	return false
 }
 
 // noDup backs the Dup of plain appends (never a duplicate): shared and

@@ -574,6 +574,43 @@ func TestPlainRecoveryMatchesTheStopEntryByItsEvent(t *testing.T) {
 	}
 }
 
+// After a failover to a replica that lagged, the lane's newest entry may
+// be missing: the recovery stops at an older one it kept instead of
+// reading the history before it.
+func TestPlainRecoveryStopsAtAnOlderEntryWhenTheNewestIsGone(t *testing.T) {
+	db, pk, ctx := leaseDB(t)
+	for i := range 3000 { // an older history: three pages
+		if _, err := db.Do(ctx, "XADD", pk.Stream, "*", "d", strconv.Itoa(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f rdb.Fence
+	defer f.Close()
+	if _, err := db.AppendPlain(ctx, &f, idBatch(pk, 1, 0, 1), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.AppendPlain(ctx, &f, idBatch(pk, 2, 1, 1), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Batch 2's entry never reached the promoted replica.
+	if _, err := db.Do(ctx, "XDEL", pk.Stream, res.Positions[0]); err != nil {
+		t.Fatal(err)
+	}
+	f.Lost(3)
+	pages := 0
+	defer rdb.SetScanPageHook(func() error { pages++; return nil })()
+	if _, err := db.AppendPlain(ctx, &f, idBatch(pk, 3, 2, 2), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if pages != 0 {
+		t.Fatalf("the recovery read %d pages after the first, want none: it stops at batch 1", pages)
+	}
+	if n, err := db.Do(ctx, "XLEN", pk.Stream); err != nil || n != int64(3003) {
+		t.Fatalf("stream length %v (%v), want 3003", n, err)
+	}
+}
+
 // testEventID is a fixed UUIDv7-shaped event id for test batches.
 func testEventID(i int) string { return fmt.Sprintf("0190a3b2-7c4e-7def-8abc-%012d", i) }
 

@@ -10,7 +10,7 @@ func SetScanPageHook(f func() error) func() {
 // LoseOn records that batch seq was lost on the connection id/addr, as a
 // failed append leaves a Fence.
 func (f *Fence) LoseOn(id int64, addr string, seq int64) {
-	f.suspect, f.lostSeq, f.scan, f.after, f.afterEvent = connID{id: id, addr: addr}, seq, nil, "", ""
+	f.suspect, f.lostSeq, f.scan, f.stops = connID{id: id, addr: addr}, seq, nil, nil
 }
 
 // SetMoved records addr as the node of key's slot, as a MOVED reply to a

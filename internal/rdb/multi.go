@@ -35,12 +35,13 @@ type Fence struct {
 	// had not found after later ones that had landed: its events no longer
 	// sit in the stream in the batch's order (recoverLost).
 	reordered int64
-	// lastPos and lastEvent are the newest entry a plain append of this
-	// lane stored (its stream id and event id), by batch lastSeq; after
-	// and afterEvent the entry a recovery scan of lostSeq may stop at
-	// (lostAttempt).
-	lastPos, lastEvent, after, afterEvent string
-	lastSeq                               int64
+	// Entries the lane's plain appends stored, where a recovery scan of a
+	// later batch may stop (Fence.stored): the newest, and for each of
+	// stopAges one at least that old (aged[k][0]) and the one to replace
+	// it (aged[k][1]); stops are those a scan of lostSeq may stop at.
+	newest stopEntry
+	aged   [len(stopAges)][2]stopEntry
+	stops  []stopEntry
 
 	// own is the lane's own RESP connection for plain appends, where
 	// Herald dials Redis itself (append_own.go); conn is then its identity.
