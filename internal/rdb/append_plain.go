@@ -320,7 +320,7 @@ var stopAges = [...]time.Duration{time.Second, 10 * time.Second}
 func (f *Fence) lostAttempt(seq int64) {
 	f.stops = f.stops[:0]
 	add := func(e stopEntry) {
-		if e.pos != "" && e.seq != seq && !slices.ContainsFunc(f.stops, func(o stopEntry) bool { return o.pos == e.pos }) {
+		if e.pos != "" && e.seq != seq && !slices.Contains(f.stops, e) {
 			f.stops = append(f.stops, e)
 		}
 	}
@@ -337,7 +337,7 @@ func (f *Fence) lostAttempt(seq int64) {
 // later batches may stop (lostAttempt). For each of stopAges, the entry
 // kept as the one to come (aged[k][1]) becomes the kept one (aged[k][0])
 // once it is that old, and this entry the one to come: the kept one is
-// then between one and two such ages old.
+// then at least one such age old (under two while the lane is busy).
 func (f *Fence) stored(b *AppendBatch, positions []string, now time.Time) {
 	newest := -1
 	for i, p := range positions {
