@@ -41,6 +41,7 @@ type engine struct {
 	group    string
 	h        Handler
 	o        *subOptions
+	end      func(error) // ends the subscription with an error (its topic was deleted)
 	ordered  bool
 	instance string // random per engine: two subscriptions under one name never share a lease
 	stats    *subStats

@@ -2,6 +2,7 @@ package herald
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -473,6 +474,18 @@ func fnv32(s string) uint32 {
 // metadata if that went too). It starts from the beginning of what is there:
 // after a restart without persistence the stream holds only new events.
 func (e *engine) recoverGroup(ctx context.Context, pk rdb.PartKeys) {
+	// A topic deleted by DeleteTopic (another client's) is not brought
+	// back: the subscription ends with ErrTopicNotFound.
+	if deleted, err := e.c.db.TopicWasDeleted(ctx, e.t.name); err != nil {
+		e.noteErr("check the topic", err)
+		return
+	} else if deleted {
+		e.c.log.Warn("topic was deleted; the subscription ends", "topic", e.t.name, "group", e.group)
+		if e.end != nil {
+			e.end(fmt.Errorf("%w: %q was deleted", ErrTopicNotFound, e.t.name))
+		}
+		return
+	}
 	e.c.restoreTopic(ctx, e.t)
 	if err := e.c.db.EnsureGroup(ctx, pk, e.group, "0"); err != nil {
 		e.noteErr("recreate group", err)

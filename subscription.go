@@ -118,6 +118,10 @@ func (c *Client) Subscribe(ctx context.Context, topicName, group string, h Handl
 	handlerCtx, handlerCancel := context.WithCancel(context.Background())
 	s.fetchCancel, s.handlerCancel = fetchCancel, handlerCancel
 	s.eng = newEngine(c, t, group, h, &s.o, &s.stats, fetchCtx, handlerCtx)
+	s.eng.end = func(err error) {
+		s.err.CompareAndSwap(nil, &err)
+		s.Stop()
+	}
 	if err := c.addSub(s); err != nil {
 		return nil, err
 	}
@@ -151,9 +155,9 @@ func (s *Subscription) ConsumerName() string { return s.o.consumer }
 func (s *Subscription) Done() <-chan struct{} { return s.done }
 
 // Err is the error that stopped the subscription by itself, or nil. Redis
-// errors are retried with backoff rather than ending the subscription, so
-// today it is nil after every stop; it is kept for errors that cannot be
-// retried.
+// errors are retried with backoff rather than ending the subscription; it
+// ends by itself when its topic was deleted (DeleteTopic, by any client):
+// Err then wraps ErrTopicNotFound.
 func (s *Subscription) Err() error {
 	if p := s.err.Load(); p != nil {
 		return *p

@@ -190,17 +190,26 @@ func (t *topic) sameAs(u *topic) bool {
 // the running subscriptions restore from their cached layout.
 func (c *Client) checkCached(ctx context.Context, t *topic) {
 	m, found, err := c.db.LoadTopic(ctx, t.name)
-	if err != nil || !found {
+	if err != nil {
 		return
 	}
-	if u, err := c.topicFromMeta(t.name, m); err != nil || u.sameAs(t) {
+	why := "topic was deleted and created again by another client; this client's cached layout is dropped"
+	if !found {
+		// Gone: deleted (DeleteTopic's tombstone says so), or a Redis that
+		// restarted without persistence, whose topics running
+		// subscriptions restore (restoreTopic).
+		if deleted, err := c.db.TopicWasDeleted(ctx, t.name); err != nil || !deleted {
+			return
+		}
+		why = "topic was deleted by another client; this client's cached layout is dropped"
+	} else if u, err := c.topicFromMeta(t.name, m); err != nil || u.sameAs(t) {
 		return
 	}
 	c.topics.mu.Lock()
 	if c.topics.m[t.name] == t {
 		delete(c.topics.m, t.name)
 		c.topics.publishLocked()
-		c.log.Warn("topic was deleted and created again by another client; this client's cached layout is dropped", "topic", t.name)
+		c.log.Warn(why, "topic", t.name)
 	}
 	c.topics.mu.Unlock()
 	for _, w := range t.writers {

@@ -368,7 +368,8 @@ func (b *bench) cleanup(ctx context.Context) {
 	b.topics, b.keys = nil, nil
 	b.cleanMu.Unlock()
 	for _, t := range topics {
-		_ = b.c.DeleteTopic(ctx, t) // with producer states and dedupe keys
+		_ = b.c.DeleteTopic(ctx, t)                    // with producer states and dedupe keys
+		keys = append(keys, b.db.Keys.TopicDeleted(t)) // and its tombstone: nothing of the run is left
 	}
 	if len(keys) > 0 {
 		_ = b.db.RawDelete(ctx, keys...)

@@ -17,6 +17,11 @@ func (k Keys) Topics() string { return k.NS + ":topics" }
 // Topic is the metadata hash of a topic.
 func (k Keys) Topic(name string) string { return k.NS + ":topic:" + name }
 
+// TopicDeleted is the tombstone DeleteTopic leaves for a day: a client that
+// finds a topic's metadata gone tells a deletion (this key set) from a
+// Redis that restarted without persistence (it is not).
+func (k Keys) TopicDeleted(name string) string { return k.NS + ":topic-deleted:" + name }
+
 // Part returns the keys of one partition, given its hash tag.
 func (k Keys) Part(tag string) PartKeys {
 	base := k.NS + ":{" + tag + "}:"

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
@@ -34,11 +35,28 @@ func (db *DB) CreateTopic(ctx context.Context, name string, meta map[string]stri
 	for i := 0; i+1 < len(arr)-1; i += 2 {
 		out[arr[i]] = arr[i+1]
 	}
-	// The registry lives in another slot; adding twice is harmless.
-	if err := db.c.Do(ctx, db.c.B().Sadd().Key(db.Keys.Topics()).Member(name).Build()).Error(); err != nil {
-		return nil, false, err
+	// The registry and the tombstone live in other slots; adding twice is
+	// harmless, and a topic created again is no longer deleted.
+	cmds := rueidis.Commands{db.c.B().Sadd().Key(db.Keys.Topics()).Member(name).Build()}
+	if created {
+		cmds = append(cmds, db.c.B().Del().Key(db.Keys.TopicDeleted(name)).Build())
+	}
+	for _, r := range db.c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return nil, false, err
+		}
 	}
 	return out, created, nil
+}
+
+// TopicTombstoneTTL is how long DeleteTopic's tombstone lives (Keys.TopicDeleted).
+const TopicTombstoneTTL = 24 * time.Hour
+
+// TopicWasDeleted reports whether DeleteTopic deleted the topic within
+// TopicTombstoneTTL and nothing created it since.
+func (db *DB) TopicWasDeleted(ctx context.Context, name string) (bool, error) {
+	n, err := db.c.Do(ctx, db.c.B().Exists().Key(db.Keys.TopicDeleted(name)).Build()).AsInt64()
+	return n > 0, err
 }
 
 // LoadTopic reads a topic's metadata; found is false when it does not exist.
@@ -95,6 +113,7 @@ func (db *DB) DeleteTopic(ctx context.Context, name string, parts []PartKeys) er
 		}
 	}
 	cmds := rueidis.Commands{
+		db.c.B().Set().Key(db.Keys.TopicDeleted(name)).Value(strconv.FormatInt(time.Now().UnixMilli(), 10)).Ex(TopicTombstoneTTL).Build(),
 		db.c.B().Del().Key(db.Keys.Topic(name)).Build(),
 		db.c.B().Srem().Key(db.Keys.Topics()).Member(name).Build(),
 	}
